@@ -1,0 +1,93 @@
+"""The trustee's member register: who may send, and what benchmarks need to know of them.
+
+The register is a TOML file kept by the trustee (``metalldaten broker add-member``
+writes it). Each ``[[member]]`` entry::
+
+    [[member]]
+    pseudonym = "m-7f3a9c"            # broker login and first topic level
+    group = "grp-01"                  # corporate group: one contributor in benchmarks
+    region = "DE-NW"                  # coarse region
+    emission_factor_kg_per_kwh = 0.38 # optional; default below
+    active = true                     # false once removed: its data is rejected
+
+It holds no company names: the mapping of pseudonym to company stays with the
+trustee, outside the hub.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from wire.model import MEMBER_RE
+
+from .configfile import ConfigError
+
+#: kg CO2e per kWh used when a member's entry names none (documented in docs/kpis.md).
+DEFAULT_EMISSION_FACTOR = 0.380
+
+
+class Member(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pseudonym: str = Field(pattern=MEMBER_RE.pattern)
+    group: str = Field(min_length=1, max_length=64)
+    region: str = Field(default="", max_length=32)
+    emission_factor_kg_per_kwh: float = Field(default=DEFAULT_EMISSION_FACTOR, ge=0, le=5)
+    active: bool = True
+
+
+class Register(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member: list[Member] = Field(default_factory=list)
+
+    def get(self, pseudonym: str) -> Member | None:
+        for m in self.member:
+            if m.pseudonym == pseudonym:
+                return m
+        return None
+
+    def is_active(self, pseudonym: str) -> bool:
+        m = self.get(pseudonym)
+        return m is not None and m.active
+
+    def active(self) -> Iterator[Member]:
+        return (m for m in self.member if m.active)
+
+
+def load_register(path: Path | str) -> Register:
+    p = Path(path)
+    if not p.exists():
+        return Register()
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return Register.model_validate(data)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(p, [("(file)", f"valid TOML: {exc}")]) from exc
+    except ValidationError as exc:
+        raise ConfigError(
+            p, [(".".join(str(x) for x in e["loc"]), str(e["msg"])) for e in exc.errors()]
+        ) from None
+
+
+def dump_register(register: Register) -> str:
+    lines: list[str] = []
+    for m in register.member:
+        lines += [
+            "[[member]]",
+            f'pseudonym = "{m.pseudonym}"',
+            f"group = {_toml_str(m.group)}",
+            f"region = {_toml_str(m.region)}",
+            f"emission_factor_kg_per_kwh = {m.emission_factor_kg_per_kwh!r}",
+            f"active = {'true' if m.active else 'false'}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'

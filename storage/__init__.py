@@ -1,0 +1,34 @@
+"""Hub storage: the store interface, the embedded DuckDB store, the InfluxDB store,
+hourly rollups and the ingestor that feeds them."""
+
+from .base import (
+    AGGS,
+    ROLLUP_SCHEMA,
+    SERIES_SCHEMA,
+    Agg,
+    RollupQuery,
+    SeriesQuery,
+    Store,
+    empty_rollups,
+    empty_series,
+)
+from .duckdb_store import DuckDBStore
+from .errors import StoreError, StoreRejected, StoreUnavailable
+from .rollups import compute_rollups
+
+__all__ = [
+    "AGGS",
+    "ROLLUP_SCHEMA",
+    "SERIES_SCHEMA",
+    "Agg",
+    "DuckDBStore",
+    "RollupQuery",
+    "SeriesQuery",
+    "Store",
+    "StoreError",
+    "StoreRejected",
+    "StoreUnavailable",
+    "compute_rollups",
+    "empty_rollups",
+    "empty_series",
+]

@@ -1,0 +1,191 @@
+"""The embedded store: one DuckDB file (DESIGN §5).
+
+Raw samples live in ``samples`` with the primary key (member, asset, signal, ts),
+so a redelivered batch inserts nothing new. Hourly rollups live in ``rollups``
+and are kept up to date on every write (see :mod:`storage.rollups`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from wire import SIGNALS, Sample
+
+from .base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from .errors import StoreRejected, StoreUnavailable
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS samples (
+    member      VARCHAR  NOT NULL,
+    asset       VARCHAR  NOT NULL,
+    asset_class VARCHAR  NOT NULL,
+    signal      VARCHAR  NOT NULL,
+    ts          BIGINT   NOT NULL,
+    value       DOUBLE,
+    text        VARCHAR,
+    quality     UTINYINT NOT NULL,
+    PRIMARY KEY (member, asset, signal, ts)
+);
+"""
+
+_AGG_SQL = {
+    "mean": "avg(value)",
+    "min": "min(value)",
+    "max": "max(value)",
+    "last": "arg_max(value, ts)",
+    "sum": "sum(value)",
+    "count": "count(*)::DOUBLE",
+}
+
+_STATE_SIGNALS = frozenset(n for n, s in SIGNALS.items() if s.kind == "state")
+
+
+def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
+    """Turn wire samples into a frame with the raw-table columns (ts as Int64 ns)."""
+    n = len(samples)
+    values: list[float | None] = [None] * n
+    texts: list[str | None] = [None] * n
+    for i, s in enumerate(samples):
+        v = s.value
+        if isinstance(v, str):
+            texts[i] = v
+        else:
+            values[i] = float(v)
+    return pl.DataFrame(
+        {
+            "member": [member] * n,
+            "asset": [s.asset for s in samples],
+            "asset_class": [s.asset_class for s in samples],
+            "signal": [s.signal for s in samples],
+            "ts": [s.ts for s in samples],
+            "value": values,
+            "text": texts,
+            "quality": [s.quality for s in samples],
+        },
+        schema={
+            "member": pl.String,
+            "asset": pl.String,
+            "asset_class": pl.String,
+            "signal": pl.String,
+            "ts": pl.Int64,
+            "value": pl.Float64,
+            "text": pl.String,
+            "quality": pl.UInt8,
+        },
+    )
+
+
+def _in(column: str, values: tuple[str, ...] | None, where: list[str], params: list[Any]) -> None:
+    if values is None:
+        return
+    if not values:
+        where.append("FALSE")
+        return
+    where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+    params.extend(values)
+
+
+class DuckDBStore:
+    """Embedded store on a DuckDB file (``":memory:"`` for a throw-away store)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"cannot open DuckDB file {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._con.execute(_DDL)
+        from .rollups import RollupKeeper  # local: rollups import this module's helpers
+
+        self._rollups = RollupKeeper(self)
+
+    # -- writing -----------------------------------------------------------------------------------
+    def write(self, member: str, samples: Sequence[Sample]) -> int:
+        if not samples:
+            return 0
+        frame = samples_frame(member, samples)
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                cur.execute("BEGIN")
+                cur.register("incoming", frame)
+                cur.execute("INSERT INTO samples BY NAME SELECT * FROM incoming ON CONFLICT DO NOTHING")
+                cur.unregister("incoming")
+                self._rollups.update(cur, frame)
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                cur.execute("ROLLBACK")
+                raise StoreRejected(f"DuckDB refused the batch: {exc}") from exc
+            finally:
+                cur.close()
+        return len(samples)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for one reading thread (DuckDB connections are not shared between threads)."""
+        return self._con.cursor()
+
+    def query_series(self, query: SeriesQuery) -> pl.DataFrame:
+        where: list[str] = []
+        params: list[Any] = []
+        _in("signal", query.signals, where, params)
+        _in("asset_class", query.asset_classes, where, params)
+        _in("member", query.members, where, params)
+        _in("asset", query.assets, where, params)
+        if query.start_ns is not None:
+            where.append("ts >= ?")
+            params.append(query.start_ns)
+        if query.end_ns is not None:
+            where.append("ts < ?")
+            params.append(query.end_ns)
+        cond = " AND ".join(where) or "TRUE"
+        if query.every_s:
+            width = int(query.every_s) * 1_000_000_000
+            inner = (
+                f"SELECT (ts // {width}) * {width} AS ts, member, asset, any_value(asset_class) AS asset_class, "
+                f"signal, {_AGG_SQL[query.agg]} AS value, arg_max(text, ts) AS text, max(quality) AS quality "
+                f"FROM samples WHERE {cond} GROUP BY 1, member, asset, signal"
+            )
+        else:
+            inner = f"SELECT ts, member, asset, asset_class, signal, value, text, quality FROM samples WHERE {cond}"
+        outer_where = ""
+        if query.after is not None:
+            outer_where = "WHERE (ts, member, asset, signal) > (?, ?, ?, ?)"
+            params.extend(query.after)
+        sql = f"SELECT * FROM ({inner}) {outer_where} ORDER BY ts, member, asset, signal"
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+        cur = self.cursor()
+        try:
+            frame = cur.sql(sql, params=params).pl()
+        finally:
+            cur.close()
+        if frame.height == 0:
+            return empty_series()
+        return frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC"))).select(
+            [pl.col(c).cast(t) for c, t in SERIES_SCHEMA.items()]
+        )
+
+    def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
+        return self._rollups.query(query)
+
+    def count(self) -> int:
+        cur = self.cursor()
+        try:
+            row = cur.execute("SELECT count(*) FROM samples").fetchone()
+        finally:
+            cur.close()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

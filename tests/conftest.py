@@ -1,0 +1,5 @@
+"""Shared fixtures. Server fixtures (Mosquitto, InfluxDB, VictoriaMetrics) live in tests/servers.py."""
+
+from __future__ import annotations
+
+pytest_plugins = ["tests.servers"]
