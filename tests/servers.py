@@ -98,8 +98,10 @@ def start_mosquitto(workdir: Path, *, extra_conf: str = "", listener: str | None
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     block = (listener or "listener {port} 127.0.0.1\nallow_anonymous true\n").format(port=port)
+    # Run as the current user: as root, Mosquitto would drop to "mosquitto", which cannot write tmp dirs.
+    user = "user root\n" if os.geteuid() == 0 else ""
     conf = (
-        "per_listener_settings false\n"
+        user + "per_listener_settings false\n"
         f"persistence true\npersistence_location {workdir}/\n"
         "set_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
