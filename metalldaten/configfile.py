@@ -10,10 +10,11 @@ then the key path joined with ``__``), validates, and turns any problem into a
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 _SENSITIVE = ("password", "secret", "token", "key")
@@ -70,6 +71,11 @@ def load_settings(cls: type[S], path: Path | str, *, overrides: dict[str, Any] |
 
 
 def settings_from_dict(cls: type[S], data: dict[str, Any], *, source: Path | str = "<settings>") -> S:
+    unknown = list(_unknown_keys(cls, data, ""))
+    if unknown:
+        raise ConfigError(
+            source, [(k, "is not a known setting (check the spelling; see the example configuration)") for k in unknown]
+        )
     try:
         settings = cls(**data)
     except ValidationError as exc:
@@ -78,6 +84,52 @@ def settings_from_dict(cls: type[S], data: dict[str, Any], *, source: Path | str
     if relative_to is not None and hasattr(settings, "resolve_paths"):
         settings.resolve_paths(relative_to)
     return settings
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (``Model``, ``Model | None``, ``list[Model]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    if get_origin(annotation) is dict:
+        return True
+    return any(_is_mapping(arg) for arg in get_args(annotation) if get_origin(arg) is not None)
+
+
+def _unknown_keys(model: type[BaseModel], data: Any, prefix: str) -> Iterator[str]:
+    """Keys in ``data`` that no field of ``model`` (or its nested sections) declares.
+
+    Every section of every service rejects unknown keys, whether or not its class says
+    ``extra="forbid"``: a misspelt key in a configuration file must not be ignored silently.
+    """
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    names = {f.alias or n: f for n, f in fields.items()} | dict(fields)
+    for key, value in data.items():
+        field = names.get(key)
+        if field is None:
+            if model.model_config.get("extra") != "allow":
+                yield f"{prefix}{key}"
+            continue
+        sub = _model_of(field.annotation)
+        if sub is None:
+            continue
+        if _is_mapping(field.annotation) and isinstance(value, dict):
+            for name, item in value.items():
+                yield from _unknown_keys(sub, item, f"{prefix}{key}.{name}.")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from _unknown_keys(sub, item, f"{prefix}{key}.{i}.")
+        else:
+            yield from _unknown_keys(sub, value, f"{prefix}{key}.")
 
 
 def _describe(err: Any) -> tuple[str, str]:

@@ -1,0 +1,189 @@
+"""The wire contract: round trips, and rejection with a reason for everything that breaks it."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wire import (
+    ASSET_CLASSES,
+    MACHINE_STATES,
+    SIGNALS,
+    Batch,
+    Codec,
+    InvalidBatch,
+    PayloadTooLarge,
+    Sample,
+    UnsupportedSchema,
+    WireError,
+    decode_batch,
+    encode_batch,
+    parse_topic,
+    samples_topic,
+)
+from wire.codec import MAGIC
+
+NOW = time.time_ns()
+ASSET = "a-0123456789abcdef"
+
+
+def batch(samples: list[Sample] | None = None, **kw: object) -> Batch:
+    fields: dict[str, object] = {
+        "schema": 1,
+        "batch_id": "0123456789abcdef",
+        "member": "m-7f3a9c",
+        "gateway": "g-00112233aabbccdd",
+        "key_id": "k2026",
+        "sent_ns": NOW,
+        "samples": samples,
+    }
+    fields.update(kw)
+    return Batch(**fields)  # type: ignore[arg-type]
+
+
+def good_samples() -> list[Sample]:
+    return [
+        Sample(NOW, ASSET, "cnc_milling", "power_kw", 12.5),
+        Sample(NOW, ASSET, "cnc_milling", "parts_total", 1200),
+        Sample(NOW, ASSET, "cnc_milling", "state", "running", 1),
+    ]
+
+
+def test_round_trip_keeps_every_field_and_type() -> None:
+    b = batch(good_samples())
+    out = decode_batch(encode_batch(b))
+    assert out == b
+    assert isinstance(out.samples[1].value, int)
+    assert isinstance(out.samples[0].value, float)
+
+
+def test_payload_is_compressed_and_marked() -> None:
+    b = batch([Sample(NOW + i, ASSET, "cnc_milling", "power_kw", 1.0) for i in range(1000)])
+    payload = Codec().encode(b)
+    assert payload.startswith(MAGIC)
+    assert len(payload) < len(msgspec.msgpack.encode(b)) / 3
+
+
+@pytest.mark.parametrize(
+    ("sample", "reason"),
+    [
+        (Sample(NOW, ASSET, "cnc_milling", "power_kw", "high"), "needs a number"),
+        (Sample(NOW, ASSET, "cnc_milling", "power_kw", True), "needs a number"),
+        (Sample(NOW, ASSET, "cnc_milling", "power_kw", float("nan")), "not finite"),
+        (Sample(NOW, ASSET, "cnc_milling", "energy_kwh", -1.0), "negative"),
+        (Sample(NOW, ASSET, "cnc_milling", "state", "sleeping"), "needs one of"),
+        (Sample(NOW, ASSET, "cnc_milling", "state", 3), "needs one of"),
+        (Sample(NOW, ASSET, "cnc_milling", "operator_badge", 7), "unknown signal"),
+        (Sample(NOW, ASSET, "spaceship", "power_kw", 1.0), "unknown asset class"),
+        (Sample(NOW, "DMG-MORI-4711", "cnc_milling", "power_kw", 1.0), "asset is not a pseudonym"),
+        (Sample(5, ASSET, "cnc_milling", "power_kw", 1.0), "outside 2000..2100"),
+        (Sample(NOW, ASSET, "cnc_milling", "power_kw", 1.0, 7), "quality 7"),
+    ],
+)
+def test_bad_sample_is_rejected_with_reason(sample: Sample, reason: str) -> None:
+    with pytest.raises(InvalidBatch, match=reason):
+        decode_batch(encode_batch(batch([*good_samples(), sample])))
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"member": "ACME GmbH"}, "member"),
+        ({"gateway": "hall-3-box"}, "gateway"),
+        ({"batch_id": "x"}, "batch_id"),
+        ({"key_id": ""}, "key_id"),
+        ({"samples": []}, "no samples"),
+    ],
+)
+def test_bad_header_is_rejected(fields: dict[str, object], reason: str) -> None:
+    with pytest.raises(InvalidBatch, match=reason):
+        decode_batch(encode_batch(batch(**{"samples": good_samples(), **fields})))
+
+
+def test_unknown_schema_version() -> None:
+    with pytest.raises(UnsupportedSchema):
+        decode_batch(encode_batch(batch(good_samples(), schema=99)))
+
+
+def test_garbage_magic_and_frames() -> None:
+    with pytest.raises(WireError) as e1:
+        decode_batch(b"hello world")
+    assert e1.value.code == "magic"
+    with pytest.raises(WireError) as e2:
+        decode_batch(MAGIC + b"not zstd at all")
+    assert e2.value.code == "decompress"
+    with pytest.raises(WireError) as e3:
+        decode_batch(MAGIC + zstandard.ZstdCompressor().compress(b"\xc1\xc1\xc1"))
+    assert e3.value.code == "decode"
+
+
+def test_decompression_bomb_is_refused_before_it_inflates() -> None:
+    bomb = MAGIC + zstandard.ZstdCompressor(level=19).compress(b"\0" * (80 * 1024 * 1024))
+    assert len(bomb) < 100_000
+    with pytest.raises(PayloadTooLarge):
+        decode_batch(bomb)
+    # The same bomb without a declared size is caught while streaming.
+    cobj = zstandard.ZstdCompressor(level=19, write_content_size=False).compressobj()
+    streamed = MAGIC + cobj.compress(b"\0" * (80 * 1024 * 1024)) + cobj.flush()
+    with pytest.raises(PayloadTooLarge):
+        decode_batch(streamed)
+
+
+def test_oversized_payload_refused_without_decoding() -> None:
+    with pytest.raises(PayloadTooLarge):
+        decode_batch(MAGIC + b"\0" * 2000, max_payload_bytes=1000)
+
+
+def test_topic_layout() -> None:
+    topic = samples_topic("m-7f3a9c", "g-00112233aabbccdd")
+    assert topic == "mdh/v1/m-7f3a9c/g-00112233aabbccdd/samples"
+    assert parse_topic(topic) == ("m-7f3a9c", "g-00112233aabbccdd", "samples")
+    for bad in ("mdh/v1/m-7f3a9c/samples", "mdh/v2/m-7f3a9c/g-00112233aabbccdd/samples",
+                "mdh/v1/ACME/g-00112233aabbccdd/samples", "mdh/v1/m-7f3a9c/g-00112233aabbccdd/other"):
+        with pytest.raises(WireError):
+            parse_topic(bad)
+
+
+_numeric = [n for n, s in SIGNALS.items() if s.kind != "state"]
+_samples = st.one_of(
+    st.builds(
+        Sample,
+        ts=st.integers(946_684_800 * 10**9, 4_102_444_800 * 10**9),
+        asset=st.from_regex(r"\Aa-[0-9a-f]{8,32}\Z"),
+        asset_class=st.sampled_from(sorted(ASSET_CLASSES)),
+        signal=st.sampled_from(_numeric),
+        value=st.one_of(st.integers(0, 2**53), st.floats(0, 1e12, allow_nan=False)),
+        quality=st.integers(0, 2),
+    ),
+    st.builds(
+        Sample,
+        ts=st.integers(946_684_800 * 10**9, 4_102_444_800 * 10**9),
+        asset=st.from_regex(r"\Aa-[0-9a-f]{8,32}\Z"),
+        asset_class=st.sampled_from(sorted(ASSET_CLASSES)),
+        signal=st.just("state"),
+        value=st.sampled_from(MACHINE_STATES),
+        quality=st.integers(0, 2),
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_samples, min_size=1, max_size=50))
+def test_any_valid_batch_round_trips(samples: list[Sample]) -> None:
+    b = batch(samples)
+    assert decode_batch(encode_batch(b)) == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
+    for payload in (data, MAGIC + data, MAGIC + zstandard.ZstdCompressor().compress(data)):
+        try:
+            decode_batch(payload)
+        except WireError:
+            pass
