@@ -57,7 +57,9 @@ def read_toml(path: Path | str) -> dict[str, Any]:
         with p.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(p, [("(file)", "the file does not exist; pass an existing TOML file with --config")]) from None
+        raise ConfigError(
+            p, [("(file)", "the file does not exist; pass an existing TOML file with --config")]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(p, [("(file)", f"valid TOML: {exc}")]) from exc
 

@@ -69,9 +69,7 @@ def load_register(path: Path | str) -> Register:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(p, [("(file)", f"valid TOML: {exc}")]) from exc
     except ValidationError as exc:
-        raise ConfigError(
-            p, [(".".join(str(x) for x in e["loc"]), str(e["msg"])) for e in exc.errors()]
-        ) from None
+        raise ConfigError(p, [(".".join(str(x) for x in e["loc"]), str(e["msg"])) for e in exc.errors()]) from None
 
 
 def dump_register(register: Register) -> str:

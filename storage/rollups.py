@@ -67,12 +67,7 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
             .otherwise(pl.col("value") - pl.col("prev"))
         )
         .group_by(["member", "asset", hour.alias("hour")])
-        .agg(
-            [
-                pl.col("delta").filter(pl.col("signal") == sig).sum().alias(col)
-                for sig, col in _COUNTERS.items()
-            ]
-        )
+        .agg([pl.col("delta").filter(pl.col("signal") == sig).sum().alias(col) for sig, col in _COUNTERS.items()])
     )
 
     states = (
@@ -84,7 +79,10 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
         .with_columns(h0=hour, boundary=hour + HOUR_NS)
     )
     first = states.select(
-        "member", "asset", "text", pl.col("h0").alias("hour"),
+        "member",
+        "asset",
+        "text",
+        pl.col("h0").alias("hour"),
         (pl.min_horizontal("end", "boundary") - pl.col("ts")).alias("ns"),
     )
     second = states.filter(pl.col("end") > pl.col("boundary")).select(
@@ -93,12 +91,7 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
     state_secs = (
         pl.concat([first, second])
         .group_by(["member", "asset", "hour"])
-        .agg(
-            [
-                (pl.col("ns").filter(pl.col("text") == st).sum() / 1e9).alias(f"seconds_{st}")
-                for st in MACHINE_STATES
-            ]
-        )
+        .agg([(pl.col("ns").filter(pl.col("text") == st).sum() / 1e9).alias(f"seconds_{st}") for st in MACHINE_STATES])
     )
 
     gauges = (
@@ -167,11 +160,11 @@ class RollupKeeper:
                         "WHERE member = ? AND asset = ? AND ts >= ? AND ts < ?",
                         params=[member, asset, lo - LOOKBACK_NS, hi + _GAP_NS],
                     ).pl()
-                    fresh = compute_rollups(raw).filter(
-                        pl.col("hour").cast(pl.Int64).is_between(lo, hi, closed="left")
+                    fresh = compute_rollups(raw).filter(pl.col("hour").cast(pl.Int64).is_between(lo, hi, closed="left"))
+                    cur.execute(
+                        "DELETE FROM rollups WHERE member = ? AND asset = ? AND hour >= ? AND hour < ?",
+                        [member, asset, lo, hi],
                     )
-                    cur.execute("DELETE FROM rollups WHERE member = ? AND asset = ? AND hour >= ? AND hour < ?",
-                                [member, asset, lo, hi])
                     if fresh.height:
                         cur.register("fresh", fresh.with_columns(pl.col("hour").cast(pl.Int64)))
                         cur.execute("INSERT INTO rollups BY NAME SELECT * FROM fresh")
@@ -189,8 +182,11 @@ class RollupKeeper:
         self.refresh()
         where: list[str] = []
         params: list[Any] = []
-        for column, values in (("asset_class", query.asset_classes), ("member", query.members),
-                               ("asset", query.assets)):
+        for column, values in (
+            ("asset_class", query.asset_classes),
+            ("member", query.members),
+            ("asset", query.assets),
+        ):
             if values is not None:
                 where.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "FALSE")
                 params.extend(values)

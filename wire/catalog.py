@@ -35,9 +35,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(name="spindle_speed_rpm", unit="1/min", kind="gauge", description="Spindle speed"),
         SignalSpec(name="energy_kwh", unit="kWh", kind="counter", description="Electrical energy meter reading"),
         SignalSpec(name="parts_total", unit="1", kind="counter", description="Parts produced, good and scrap"),
-        SignalSpec(
-            name="parts_scrap_total", unit="1", kind="counter", description="Parts produced that were scrapped"
-        ),
+        SignalSpec(name="parts_scrap_total", unit="1", kind="counter", description="Parts produced that were scrapped"),
         SignalSpec(name="state", unit="", kind="state", description="Machine state: " + ", ".join(MACHINE_STATES)),
     )
 }

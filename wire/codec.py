@@ -106,7 +106,9 @@ def decode_batch(
 def validate_batch(batch: Batch) -> None:
     """Check every field of ``batch``; raise :class:`InvalidBatch` naming the first bad one."""
     if batch.schema not in SUPPORTED_SCHEMAS:
-        raise UnsupportedSchema(f"schema version {batch.schema} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})")
+        raise UnsupportedSchema(
+            f"schema version {batch.schema} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})"
+        )
     if not _BATCH_ID_RE.match(batch.batch_id):
         raise InvalidBatch("batch_id must be 8-64 characters of [0-9a-zA-Z_-]")
     if not MEMBER_RE.match(batch.member):

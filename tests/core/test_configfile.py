@@ -71,8 +71,12 @@ def test_secret_never_echoed(tmp_path: Path) -> None:
 
 
 def test_register_round_trip(tmp_path: Path) -> None:
-    reg = Register(member=[Member(pseudonym="m-7f3a9c", group='grp "A"', region="DE-NW"),
-                           Member(pseudonym="m-00aa11", group="grp-b", active=False)])
+    reg = Register(
+        member=[
+            Member(pseudonym="m-7f3a9c", group='grp "A"', region="DE-NW"),
+            Member(pseudonym="m-00aa11", group="grp-b", active=False),
+        ]
+    )
     path = tmp_path / "members.toml"
     path.write_text(dump_register(reg), encoding="utf-8")
     back = load_register(path)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the whole test suite against real servers (Mosquitto, InfluxDB 1.x, VictoriaMetrics, asyncua, Chromium).
+# Installs the Debian packages it needs (as root, or with sudo) and the Python test tools.
+# Arguments go to pytest.
+set -euo pipefail
+source "$(dirname "$0")/bootstrap.sh" test
+apt_install mosquitto mosquitto-clients influxdb victoria-metrics chromium chromium-driver
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"
