@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from metalldaten.configfile import ConfigError, FileSettings, load_settings
 from metalldaten.register import Member, Register, dump_register, load_register
@@ -96,8 +96,8 @@ class Source(BaseModel):
 
 
 class Nested(FileSettings, env_prefix="MDH_TEST2__"):
-    sources: list[Source] = []
-    named: dict[str, Source] = {}
+    sources: list[Source] = Field(default_factory=list)
+    named: dict[str, Source] = Field(default_factory=dict)
 
 
 @pytest.mark.parametrize(
