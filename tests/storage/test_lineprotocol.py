@@ -1,0 +1,104 @@
+"""The line-protocol encoder against influxdb-client's ``Point`` (the reference), by property tests and cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from influxdb_client import Point
+
+from storage.lineprotocol import SampleEncoder, encode_lines, encode_point, encode_samples
+from wire import MACHINE_STATES, SIGNALS, Sample
+
+# Text including every character that line protocol treats specially.
+_special = st.sampled_from([",", "=", " ", '"', "\\", "\n", "\t", "\r", "#", "ä", "💡"])
+text = st.lists(st.one_of(_special, st.characters(codec="utf-8")), max_size=12).map("".join)
+field_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    text,
+    st.none(),
+)
+ts = st.integers(min_value=0, max_value=2**62)
+
+
+def reference(measurement: str, tags: dict[str, str], fields: dict[str, object], t: int | None) -> str:
+    p = Point(measurement)
+    for k, v in tags.items():
+        p.tag(k, v)
+    for k, v in fields.items():
+        p.field(k, v)
+    if t is not None:
+        p.time(t)
+    return p.to_line_protocol()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    measurement=text.filter(lambda m: m != "" and not m.startswith("#")),
+    tags=st.dictionaries(text, text, max_size=4),
+    fields=st.dictionaries(text, field_value, max_size=4),
+    t=st.one_of(st.none(), ts),
+)
+def test_encode_point_matches_point(measurement: str, tags: dict[str, str], fields: dict[str, object],
+                                    t: int | None) -> None:
+    assert encode_point(measurement, tags, fields, t) == reference(measurement, tags, fields, t)  # type: ignore[arg-type]
+
+
+pseudonym = st.from_regex(r"\A[a-z]-[0-9a-f]{8,12}\Z")
+sample = st.builds(
+    Sample,
+    ts=ts,
+    asset=pseudonym,
+    asset_class=st.sampled_from(["cnc_milling", "press", "welding"]),
+    signal=st.sampled_from(sorted(SIGNALS)),
+    value=st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**40), 2**40), st.sampled_from(MACHINE_STATES)
+    ),
+    quality=st.integers(0, 2),
+)
+
+
+def sample_reference(member: str, s: Sample) -> str:
+    fields: dict[str, object] = {"quality": s.quality}
+    fields["text" if isinstance(s.value, str) else "value"] = s.value if isinstance(s.value, str) else float(s.value)
+    tags = {"member": member, "asset": s.asset, "asset_class": s.asset_class, "signal": s.signal}
+    return reference("samples", tags, fields, s.ts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(member=st.from_regex(r"\Am-[0-9a-f]{6,10}\Z"), samples=st.lists(sample, max_size=20))
+def test_sample_encoder_matches_point(member: str, samples: list[Sample]) -> None:
+    encoder = SampleEncoder()
+    expected = "\n".join(sample_reference(member, s) for s in samples).encode()
+    assert encoder.encode(member, samples) == expected
+    assert encoder.encode(member, samples) == expected  # second time from the series cache
+
+
+@pytest.mark.parametrize(
+    ("tags", "fields", "line"),
+    [
+        ({"a b": "c,d"}, {"f=1": 1.0}, r"m,a\ b=c\,d f\=1=1 5"),
+        ({"k": "x\\"}, {"s": 'say "hi" \\ bye'}, r'm,k=x\  s="say \"hi\" \\ bye" 5'),
+        ({"empty": ""}, {"i": 3, "b": True, "f": 0.1}, "m b=true,f=0.1,i=3i 5"),
+        ({}, {"big": 1e300, "small": -2.5e-10}, "m big=1e+300,small=-2.5e-10 5"),
+        ({}, {"nan": math.nan, "none": None}, ""),
+    ],
+)
+def test_escaping_cases(tags: dict[str, str], fields: dict[str, object], line: str) -> None:
+    assert encode_point("m", tags, fields, 5) == line  # type: ignore[arg-type]
+
+
+def test_states_are_strings_numbers_are_floats() -> None:
+    samples = [
+        Sample(ts=1, asset="a-00000001", asset_class="press", signal="parts_total", value=7),
+        Sample(ts=2, asset="a-00000001", asset_class="press", signal="state", value="running", quality=1),
+    ]
+    assert encode_samples("m-abcdef", samples).decode().splitlines() == [
+        "samples,asset=a-00000001,asset_class=press,member=m-abcdef,signal=parts_total quality=0i,value=7 1",
+        'samples,asset=a-00000001,asset_class=press,member=m-abcdef,signal=state quality=1i,text="running" 2',
+    ]
+    assert encode_lines(["a", "", "b"]) == b"a\nb"
