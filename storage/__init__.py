@@ -15,6 +15,7 @@ from .base import (
 from .duckdb_store import DuckDBStore
 from .errors import StoreError, StoreRejected, StoreUnavailable
 from .rollups import compute_rollups
+from .settings import StoreKind, StoreSettings, open_store
 
 __all__ = [
     "AGGS",
@@ -26,9 +27,12 @@ __all__ = [
     "SeriesQuery",
     "Store",
     "StoreError",
+    "StoreKind",
     "StoreRejected",
+    "StoreSettings",
     "StoreUnavailable",
     "compute_rollups",
     "empty_rollups",
     "empty_series",
+    "open_store",
 ]

@@ -8,6 +8,7 @@ and are kept up to date on every write (see :mod:`storage.rollups`).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ _AGG_SQL = {
     "count": "count(*)::DOUBLE",
 }
 
+_DAY_NS = 86_400 * 10**9
 _STATE_SIGNALS = frozenset(n for n, s in SIGNALS.items() if s.kind == "state")
 
 
@@ -94,8 +96,12 @@ def _in(column: str, values: tuple[str, ...] | None, where: list[str], params: l
 class DuckDBStore:
     """Embedded store on a DuckDB file (``":memory:"`` for a throw-away store)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self, path: Path | str, *, retention_days: int | None = None, rollup_retention_days: int | None = None
+    ) -> None:
         self.path = str(path)
+        self.retention_days = retention_days
+        self.rollup_retention_days = rollup_retention_days
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -107,6 +113,7 @@ class DuckDBStore:
         from .rollups import RollupKeeper  # local: rollups import this module's helpers
 
         self._rollups = RollupKeeper(self)
+        self.enforce_retention()
 
     # -- writing -----------------------------------------------------------------------------------
     def write(self, member: str, samples: Sequence[Sample]) -> int:
@@ -177,6 +184,27 @@ class DuckDBStore:
 
     def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
         return self._rollups.query(query)
+
+    def refresh_rollups(self) -> int:
+        """Recompute the rollups of everything written since the last refresh (queries do this too)."""
+        return self._rollups.refresh()
+
+    def enforce_retention(self, now_ns: int | None = None) -> int:
+        """Delete raw samples older than ``retention_days`` and rollups older than ``rollup_retention_days``.
+
+        Returns the number of raw samples deleted. Called on open; the ingestor calls it hourly.
+        """
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        deleted = 0
+        with self._lock:
+            if self.retention_days is not None:
+                row = self._con.execute(
+                    "DELETE FROM samples WHERE ts < ?", [now_ns - self.retention_days * _DAY_NS]
+                ).fetchone()
+                deleted = int(row[0]) if row else 0
+            if self.rollup_retention_days is not None:
+                self._con.execute("DELETE FROM rollups WHERE hour < ?", [now_ns - self.rollup_retention_days * _DAY_NS])
+        return deleted
 
     def count(self) -> int:
         cur = self.cursor()

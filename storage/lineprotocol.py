@@ -69,9 +69,7 @@ def format_field(value: float | int | bool | str) -> str | None:
     return '"' + value.translate(_ESCAPE_STRING) + '"'
 
 
-def encode_point(
-    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ns: int | None
-) -> str:
+def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ns: int | None) -> str:
     """One line (without the newline); ``""`` when no field can be written, as ``Point`` does."""
     parts: list[str] = []
     for key, value in sorted(fields.items()):
@@ -115,9 +113,11 @@ class SampleEncoder:
                 self._series.clear()
             # Already in key order: asset, asset_class, member, signal.
             tags = (("asset", s.asset), ("asset_class", s.asset_class), ("member", member), ("signal", s.signal))
-            text = self._measurement + "".join(
-                f",{escape_key(k)}={escape_tag_value(v)}" for k, v in tags if v
-            ) + " quality="
+            text = (
+                self._measurement
+                + "".join(f",{escape_key(k)}={escape_tag_value(v)}" for k, v in tags if v)
+                + " quality="
+            )
             self._series[key] = text
         return text
 

@@ -91,7 +91,13 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
     state_secs = (
         pl.concat([first, second])
         .group_by(["member", "asset", "hour"])
-        .agg([(pl.col("ns").filter(pl.col("text") == st).sum() / 1e9).alias(f"seconds_{st}") for st in MACHINE_STATES])
+        # round: polars may divide by multiplying with 1e-9, which is off in the last bit (60.00000000000001)
+        .agg(
+            [
+                (pl.col("ns").filter(pl.col("text") == st).sum() / 1e9).round(9).alias(f"seconds_{st}")
+                for st in MACHINE_STATES
+            ]
+        )
     )
 
     gauges = (

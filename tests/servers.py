@@ -25,9 +25,7 @@ import pytest
 
 def require_binary(name: str) -> str:
     """Path of ``name``, or skip (fail under CI=true) when it is not installed."""
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
-    )
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
     if path is None:
         message = f"{name} is not installed (apt-get install the package; the test command does this)"
         if os.environ.get("CI") == "true":

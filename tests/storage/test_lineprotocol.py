@@ -43,8 +43,9 @@ def reference(measurement: str, tags: dict[str, str], fields: dict[str, object],
     fields=st.dictionaries(text, field_value, max_size=4),
     t=st.one_of(st.none(), ts),
 )
-def test_encode_point_matches_point(measurement: str, tags: dict[str, str], fields: dict[str, object],
-                                    t: int | None) -> None:
+def test_encode_point_matches_point(
+    measurement: str, tags: dict[str, str], fields: dict[str, object], t: int | None
+) -> None:
     assert encode_point(measurement, tags, fields, t) == reference(measurement, tags, fields, t)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,285 @@
+"""The InfluxDB store: InfluxDB 1.x (v1 ``/write``), 2.x and 3.x (``/api/v2/write``), InfluxQL for reading.
+
+Writes are synchronous: :meth:`InfluxStore.write` returns only after InfluxDB
+answered 204 for every request of the batch, so the ingestor acknowledges a
+message only once its samples are stored. Requests are retried a few times
+(honouring ``Retry-After``); then :class:`StoreUnavailable` tells the caller to
+keep the data and try later. A point written twice overwrites itself (same
+measurement, tags and timestamp), so redelivery never duplicates.
+
+Schema (see docs/storage.md): measurement ``samples`` (tags member, asset,
+asset_class, signal; fields value / text / quality), ``rollup_dirty`` markers and
+``rollups`` (see :mod:`storage.influx_rollups`). On InfluxDB 1.x raw data lives
+in the retention policy ``raw`` and rollups in ``rollups`` (durations from the
+settings); on 2.x/3.x everything goes to one bucket whose retention is set on the
+bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import httpx
+import polars as pl
+
+from wire import Sample
+
+from .base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from .errors import StoreError, StoreRejected, StoreUnavailable
+from .influx_rollups import InfluxRollupKeeper, dirty_markers
+from .influxql import Rows, ident, parse_response, series_query
+from .lineprotocol import SampleEncoder
+
+log = logging.getLogger(__name__)
+
+Flavour = Literal["influxdb1", "influxdb2"]
+#: Points per write request (InfluxDB recommends 5,000-10,000).
+CHUNK_POINTS = 10_000
+_RETRYABLE = frozenset({404, 408, 429, 500, 502, 503, 504, 401, 403})
+
+
+def _retry_after(headers: httpx.Headers | dict[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def status_error(status: int, body: str, retry_after: float | None, what: str) -> StoreError:
+    """Map an HTTP status of InfluxDB to a store error.
+
+    Authentication and missing-database errors count as *unavailable*: they need an
+    operator, and the data must wait for them rather than be thrown away.
+    """
+    message = f"InfluxDB {what} failed with HTTP {status}: {body[:300]}"
+    if status in _RETRYABLE or status >= 500:
+        return StoreUnavailable(message, retry_after=retry_after)
+    return StoreRejected(message)
+
+
+class InfluxStore:
+    """A :class:`~storage.base.Store` on InfluxDB. Build it with :func:`storage.open_store`."""
+
+    def __init__(
+        self,
+        *,
+        flavour: Flavour,
+        url: str,
+        database: str,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        org: str = "",
+        bucket: str = "",
+        retention_days: int | None = None,
+        rollup_retention_days: int | None = None,
+        create_database: bool = True,
+        timeout_s: float = 10.0,
+        write_attempts: int = 3,
+        max_retry_after_s: float = 30.0,
+        verify: str | bool = True,
+    ) -> None:
+        self.flavour = flavour
+        self.url = url.rstrip("/")
+        self.database = database
+        self._bucket = bucket or database
+        self._org = org
+        self._retention_days = retention_days
+        self._rollup_retention_days = rollup_retention_days
+        self._create_database = create_database
+        self._write_attempts = max(1, write_attempts)
+        self._max_retry_after = max_retry_after_s
+        headers = {}
+        auth: tuple[str, str] | None = None
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        elif username:
+            auth = (username, password or "")
+        self._http = httpx.Client(timeout=timeout_s, headers=headers, auth=auth, verify=verify)
+        self._v2_write: Callable[[bytes], None] | None = None
+        if flavour == "influxdb2":
+            self._v2_write = self._make_v2_writer(token or f"{username or ''}:{password or ''}", timeout_s, verify)
+        self._encoder = SampleEncoder()
+        self._encode_lock = threading.Lock()
+        self._schema_ready = flavour == "influxdb2"
+        self._schema_lock = threading.Lock()
+        self.raw_rp = "raw" if flavour == "influxdb1" else None
+        self.rollup_rp = "rollups" if flavour == "influxdb1" else None
+        self.rollups = InfluxRollupKeeper(self)
+
+    # -- sources -------------------------------------------------------------------------------------
+    def source(self, measurement: str, rp: str | None) -> str:
+        return f"{ident(rp)}.{ident(measurement)}" if rp else ident(measurement)
+
+    # -- writing -------------------------------------------------------------------------------------
+    def write(self, member: str, samples: Sequence[Sample]) -> int:
+        if not samples:
+            return 0
+        self._ensure_schema()
+        chunks = [samples[i : i + CHUNK_POINTS] for i in range(0, len(samples), CHUNK_POINTS)]
+        for i, chunk in enumerate(chunks):
+            with self._encode_lock:
+                body = self._encoder.encode(member, chunk)
+            if i == len(chunks) - 1:
+                # Markers go with the last request: once they are visible, all the batch's data is too.
+                body += b"\n" + dirty_markers(member, samples, written_ns=time.time_ns())
+            self.write_lines(body, rp=self.raw_rp)
+        return len(samples)
+
+    def write_lines(self, body: bytes, *, rp: str | None) -> None:
+        """POST line protocol (ns precision), retrying retryable failures; raise a :class:`StoreError`."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._post_lines(body, rp)
+                return
+            except StoreUnavailable as exc:
+                if attempt >= self._write_attempts:
+                    raise
+                delay = exc.retry_after if exc.retry_after is not None else 0.2 * 2 ** (attempt - 1)
+                delay = min(delay, self._max_retry_after) * (1 + 0.1 * random.random())
+                log.warning("InfluxDB write attempt %d failed (%s); retrying in %.1f s", attempt, exc, delay)
+                time.sleep(delay)
+
+    def _post_lines(self, body: bytes, rp: str | None) -> None:
+        if self._v2_write is not None:
+            self._v2_write(body)
+            return
+        params = {"db": self.database, "precision": "ns"}
+        if rp:
+            params["rp"] = rp
+        try:
+            r = self._http.post(f"{self.url}/write", params=params, content=body)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"cannot reach InfluxDB at {self.url}: {exc}") from exc
+        if r.status_code != 204:
+            raise status_error(r.status_code, r.text, _retry_after(r.headers), "write")
+
+    def _make_v2_writer(self, token: str, timeout_s: float, verify: str | bool) -> Callable[[bytes], None]:
+        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        client = InfluxDBClient(
+            url=self.url,
+            token=token,
+            org=self._org or None,
+            timeout=int(timeout_s * 1000),
+            retries=False,
+            verify_ssl=verify is not False,
+            ssl_ca_cert=verify if isinstance(verify, str) else None,
+        )
+        self._v2_client = client
+        api = client.write_api(write_options=SYNCHRONOUS)
+
+        def write(body: bytes) -> None:
+            try:
+                api.write(bucket=self._bucket, org=self._org or "-", record=body, write_precision=WritePrecision.NS)
+            except ApiException as exc:
+                headers = dict(exc.headers or {})
+                raise status_error(
+                    int(exc.status or 0), str(exc.body or exc.reason), _retry_after(headers), "write"
+                ) from exc
+            except (Urllib3Error, OSError) as exc:
+                raise StoreUnavailable(f"cannot reach InfluxDB at {self.url}: {exc}") from exc
+
+        return write
+
+    # -- schema (InfluxDB 1.x) ----------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            if self._create_database:
+                db = ident(self.database)
+                self.execute(f"CREATE DATABASE {db}")
+                for rp, days, default in (
+                    ("raw", self._retention_days, " DEFAULT"),
+                    ("rollups", self._rollup_retention_days, ""),
+                ):
+                    duration = f"{int(days)}d" if days else "INF"
+                    shard = "1d" if days and days <= 180 else "7d"
+                    existing = self.execute(f"SHOW RETENTION POLICIES ON {db}")
+                    verb = "ALTER" if rp in (existing.columns.get("name") or []) else "CREATE"
+                    repl = "" if verb == "ALTER" else " REPLICATION 1"
+                    self.execute(
+                        f"{verb} RETENTION POLICY {ident(rp)} ON {db} DURATION {duration}{repl} "
+                        f"SHARD DURATION {shard}{default}"
+                    )
+            self._schema_ready = True
+
+    # -- reading -------------------------------------------------------------------------------------
+    def execute(self, q: str, *, chunked: bool = False) -> Rows:
+        """Run one InfluxQL statement through the v1 ``/query`` endpoint; return its rows (ns epoch times)."""
+        params = {"db": self.database, "q": q, "epoch": "ns"}
+        if chunked:
+            params.update(chunked="true", chunk_size="20000")
+        try:
+            with self._http.stream("POST", f"{self.url}/query", data=params) as r:
+                if r.status_code != 200:
+                    body = r.read().decode(errors="replace")
+                    if r.status_code == 400:
+                        raise StoreRejected(f"InfluxDB refused the query: {body[:300]}")
+                    raise status_error(r.status_code, body, _retry_after(r.headers), "query")
+                return parse_response(r.iter_lines() if chunked else [r.read()])  # type: ignore[arg-type]
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"cannot reach InfluxDB at {self.url}: {exc}") from exc
+
+    def query_series(self, query: SeriesQuery) -> pl.DataFrame:
+        if any(v == () for v in (query.signals, query.asset_classes, query.members, query.assets)):
+            return empty_series()
+        self._ensure_schema()
+        rows = self.execute(series_query(self.source("samples", self.raw_rp), query), chunked=True)
+        raw_schema = {**SERIES_SCHEMA}
+        frame = rows.frame(raw_schema)
+        if frame.height == 0:
+            return empty_series()
+        frame = frame.sort(["ts", "member", "asset", "signal"])
+        if query.after is not None:
+            t, m, a, s = query.after
+            member, asset, signal = pl.col("member"), pl.col("asset"), pl.col("signal")
+            frame = frame.filter(
+                (pl.col("ts") > t)
+                | (
+                    (pl.col("ts") == t)
+                    & ((member > m) | ((member == m) & (asset > a)) | ((member == m) & (asset == a) & (signal > s)))
+                )
+            )
+        if query.limit is not None:
+            frame = frame.head(query.limit)
+        if frame.height == 0:
+            return empty_series()
+        return frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC"))).select(
+            [pl.col(c).cast(t) for c, t in SERIES_SCHEMA.items()]
+        )
+
+    def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
+        self._ensure_schema()
+        return self.rollups.query(query)
+
+    def refresh_rollups(self) -> int:
+        """Bring the rollups up to date with everything written so far; return how many windows were recomputed."""
+        self._ensure_schema()
+        return self.rollups.refresh()
+
+    def enforce_retention(self, now_ns: int | None = None) -> int:
+        """InfluxDB enforces retention itself (retention policies or bucket retention); nothing to do here."""
+        return 0
+
+    def close(self) -> None:
+        self._http.close()
+        client = getattr(self, "_v2_client", None)
+        if client is not None:
+            client.close()

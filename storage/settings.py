@@ -1,0 +1,98 @@
+"""Settings of the hub's storage side, and the factory that opens a store from them.
+
+Plain pydantic models: the hub composes them into its one settings class
+(``[store]`` and ``[ingest]`` tables of the hub configuration file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from .base import Store
+
+StoreKind = Literal["duckdb", "influxdb1", "influxdb2"]
+
+
+class StoreSettings(BaseModel):
+    """Which store to use and how to reach it.
+
+    * ``duckdb``: ``path`` of the DuckDB file.
+    * ``influxdb1``: ``url``, ``database``, ``username`` / ``password`` (InfluxDB 1.x; v1 write and query).
+    * ``influxdb2``: ``url``, ``org``, ``bucket``, ``token`` for writing through ``/api/v2/write``
+      (InfluxDB 2.x / 3.x); queries go to the v1 ``/query`` endpoint with ``database`` as the
+      database name (2.x maps it to the bucket through DBRP; by default it is the bucket's name).
+      InfluxDB 1.8's v2 compatibility takes ``username`` / ``password`` instead of a token.
+
+    ``retention_days`` keeps raw samples that long (``None``: for ever), ``rollup_retention_days``
+    the hourly rollups. They apply to the DuckDB store and to InfluxDB 1.x (retention policies
+    ``raw`` and ``rollups``); on 2.x/3.x retention is a property of the bucket.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: StoreKind = "duckdb"
+    path: Path = Path("data/hub.duckdb")
+    url: str = "http://127.0.0.1:8086"
+    database: str = "metalldaten"
+    org: str = ""
+    bucket: str = ""
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    create_database: bool = Field(default=True, description="InfluxDB 1.x: create database and retention policies")
+    retention_days: int | None = Field(default=None, ge=1)
+    rollup_retention_days: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    write_attempts: int = Field(default=3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreSettings:
+        if self.kind == "influxdb2" and self.token is None and self.username is None:
+            raise ValueError("kind 'influxdb2' needs a token (or username and password for InfluxDB 1.8)")
+        if (
+            self.rollup_retention_days is not None
+            and self.retention_days is not None
+            and self.rollup_retention_days < self.retention_days
+        ):
+            raise ValueError("rollup_retention_days must not be shorter than retention_days")
+        return self
+
+    def resolve_paths(self, base: Path) -> None:
+        if not self.path.is_absolute() and str(self.path) != ":memory:":
+            self.path = base / self.path
+        if self.ca_file is not None and not self.ca_file.is_absolute():
+            self.ca_file = base / self.ca_file
+
+
+def open_store(settings: StoreSettings) -> Store:
+    """Open the store ``settings`` describe. Raises :class:`~storage.errors.StoreError` if it cannot."""
+    if settings.kind == "duckdb":
+        from .duckdb_store import DuckDBStore
+
+        return DuckDBStore(
+            settings.path,
+            retention_days=settings.retention_days,
+            rollup_retention_days=settings.rollup_retention_days,
+        )
+    from .influx_store import InfluxStore
+
+    return InfluxStore(
+        flavour=settings.kind,
+        url=settings.url,
+        database=settings.database,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        token=settings.token.get_secret_value() if settings.token else None,
+        org=settings.org,
+        bucket=settings.bucket or settings.database,
+        retention_days=settings.retention_days,
+        rollup_retention_days=settings.rollup_retention_days,
+        create_database=settings.create_database,
+        timeout_s=settings.timeout_s,
+        write_attempts=settings.write_attempts,
+        verify=str(settings.ca_file) if settings.ca_file else True,
+    )

@@ -1,0 +1,237 @@
+"""The store contract: every store (embedded DuckDB, InfluxDB) answers the same questions the same way."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from storage import ROLLUP_SCHEMA, SERIES_SCHEMA, RollupQuery, SeriesQuery, Store, compute_rollups
+from storage.duckdb_store import samples_frame
+from wire import MACHINE_STATES, Sample
+
+M1, M2 = "m-aaaaaa", "m-bbbbbb"
+A1, A2, A3 = "a-00000001", "a-00000002", "a-00000003"
+T0 = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp()) * 10**9
+S = 10**9
+H = 3600 * S
+
+
+def smp(ts: int, asset: str, signal: str, value: float | int | str, *, cls: str = "press", q: int = 0) -> Sample:
+    return Sample(ts=ts, asset=asset, asset_class=cls, signal=signal, value=value, quality=q)
+
+
+def fixture_data() -> dict[str, list[Sample]]:
+    return {
+        M1: [
+            smp(T0 + 0 * S, A1, "power_kw", 10.0),
+            smp(T0 + 0 * S, A1, "state", "running"),
+            smp(T0 + 0 * S, A1, "parts_total", 100),
+            smp(T0 + 60 * S, A1, "power_kw", 20.0),
+            smp(T0 + 60 * S, A1, "parts_total", 110),
+            smp(T0 + 120 * S, A1, "power_kw", 30.0, q=1),
+            smp(T0 + 120 * S, A1, "state", "idle"),
+            smp(T0 + 180 * S, A1, "state", "running", q=2),
+            smp(T0 + 30 * S, A2, "temperature_c", -5.5, cls="welding"),
+        ],
+        M2: [
+            smp(T0 + 0 * S, A3, "power_kw", 1.25),
+            smp(T0 + 60 * S, A3, "power_kw", 2.5),
+            smp(T0 + 60 * S, A3, "energy_kwh", 7),
+        ],
+    }
+
+
+def write_fixture(store: Store) -> None:
+    for member, samples in fixture_data().items():
+        assert store.write(member, samples) == len(samples)
+
+
+def expected_series() -> pl.DataFrame:
+    frames = [samples_frame(m, s) for m, s in fixture_data().items()]
+    return (
+        pl.concat(frames)
+        .with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+        .select([pl.col(c).cast(t) for c, t in SERIES_SCHEMA.items()])
+        .sort(["ts", "member", "asset", "signal"])
+    )
+
+
+def test_empty_store_answers_with_empty_frames_of_the_schema(store: Store) -> None:
+    series = store.query_series(SeriesQuery())
+    assert series.schema == pl.Schema(SERIES_SCHEMA) and series.height == 0
+    rollups = store.query_rollups(RollupQuery())
+    assert rollups.schema == pl.Schema(ROLLUP_SCHEMA) and rollups.height == 0
+
+
+def test_written_samples_come_back_exactly_once_in_order(store: Store) -> None:
+    write_fixture(store)
+    write_fixture(store)  # redelivery: nothing duplicated
+    got = store.query_series(SeriesQuery())
+    assert got.schema == pl.Schema(SERIES_SCHEMA)
+    assert_frame_equal(got, expected_series())
+    assert got.filter(pl.col("signal") == "state")["value"].null_count() == 3
+    assert got.filter(pl.col("signal") == "parts_total")["value"].to_list() == [100.0, 110.0]
+
+
+@pytest.mark.parametrize(
+    ("query", "expect"),
+    [
+        (SeriesQuery(signals=("power_kw",)), lambda f: f.filter(pl.col("signal") == "power_kw")),
+        (SeriesQuery(members=(M2,)), lambda f: f.filter(pl.col("member") == M2)),
+        (SeriesQuery(assets=(A2, A3)), lambda f: f.filter(pl.col("asset").is_in([A2, A3]))),
+        (SeriesQuery(asset_classes=("welding",)), lambda f: f.filter(pl.col("asset_class") == "welding")),
+        (
+            SeriesQuery(start_ns=T0 + 30 * S, end_ns=T0 + 120 * S),
+            lambda f: f.filter(pl.col("ts").cast(pl.Int64).is_between(T0 + 30 * S, T0 + 120 * S, closed="left")),
+        ),
+        (SeriesQuery(signals=()), lambda f: f.head(0)),
+        (
+            SeriesQuery(members=(M1,), signals=("state",), limit=2),
+            lambda f: f.filter((pl.col("member") == M1) & (pl.col("signal") == "state")).head(2),
+        ),
+    ],
+)
+def test_filters(store: Store, query: SeriesQuery, expect) -> None:  # type: ignore[no-untyped-def]
+    write_fixture(store)
+    assert_frame_equal(store.query_series(query), expect(expected_series()))
+
+
+@pytest.mark.parametrize("agg", ["mean", "min", "max", "sum", "count", "last"])
+def test_downsampling(store: Store, agg: str) -> None:
+    write_fixture(store)
+    got = store.query_series(SeriesQuery(every_s=120, agg=agg, members=(M1,), assets=(A1,)))  # type: ignore[arg-type]
+    power = got.filter(pl.col("signal") == "power_kw")
+    expected = {
+        "mean": [15.0, 30.0],
+        "min": [10.0, 30.0],
+        "max": [20.0, 30.0],
+        "sum": [30.0, 30.0],
+        "count": [2.0, 1.0],
+        "last": [20.0, 30.0],
+    }[agg]
+    assert power["value"].to_list() == expected
+    assert power["ts"].cast(pl.Int64).to_list() == [T0, T0 + 120 * S]
+    assert power["quality"].to_list() == [0, 1]
+    state = got.filter(pl.col("signal") == "state")
+    assert state["text"].to_list() == ["running", "running"]  # last state of each bucket
+    if agg == "count":
+        assert state["value"].to_list() == [1.0, 2.0]
+
+
+def test_pages_with_after_and_limit_cover_everything_once(store: Store) -> None:
+    rng = random.Random(7)
+    samples = [
+        smp(
+            T0 + rng.randrange(0, 20) * S,
+            f"a-{rng.randrange(0, 6):08x}",
+            rng.choice(["power_kw", "temperature_c"]),
+            rng.random(),
+        )
+        for _ in range(300)
+    ]
+    store.write(M1, samples)
+    store.write(M2, samples[:50])
+    everything = store.query_series(SeriesQuery())
+    pages = []
+    after = None
+    for _ in range(100):
+        page = store.query_series(SeriesQuery(limit=17, after=after))
+        if page.height == 0:
+            break
+        assert page.height <= 17
+        pages.append(page)
+        last = page.row(-1, named=True)
+        after = (page["ts"].cast(pl.Int64)[-1], last["member"], last["asset"], last["signal"])
+    assert_frame_equal(pl.concat(pages), everything)
+
+
+def test_rollups_counters_states_gauges(store: Store) -> None:
+    h1 = T0 + H
+    samples = [
+        # parts counter: 100 -> 130 in hour 0, reset to 5 and on to 12 in hour 1
+        smp(T0 + 10 * S, A1, "parts_total", 100),
+        smp(T0 + 1800 * S, A1, "parts_total", 130),
+        smp(h1 + 10 * S, A1, "parts_total", 5),
+        smp(h1 + 70 * S, A1, "parts_total", 12),
+        smp(T0 + 10 * S, A1, "parts_scrap_total", 3),
+        smp(h1 + 70 * S, A1, "parts_scrap_total", 4),
+        smp(T0 + 10 * S, A1, "energy_kwh", 1000.0),
+        smp(h1 + 70 * S, A1, "energy_kwh", 1002.5),
+        # running from 59:00 to 61:00 (split), idle from 61:00 for 60 s, then a running sample opening nothing yet
+        smp(h1 - 60 * S, A1, "state", "running"),
+        smp(h1 + 60 * S, A1, "state", "idle"),
+        smp(h1 + 120 * S, A1, "state", "down"),
+        # a 10-minute silence: only 300 s of "down" count
+        smp(h1 + 720 * S, A1, "state", "running"),
+        smp(h1 + 750 * S, A1, "state", "off"),
+        smp(T0 + 5 * S, A1, "power_kw", 4.0),
+        smp(T0 + 65 * S, A1, "power_kw", 8.0),
+        smp(T0 + 125 * S, A1, "power_kw", 1000.0, q=2),  # bad quality: ignored
+    ]
+    store.write(M1, samples)
+    got = store.query_rollups(RollupQuery(members=(M1,)))
+    assert got.schema == pl.Schema(ROLLUP_SCHEMA)
+    assert got["hour"].cast(pl.Int64).to_list() == [T0, h1]
+    r0, r1 = got.row(0, named=True), got.row(1, named=True)
+    assert (r0["parts_total"], r1["parts_total"]) == (30.0, 12.0)
+    assert (r0["parts_scrap"], r1["parts_scrap"]) == (0.0, 1.0)
+    assert (r0["energy_kwh"], r1["energy_kwh"]) == (0.0, 2.5)
+    assert (r0["seconds_running"], r1["seconds_running"]) == (60.0, 60.0 + 30.0)
+    assert (r0["seconds_idle"], r1["seconds_idle"], r1["seconds_down"]) == (0.0, 60.0, 300.0)
+    assert (r0["power_kw_mean"], r0["power_kw_min"], r0["power_kw_max"]) == (6.0, 4.0, 8.0)
+    assert r1["power_kw_mean"] is None
+    assert (r0["asset_class"], r0["samples"]) == ("press", 7)
+
+
+def test_rollups_follow_incremental_and_late_writes(store: Store) -> None:
+    rng = random.Random(11)
+    all_samples: dict[str, list[Sample]] = {M1: [], M2: []}
+    counters = {}
+    for _ in range(400):
+        member = rng.choice([M1, M2])
+        asset = rng.choice([A1, A2])
+        ts = T0 + rng.randrange(0, 3 * 3600) * S
+        kind = rng.choice(["parts_total", "state", "power_kw", "energy_kwh"])
+        if kind == "state":
+            value: float | int | str = rng.choice(MACHINE_STATES)
+        elif kind == "power_kw":
+            value = rng.uniform(0, 50)
+        else:
+            counters[(member, asset, kind)] = counters.get((member, asset, kind), 0) + rng.randrange(0, 5)
+            value = counters[(member, asset, kind)] if rng.random() > 0.05 else 0  # occasional reset
+        all_samples[member].append(smp(ts, asset, kind, value, q=rng.choice([0, 0, 0, 1, 2])))
+    # Write in random chunks, querying rollups in between (each query refreshes what is dirty).
+    for member, samples in all_samples.items():
+        rng.shuffle(samples)
+        for start in range(0, len(samples), 37):
+            store.write(member, samples[start : start + 37])
+            if start % 3 == 0:
+                store.query_rollups(RollupQuery())
+    raw = pl.concat([samples_frame(m, s) for m, s in all_samples.items()]).unique(
+        ["member", "asset", "signal", "ts"], keep="last"
+    )
+    assert raw.height == store.query_series(SeriesQuery()).height
+    got = store.query_rollups(RollupQuery())
+    expected = compute_rollups(_stored_raw(store))
+    assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    assert got.height >= 6
+
+
+def _stored_raw(store: Store) -> pl.DataFrame:
+    series = store.query_series(SeriesQuery())
+    return series.with_columns(pl.col("ts").cast(pl.Int64))
+
+
+def test_rollup_filters(store: Store) -> None:
+    write_fixture(store)
+    all_rows = store.query_rollups(RollupQuery())
+    assert sorted(all_rows["asset"].to_list()) == [A1, A2, A3]
+    assert store.query_rollups(RollupQuery(asset_classes=("welding",)))["asset"].to_list() == [A2]
+    assert store.query_rollups(RollupQuery(members=(M2,)))["asset"].to_list() == [A3]
+    assert store.query_rollups(RollupQuery(assets=())).height == 0
+    assert store.query_rollups(RollupQuery(start_ns=T0 + H)).height == 0
+    assert store.query_rollups(RollupQuery(end_ns=T0 + H)).height == 3
