@@ -7,6 +7,7 @@
     ├── Forbidden            -- the token's role or member may not do this (403)
     │   └── BudgetExhausted  -- the analyst's differential-privacy budget would be exceeded (403)
     ├── NotFound             -- no such resource (404)
+    ├── NotAcceptable        -- the Accept header names no format the API can produce (406)
     └── InvalidRequest       -- parameters that cannot be served (422)
     TokenFileError           -- the tokens file cannot be read or written (not an HTTP error)
 """
@@ -45,6 +46,12 @@ class NotFound(ApiError):
     status = 404
     type_slug = "not-found"
     title = "Not found"
+
+
+class NotAcceptable(ApiError):
+    status = 406
+    type_slug = "not-acceptable"
+    title = "Not acceptable"
 
 
 class InvalidRequest(ApiError):

@@ -1,0 +1,67 @@
+"""Query-parameter helpers shared by routes: UTC times, period windows, downsampling widths."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from .errors import InvalidRequest
+
+EVERY_RE = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|d)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+#: Default look-back when a request gives no ``start``.
+DEFAULT_SPAN: dict[str, timedelta] = {
+    "hour": timedelta(days=7),
+    "day": timedelta(days=92),
+    "week": timedelta(weeks=53),
+    "month": timedelta(days=731),
+}
+#: Nominal period lengths, for bounding how many periods a request spans.
+NOMINAL: dict[str, timedelta] = {
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+    "month": timedelta(days=28),
+}
+EARLIEST = datetime(1971, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """``value`` as an aware UTC datetime (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if not EARLIEST <= value < LATEST:
+        raise InvalidRequest(f"time {value.isoformat()} is outside {EARLIEST.year}..{LATEST.year - 1}")
+    return value
+
+
+def to_ns(value: datetime) -> int:
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def every_seconds(every: str | None) -> int | None:
+    if every is None:
+        return None
+    m = EVERY_RE.match(every)
+    if m is None:
+        raise InvalidRequest("every: a duration like 30s, 15m, 1h or 1d")
+    return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def window(
+    start: datetime | None, end: datetime | None, period: str, now: datetime, max_periods: int
+) -> tuple[datetime, datetime]:
+    """The [start, end) a KPI or benchmark request covers, checked and bounded."""
+    end_ = utc(end) or now
+    start_ = utc(start) or (end_ - DEFAULT_SPAN[period])
+    if start_ >= end_:
+        raise InvalidRequest("start must be before end")
+    if (end_ - start_) / NOMINAL[period] > max_periods:
+        raise InvalidRequest(f"the time range spans more than {max_periods} {period} periods; narrow it")
+    return start_, end_
