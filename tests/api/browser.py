@@ -11,7 +11,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,9 @@ class Page:
         method = message.get("method")
         params = message.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            self.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            self.errors.append(
+                "console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            )
         elif method == "Runtime.exceptionThrown":
             self.errors.append("exception: " + json.dumps(params["exceptionDetails"])[:500])
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
@@ -94,10 +96,8 @@ class Page:
     def drain(self, seconds: float = 0.3) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            try:
+            with suppress(TimeoutError):
                 self._take(json.loads(self.ws.recv(timeout=0.05)))
-            except TimeoutError:
-                pass
 
     def screenshot(self, path: Path) -> Path:
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
@@ -122,7 +122,7 @@ def chromium_page() -> Iterator[Page]:
                     raise RuntimeError("chromium did not start its DevTools endpoint")
                 time.sleep(0.05)
             port = int(port_file.read_text().split()[0])
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
                 targets = json.load(resp)
             ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
             with connect(ws_url, max_size=64 * 2**20, open_timeout=10) as ws:

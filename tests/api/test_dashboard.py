@@ -51,8 +51,10 @@ def test_dashboard_draws_member_charts_against_peer_bands(served: tuple[Hub, str
             "document.getElementById('period').value = 'day';"
             "document.getElementById('login').requestSubmit(); true"
         )
-        page.wait_for("document.querySelectorAll('.card svg').length === 10 && "
-                      "document.getElementById('status').textContent.startsWith('Member')")
+        page.wait_for(
+            "document.querySelectorAll('.card svg').length === 10 && "
+            "document.getElementById('status').textContent.startsWith('Member')"
+        )
         page.drain()
         counts = page.evaluate(
             "({cards: document.querySelectorAll('.card').length,"
