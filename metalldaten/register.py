@@ -89,3 +89,23 @@ def dump_register(register: Register) -> str:
 
 def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class RegisterFile:
+    """The register at ``path``, re-read when the file changes (members added or removed take effect live)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._register = Register()
+
+    def __call__(self) -> Register:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            self._register = load_register(self.path)
+            self._stamp = stamp
+        return self._register
