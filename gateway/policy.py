@@ -51,8 +51,24 @@ UNIT_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
 #: Local signal names matching these (case-insensitive, anywhere in the name) are treated as
 #: possible personal data unless the policy explicitly names them with ``personal = true``.
 DEFAULT_PERSONAL_PATTERNS: tuple[str, ...] = (
-    "operator", "worker", "employee", "badge", "user", "name", "person", "shift_lead", "login",
-    "comment", "note", "text", "message", "bediener", "werker", "mitarbeiter", "ausweis", "benutzer",
+    "operator",
+    "worker",
+    "employee",
+    "badge",
+    "user",
+    "name",
+    "person",
+    "shift_lead",
+    "login",
+    "comment",
+    "note",
+    "text",
+    "message",
+    "bediener",
+    "werker",
+    "mitarbeiter",
+    "ausweis",
+    "benutzer",
 )
 
 QualityName = Literal["good", "uncertain", "bad"]
