@@ -1,0 +1,242 @@
+"""Pure core of the gateway: pseudonyms, policy, normalise step, Sparkplug decoding, config errors."""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config import load_gateway_settings
+from gateway.errors import KeyFileError
+from gateway.normalise import Normaliser, Reading, quality_of
+from gateway.policy import PolicySettings, compile_policy
+from gateway.pseudonymise import Journal, MemberKey, Pseudonymiser, generate_key, load_key, pseudonym, reveal
+from gateway.sparkplug import AliasTable, SparkplugError, decode_payload
+from metalldaten.configfile import ConfigError
+from wire import Quality, Sample, sample_problem
+from wire.model import PSEUDONYM_RE
+
+from .sparkplug_encode import encode_payload
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "gateway.example.toml"
+NOW = 1_790_000_000 * 10**9
+KEY = MemberKey(key_id="k1", secret=bytes(range(32)))
+
+
+def test_keygen_writes_a_private_file_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "member.key"
+    key = generate_key(path, key_id="k-2026")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_key(path) == key
+    assert "secret" not in repr(key) and key.secret.hex() not in repr(key)
+    with pytest.raises(KeyFileError, match="refusing"):
+        generate_key(path)
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_key(path)
+
+
+def test_pseudonyms_are_keyed_prefixed_and_revealable(tmp_path: Path) -> None:
+    p = pseudonym(KEY, "a", "DMU50-SN-104711")
+    assert PSEUDONYM_RE.match(p) and p.startswith("a-") and len(p) == 18
+    assert pseudonym(KEY, "a", "DMU50-SN-104711") == p
+    assert pseudonym(KEY, "g", "DMU50-SN-104711") != p  # the kind is part of the input
+    other = MemberKey(key_id="k2", secret=bytes(32))
+    assert pseudonym(other, "a", "DMU50-SN-104711") != p
+    journal = Journal(tmp_path / "journal.jsonl")
+    ps = Pseudonymiser(KEY, journal=journal)
+    seen = ps.asset("found-at-runtime")
+    assert stat.S_IMODE((tmp_path / "journal.jsonl").stat().st_mode) == 0o600
+    assert reveal(KEY, seen, [("a", "x"), *Journal(tmp_path / "journal.jsonl").read()]) == [("a", "found-at-runtime")]
+    assert reveal(other, seen, journal.read()) == []
+    assert reveal(KEY, "zz", journal.read()) == []
+
+
+@given(st.text(min_size=1, max_size=80), st.sampled_from(["a", "g", "p"]), st.integers(8, 32))
+def test_pseudonym_never_contains_the_identifier(identifier: str, kind: str, length: int) -> None:
+    p = pseudonym(KEY, kind, identifier, length=length)  # type: ignore[arg-type]
+    assert PSEUDONYM_RE.match(p)
+    assert len(p) == length + 2
+    assert reveal(KEY, p, [("a", "other"), (kind, identifier)]) == [(kind, identifier)]
+
+
+POLICY = PolicySettings(
+    asset_classes={"DMU 50": "cnc_milling"},
+    min_quality="uncertain",
+    signals={
+        "P": {"canonical": "power_kw", "unit": "W", "round": 2},
+        "T": {"canonical": "temperature_c", "unit": "K", "clip": (0.0, 100.0), "bin": 0.5},
+        "E": {"canonical": "energy_kwh", "unit": "Wh"},
+        "N": {"canonical": "parts_total", "coarsen_s": 60},
+        "S": {"canonical": "state", "states": {"1": "running", "0": "off", "true": "running"}},
+        "operator_badge": {"canonical": "state", "personal": True},
+    },
+)
+
+
+def _n() -> Normaliser:
+    return Normaliser(compile_policy(POLICY), Pseudonymiser(KEY), asset_classes={"m1": "cnc_milling"})
+
+
+@pytest.mark.parametrize(
+    ("signal", "value", "status", "expected"),
+    [
+        ("P", 1234.5678, 0, ("power_kw", 1.23, Quality.GOOD)),
+        ("P", 1500, 0x40000000, ("power_kw", 1.5, Quality.UNCERTAIN)),
+        ("P", 1500, 0x80000000, "quality"),
+        ("P", None, 0, "no_value"),
+        ("P", "12.5 kW", 0, "type"),
+        ("P", "2500", 0, ("power_kw", 2.5, Quality.GOOD)),
+        ("P", True, 0, "type"),
+        ("P", float("nan"), 0, "invalid"),
+        ("T", 300.0, 0, ("temperature_c", 26.5, Quality.GOOD)),  # 26.85 °C binned to 0.5
+        ("T", 1000.0, 0, ("temperature_c", 100.0, Quality.GOOD)),  # clipped
+        ("E", 12_000, 0, ("energy_kwh", 12.0, Quality.GOOD)),
+        ("N", 17.0, 0, ("parts_total", 17, Quality.GOOD)),
+        ("N", -1, 0, "invalid"),
+        ("S", 1, 0, ("state", "running", Quality.GOOD)),
+        ("S", True, 0, ("state", "running", Quality.GOOD)),
+        ("S", 7, 0, "state_unmapped"),
+        ("X", 1.0, 0, "not_allowed"),
+        ("operator_name", "Hans Muster", 0, "personal"),
+        ("operator_badge", "4711", 0, "contract"),  # pseudonymised, but no catalogue signal holds a person
+    ],
+)
+def test_normalise_table(signal: str, value: object, status: int, expected: object) -> None:
+    n = _n()
+    result = n.normalise(Reading("m1", signal, value, NOW + 123, status=status))
+    if isinstance(expected, str):
+        assert result == expected
+        assert n.dropped[expected] == 1
+        return
+    assert isinstance(result, Sample)
+    canonical, v, q = expected  # type: ignore[misc]
+    assert (result.signal, result.value, result.quality) == (canonical, v, q)
+    assert type(result.value) is type(v)
+    assert result.asset == pseudonym(KEY, "a", "m1") and result.asset_class == "cnc_milling"
+    assert sample_problem(result) is None
+
+
+def test_timestamps_source_first_then_receive_time_and_coarsening() -> None:
+    n = _n()
+    s = n.normalise(Reading("m1", "P", 1.0, recv_ns=NOW + 5, source_ns=NOW - 10**9))
+    assert isinstance(s, Sample) and s.ts == NOW - 10**9
+    s = n.normalise(Reading("m1", "P", 1.0, recv_ns=NOW + 5))
+    assert isinstance(s, Sample) and s.ts == NOW + 5
+    s = n.normalise(Reading("m1", "N", 3, recv_ns=NOW + 59 * 10**9 + 7))
+    assert isinstance(s, Sample) and s.ts % (60 * 10**9) == 0
+    assert n.normalise(Reading("m1", "P", 1.0, recv_ns=5)) == "invalid"
+
+
+def test_quality_of_status_codes() -> None:
+    assert quality_of(0) == Quality.GOOD
+    assert quality_of(0x40920000) == Quality.UNCERTAIN
+    assert quality_of(0x80340000) == Quality.BAD
+    assert quality_of(0xC0000000) == Quality.BAD
+
+
+def test_heartbeat_repeats_stale_values_only() -> None:
+    n = _n()
+    n.normalise(Reading("m1", "S", 1, recv_ns=NOW))
+    n.normalise(Reading("m1", "P", 1000, recv_ns=NOW + 50 * 10**9))
+    repeated = n.repeat_stale(NOW + 60 * 10**9, 55 * 10**9)
+    assert [(s.signal, s.value, s.ts) for s in repeated] == [("state", "running", NOW + 60 * 10**9)]
+    assert n.repeat_stale(NOW + 61 * 10**9, 55 * 10**9) == []
+
+
+@settings(max_examples=200)
+@given(
+    asset=st.text(min_size=1, max_size=40),
+    signal=st.sampled_from(["P", "T", "E", "N", "S", "X", "operator_name"]),
+    value=st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(), st.text(max_size=70)),
+    status=st.sampled_from([0, 0x40000000, 0x80000000]),
+    ts=st.integers(0, 5 * 10**18),
+)
+def test_normalise_yields_valid_samples_or_counted_drops(
+    asset: str, signal: str, value: object, status: int, ts: int
+) -> None:
+    n = _n()
+    result = n.normalise(Reading(asset, signal, value, ts, status=status))
+    if isinstance(result, str):
+        assert n.dropped[result] == 1 and n.accepted == 0
+        return
+    assert sample_problem(result) is None
+    assert n.accepted == 1
+    assert result.asset == pseudonym(KEY, "a", asset)
+    if isinstance(result.value, str):  # only mapped machine states leave as text
+        assert result.value in ("running", "off")
+    if isinstance(result.value, float):
+        assert math.isfinite(result.value)
+
+
+def test_sparkplug_birth_aliases_and_data() -> None:
+    birth = encode_payload(
+        timestamp=NOW // 10**6, metrics=[("Power", 1, 9, 1500.0), ("Parts", 2, 4, -3), ("State", 3, 12, "run")]
+    )
+    data = encode_payload(timestamp=NOW // 10**6 + 1000, metrics=[(None, 1, 9, 1600.0), (None, 2, 4, 7)])
+    aliases = AliasTable()
+    b = decode_payload(birth)
+    aliases.learn("g", "node1", b.metrics, reset=True)
+    assert [(m.name, m.value) for m in b.metrics] == [("Power", 1500.0), ("Parts", -3), ("State", "run")]
+    d = decode_payload(data)
+    assert [(aliases.name("g", "node1", m), m.value) for m in d.metrics] == [("Power", 1600.0), ("Parts", 7)]
+    assert d.timestamp == NOW // 10**6 + 1000
+    with pytest.raises(SparkplugError):
+        decode_payload(b"\x12\xff\x01")
+
+
+@given(st.binary(max_size=200))
+def test_sparkplug_decoder_never_crashes(payload: bytes) -> None:
+    try:
+        decode_payload(payload)
+    except SparkplugError:
+        pass
+
+
+def test_example_configuration_loads_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_gateway_settings(EXAMPLE)
+    assert s.identity.member == "m-7f3a9c"
+    assert s.identity.key_file == EXAMPLE.parent / "member.key"
+    assert s.uplink.qos == 1 and s.buffer.flush_interval_s < 1
+    assert s.asset_classes()["DMU50-SN-104711"] == "cnc_milling"
+    monkeypatch.setenv("MDH_GATEWAY__UPLINK__PASSWORD", "s3cret")
+    monkeypatch.setenv("MDH_GATEWAY__UPLINK__HOST", "hub.test")
+    s = load_gateway_settings(EXAMPLE)
+    assert s.uplink.host == "hub.test"
+    assert s.uplink.password is not None and s.uplink.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("replace", "key", "expected"),
+    [
+        ('member = "m-7f3a9c"', "identity.member", "member pseudonym"),
+        ('canonical = "power_kw"', "policy.signals.Wirkleistung.canonical", "catalogue signal"),
+        ('unit = "W"', "policy.signals.Wirkleistung", "cannot be converted"),
+        ('overflow = "drop_oldest"', "buffer.overflow", "drop_oldest"),
+        ("batch_size = 500", "opcua.0.batch_size", "less than or equal to 5000"),
+    ],
+)
+def test_wrong_configuration_names_file_key_and_expectation(
+    tmp_path: Path, replace: str, key: str, expected: str
+) -> None:
+    bad = {
+        'member = "m-7f3a9c"': 'member = "ACME GmbH"',
+        'canonical = "power_kw"': 'canonical = "power_watts"',
+        'unit = "W"': 'unit = "PS"',
+        'overflow = "drop_oldest"': 'overflow = "block"',
+        "batch_size = 500": "batch_size = 50000",
+    }[replace]
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert replace in text
+    path = tmp_path / "gw.toml"
+    path.write_text(text.replace(replace, bad, 1), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_gateway_settings(path)
+    message = str(info.value)
+    assert str(path) in message and f"key '{key}" in message and expected in message
