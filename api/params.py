@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidRequest
 
-EVERY_RE = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|d)$")
+#: A bucket width: up to 999999 s or min, 99999 h, 9999 d (so that the width in ns fits a 64-bit integer).
+EVERY_PATTERN = r"^([1-9][0-9]{0,5}(s|m)|[1-9][0-9]{0,4}h|[1-9][0-9]{0,3}d)$"
+EVERY_RE = re.compile(EVERY_PATTERN)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 #: Default look-back when a request gives no ``start``.
@@ -29,15 +31,17 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """``value`` as an aware UTC datetime (naive values are taken as UTC)."""
+    """``value`` as an aware UTC datetime (naive values are taken as UTC), clamped into the years
+    1971..2199 (no data lies outside them, so a query asking for more means the same)."""
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    if not EARLIEST <= value < LATEST:
-        raise InvalidRequest(f"time {value.isoformat()} is outside {EARLIEST.year}..{LATEST.year - 1}")
-    return value
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # an offset pushing year 1 or 9999 out of range
+        value = EARLIEST if value.year < 1971 else LATEST
+    return min(max(value, EARLIEST), LATEST)
 
 
 def to_ns(value: datetime) -> int:
@@ -51,17 +55,16 @@ def every_seconds(every: str | None) -> int | None:
     m = EVERY_RE.match(every)
     if m is None:
         raise InvalidRequest("every: a duration like 30s, 15m, 1h or 1d")
-    return int(m.group(1)) * _UNIT_S[m.group(2)]
+    return int(every[:-1]) * _UNIT_S[every[-1]]
 
 
 def window(
     start: datetime | None, end: datetime | None, period: str, now: datetime, max_periods: int
 ) -> tuple[datetime, datetime]:
-    """The [start, end) a KPI or benchmark request covers, checked and bounded."""
+    """The [start, end) a KPI or benchmark request covers, bounded to ``max_periods`` periods."""
     end_ = utc(end) or now
     start_ = utc(start) or (end_ - DEFAULT_SPAN[period])
-    if start_ >= end_:
-        raise InvalidRequest("start must be before end")
+    start_ = min(start_, end_)  # start >= end: an empty window
     if (end_ - start_) / NOMINAL[period] > max_periods:
         raise InvalidRequest(f"the time range spans more than {max_periods} {period} periods; narrow it")
     return start_, end_

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,7 @@ AggName = Literal["mean", "min", "max", "last", "sum", "count"]
 PeriodName = Literal["hour", "day", "week", "month"]
 BenchmarkPeriod = Literal["day", "week", "month"]
 RoleName = Literal["member", "analyst", "admin"]
+MemberId = Annotated[str, Field(pattern=r"^m-[0-9a-f]{6,32}$", description="A member pseudonym")]
 
 
 class Problem(BaseModel):
@@ -147,12 +148,26 @@ class Me(BaseModel):
     asset_classes: list[str] = Field(description="Asset classes the member has data in (member tokens)")
 
 
-class TokenCreate(BaseModel):
+class MemberTokenCreate(BaseModel):
+    """A member token: bound to one member pseudonym."""
+
     model_config = ConfigDict(extra="forbid")
 
-    role: RoleName
-    member: str | None = Field(default=None, pattern=r"^m-[0-9a-f]{6,32}$")
+    role: Literal["member"]
+    member: MemberId
     label: str = Field(default="", max_length=200)
+
+
+class StaffTokenCreate(BaseModel):
+    """An analyst or admin token: bound to no member."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["analyst", "admin"]
+    label: str = Field(default="", max_length=200)
+
+
+TokenCreate = Annotated[MemberTokenCreate | StaffTokenCreate, Field(discriminator="role")]
 
 
 class TokenInfo(BaseModel):

@@ -80,6 +80,8 @@ def _cells(
     starts: list[datetime],
     now: datetime,
 ) -> list[Cell]:
+    if not starts:
+        return []
     register = ctx.register_provider()
     active = [m for m in register.member if m.active]
     rollups = ctx.store.query_rollups(

@@ -16,7 +16,7 @@ from ..deps import ContextDep, ReaderDep, visible_members
 from ..kpis import compute_kpis
 from ..params import to_ns, window
 from ..problems import problem_responses
-from ..schemas import KpiResponse, KpiRow, PeriodName
+from ..schemas import KpiResponse, KpiRow, MemberId, PeriodName
 
 router = APIRouter(tags=["kpis"])
 
@@ -34,12 +34,15 @@ def get_kpis(
     period: Annotated[PeriodName, Query(description="hour, day, week (from Monday) or month; UTC")] = "day",
     start: Annotated[datetime | None, Query(description="Start (default: a period-dependent look-back)")] = None,
     end: Annotated[datetime | None, Query(description="End (default: now)")] = None,
-    member: Annotated[list[str] | None, Query(description="Member pseudonym(s); members only their own")] = None,
+    member: Annotated[list[MemberId] | None, Query(description="Member pseudonym(s); members only their own")] = None,
     asset: Annotated[list[str] | None, Query()] = None,
     asset_class: Annotated[list[str] | None, Query()] = None,
 ) -> KpiResponse:
     start_, end_ = window(start, end, period, ctx.clock(), ctx.settings.max_periods)
-    start_ = period_starts(start_, end_, period)[0]  # whole periods only
+    starts = period_starts(start_, end_, period)
+    if not starts:
+        return KpiResponse(period=period, start=start_, end=end_, data=[])
+    start_ = starts[0]  # whole periods only
     rollups = ctx.store.query_rollups(
         RollupQuery(
             members=visible_members(principal, member),

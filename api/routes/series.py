@@ -14,12 +14,12 @@ from storage import SeriesQuery
 
 from ..audit import record_rows
 from ..deps import ContextDep, ReaderDep, visible_members
-from ..errors import InvalidRequest, NotAcceptable
+from ..errors import NotAcceptable
 from ..formats import MEDIA_TYPES, encode, negotiate
 from ..paging import decode_cursor, encode_cursor
-from ..params import every_seconds, to_ns, utc
+from ..params import EVERY_PATTERN, every_seconds, to_ns, utc
 from ..problems import problem_responses
-from ..schemas import AggName, SeriesFormat, SeriesPage
+from ..schemas import AggName, MemberId, SeriesFormat, SeriesPage
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["series"])
@@ -56,12 +56,12 @@ def get_series(
     signal: Annotated[list[str] | None, Query(description="Canonical signal(s); repeat for several")] = None,
     asset_class: Annotated[list[str] | None, Query(description="Asset class(es)")] = None,
     member: Annotated[
-        list[str] | None, Query(description="Member pseudonym(s); members may give only their own")
+        list[MemberId] | None, Query(description="Member pseudonym(s); members may give only their own")
     ] = None,
     asset: Annotated[list[str] | None, Query(description="Asset pseudonym(s)")] = None,
     start: Annotated[datetime | None, Query(description="Inclusive start (RFC 3339; naive = UTC)")] = None,
     end: Annotated[datetime | None, Query(description="Exclusive end (RFC 3339; naive = UTC)")] = None,
-    every: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,6}(s|m|h|d)$", description="Bucket width")] = None,
+    every: Annotated[str | None, Query(pattern=EVERY_PATTERN, description="Bucket width, e.g. 30s, 15m, 1h, 1d")] = None,
     agg: Annotated[AggName, Query(description="Aggregate per bucket when `every` is given")] = "mean",
     format: Annotated[SeriesFormat | None, Query(description="Overrides the Accept header")] = None,
     limit: Annotated[int | None, Query(ge=1, description="Rows per page (at most api.max_page_rows)")] = None,
@@ -72,9 +72,7 @@ def get_series(
     if fmt is None:
         raise NotAcceptable("Accept: one of " + ", ".join(MEDIA_TYPES.values()) + " (or use format=)")
     page = min(limit or ctx.settings.max_page_rows, ctx.settings.max_page_rows)
-    start_, end_ = utc(start), utc(end)
-    if start_ is not None and end_ is not None and start_ >= end_:
-        raise InvalidRequest("start must be before end")
+    start_, end_ = utc(start), utc(end)  # start >= end is an empty interval: no rows
     query = SeriesQuery(
         signals=tuple(signal) if signal else None,
         asset_classes=tuple(asset_class) if asset_class else None,

@@ -8,7 +8,7 @@ from ..audit import record_rows
 from ..deps import AdminDep, ContextDep
 from ..errors import InvalidRequest, NotFound
 from ..problems import problem_responses
-from ..schemas import TokenCreate, TokenCreated, TokenInfo
+from ..schemas import MemberTokenCreate, TokenCreate, TokenCreated, TokenInfo
 from ..tokens import TokenRecord
 
 router = APIRouter(tags=["tokens"])
@@ -28,7 +28,8 @@ def list_tokens(request: Request, ctx: ContextDep, admin: AdminDep) -> list[Toke
 @router.post("/v1/tokens", status_code=201, response_model=TokenCreated, responses=problem_responses(401, 403, 422))
 def create_token(request: Request, body: TokenCreate, ctx: ContextDep, admin: AdminDep) -> TokenCreated:
     try:
-        token, r = ctx.tokens.create(body.role, member=body.member, label=body.label)
+        member = body.member if isinstance(body, MemberTokenCreate) else None
+        token, r = ctx.tokens.create(body.role, member=member, label=body.label)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
     record_rows(request, 1)

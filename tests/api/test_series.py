@@ -124,3 +124,19 @@ def test_page_size_is_capped(tmp_path, filled_store: DuckDBStore) -> None:  # ty
     h = make_hub(tmp_path, filled_store, max_page_rows=50)
     r = h.client.get("/v1/series?limit=100000", headers=h.auth("analyst"))
     assert r.json()["rows"] == 50 and r.json()["next_cursor"]
+
+
+@pytest.mark.parametrize(("every", "status"), [("9999d", 200), ("99999h", 200), ("10000d", 422), ("0s", 422)])
+def test_widest_buckets_are_served_and_wider_ones_refused(hub: Hub, every: str, status: int) -> None:
+    r = hub.client.get(f"/v1/series?every={every}&agg=max&signal=power_kw", headers=hub.auth("analyst"))
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert {row["member"] for row in r.json()["data"]} == {
+            "m-a00001",
+            "m-a00002",
+            "m-b00001",
+            "m-c00001",
+            "m-d00001",
+            "m-e00001",
+            "m-f00001",
+        }
