@@ -61,7 +61,9 @@ def get_series(
     asset: Annotated[list[str] | None, Query(description="Asset pseudonym(s)")] = None,
     start: Annotated[datetime | None, Query(description="Inclusive start (RFC 3339; naive = UTC)")] = None,
     end: Annotated[datetime | None, Query(description="Exclusive end (RFC 3339; naive = UTC)")] = None,
-    every: Annotated[str | None, Query(pattern=EVERY_PATTERN, description="Bucket width, e.g. 30s, 15m, 1h, 1d")] = None,
+    every: Annotated[
+        str | None, Query(pattern=EVERY_PATTERN, description="Bucket width, e.g. 30s, 15m, 1h, 1d")
+    ] = None,
     agg: Annotated[AggName, Query(description="Aggregate per bucket when `every` is given")] = "mean",
     format: Annotated[SeriesFormat | None, Query(description="Overrides the Accept header")] = None,
     limit: Annotated[int | None, Query(ge=1, description="Rows per page (at most api.max_page_rows)")] = None,
