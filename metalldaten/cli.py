@@ -26,6 +26,10 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # Third-party libraries narrate every connection at INFO; keep their warnings and errors.
+        for noisy in ("asyncua", "amqtt", "httpx", "transitions", "uvicorn.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main() -> None:

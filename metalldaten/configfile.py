@@ -69,10 +69,13 @@ def load_settings(cls: type[S], path: Path | str, *, overrides: dict[str, Any] |
     data = read_toml(path)
     if overrides:
         data.update(overrides)
-    return settings_from_dict(cls, data, source=path)
+    return settings_from_dict(cls, data, source=path, base_dir=Path(path).parent)
 
 
-def settings_from_dict(cls: type[S], data: dict[str, Any], *, source: Path | str = "<settings>") -> S:
+def settings_from_dict(
+    cls: type[S], data: dict[str, Any], *, source: Path | str = "<settings>", base_dir: Path | None = None
+) -> S:
+    """Build ``cls`` from ``data``; relative paths are taken relative to ``base_dir`` when given."""
     unknown = list(_unknown_keys(cls, data, ""))
     if unknown:
         raise ConfigError(
@@ -82,9 +85,8 @@ def settings_from_dict(cls: type[S], data: dict[str, Any], *, source: Path | str
         settings = cls(**data)
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
-    relative_to = Path(source).parent if str(source) != "<settings>" else None
-    if relative_to is not None and hasattr(settings, "resolve_paths"):
-        settings.resolve_paths(relative_to)
+    if base_dir is not None and hasattr(settings, "resolve_paths"):
+        settings.resolve_paths(base_dir)
     return settings
 
 
