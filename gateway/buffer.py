@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     n INTEGER NOT NULL,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS watermarks (
+    asset TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (asset, signal)
+) WITHOUT ROWID;
 """
 _COLS = "id, batch_id, n, created_ns, data"
 _enc = msgspec.msgpack.Encoder()
@@ -194,6 +200,8 @@ class DiskBuffer:
                     self._open = []
                 if self._open:
                     self._write_open(now)
+                if pending:
+                    self._save_watermarks(pending)
                 db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -208,6 +216,22 @@ class DiskBuffer:
             except Exception:
                 log.exception("disk buffer: durable callback failed")
         return len(pending)
+
+    def _save_watermarks(self, samples: list[Sample]) -> None:
+        marks: dict[tuple[str, str], int] = {}
+        for s in samples:
+            key = (s.asset, s.signal)
+            if s.ts > marks.get(key, -1):
+                marks[key] = s.ts
+        self.db.executemany(
+            "INSERT INTO watermarks (asset, signal, ts) VALUES (?, ?, ?) "
+            "ON CONFLICT (asset, signal) DO UPDATE SET ts = max(ts, excluded.ts)",
+            [(a, sig, ts) for (a, sig), ts in marks.items()],
+        )
+
+    def watermarks(self) -> dict[tuple[str, str], int]:
+        """Newest timestamp buffered per (asset pseudonym, signal), across restarts."""
+        return {(a, s): int(ts) for a, s, ts in self.db.execute("SELECT asset, signal, ts FROM watermarks")}
 
     def _write_open(self, now: int) -> None:
         data = _enc.encode(self._open)

@@ -29,6 +29,7 @@ DROP_REASONS = (
     "state_unmapped",  # a state code the policy does not map
     "invalid",  # not finite, negative counter, timestamp outside 2000..2100
     "contract",  # the sample would break the wire contract
+    "replayed",  # not newer than what was already sent for this asset and signal (re-read after a reconnect)
 )
 
 
@@ -78,6 +79,7 @@ class Normaliser:
         pseudonymiser: Pseudonymiser,
         *,
         asset_classes: dict[str, str] | None = None,
+        watermarks: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.policy = policy
         self.pseudonymiser = pseudonymiser
@@ -87,6 +89,9 @@ class Normaliser:
         self.dropped: Counter[str] = Counter()
         #: (asset pseudonym, canonical signal) -> (last sample, its rule); for the heartbeat.
         self.last: dict[tuple[str, str], tuple[Sample, SignalRule]] = {}
+        #: (asset pseudonym, canonical signal) -> newest timestamp accepted; shared and persisted by the
+        #: gateway, so a value that a server delivers again after a reconnect or restart is not sent twice.
+        self.watermarks = watermarks if watermarks is not None else {}
 
     def classify(self, asset: str, asset_class: str) -> None:
         """Set the asset class of a clear asset id discovered at run time."""
@@ -130,6 +135,10 @@ class Normaliser:
             ts -= ts % rule.coarsen_ns
         if not MIN_TS_NS <= ts <= MAX_TS_NS:
             return self.drop("invalid")
+        mark_key = (asset, rule.canonical)
+        mark = self.watermarks.get(mark_key)
+        if mark is not None and ts <= mark:
+            return self.drop("replayed")
         kind = rule.kind
         value: Any
         if rule.personal:
@@ -164,7 +173,8 @@ class Normaliser:
         if checked and sample_problem(sample) is not None:
             return self.drop("contract")
         self.accepted += 1
-        self.last[(asset, rule.canonical)] = (sample, rule)
+        self.watermarks[mark_key] = ts
+        self.last[mark_key] = (sample, rule)
         return sample
 
     def repeat_stale(self, now_ns: int, older_than_ns: int) -> list[Sample]:
@@ -181,5 +191,6 @@ class Normaliser:
                     continue
                 repeated = Sample(ts, s.asset, s.asset_class, s.signal, s.value, s.quality)
                 self.last[key] = (repeated, rule)
+                self.watermarks[key] = max(ts, self.watermarks.get(key, ts))
                 out.append(repeated)
         return out

@@ -73,13 +73,14 @@ class Gateway:
         )
         self.uplink = Uplink(settings.uplink, self.buffer, member=self.member, gateway=self.gateway_pseudonym)
         classes = settings.asset_classes()
+        self.watermarks: dict[tuple[str, str], int] = {}
         self.sources: list[SourceRunner] = []
         pki = b.path.parent / "pki"
         for oc in settings.opcua:
-            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes)
+            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes, watermarks=self.watermarks)
             self.sources.append(OpcuaSourceRunner(oc, n, self._sink, pki_dir=pki))
         for mc in settings.mqtt:
-            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes)
+            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes, watermarks=self.watermarks)
             cid = f"mdh-{self.gateway_pseudonym}-{self.pseudonymiser('g', 'source:' + mc.name)[2:10]}"
             self.sources.append(MqttSourceRunner(mc, n, self._sink, client_id=cid))
         self.health: HealthServer | None = None
@@ -112,6 +113,7 @@ class Gateway:
         try:
             self.buffer.open()
             self._stack.callback(self.buffer.close)
+            self.watermarks.update(self.buffer.watermarks())
             await self._stack.enter_async_context(self.uplink)
             h = self.settings.health
             if h.port:

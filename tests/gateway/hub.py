@@ -72,12 +72,17 @@ class RawSubscriber:
         return [(s.asset, s.signal, s.ts, s.value) for b in self.unique_batches().values() for s in b.samples]
 
     async def wait_for(self, predicate: Callable[[], bool], within_s: float, what: str) -> None:
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out after {within_s} s waiting for {what}")
+        await wait_until(predicate, within_s, what)
+
+
+async def wait_until(predicate: Callable[[], bool], within_s: float, what: str) -> None:
+    """Poll ``predicate`` every 50 ms; fail after ``within_s`` naming ``what``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {within_s} s waiting for {what}")
 
 
 class Relay:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
@@ -192,10 +193,8 @@ def test_sparkplug_birth_aliases_and_data() -> None:
 
 @given(st.binary(max_size=200))
 def test_sparkplug_decoder_never_crashes(payload: bytes) -> None:
-    try:
+    with contextlib.suppress(SparkplugError):
         decode_payload(payload)
-    except SparkplugError:
-        pass
 
 
 def test_example_configuration_loads_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
