@@ -14,8 +14,9 @@ from .base import (
 )
 from .duckdb_store import DuckDBStore
 from .errors import StoreError, StoreRejected, StoreUnavailable
+from .ingestor import Ingestor, RegisterProvider
 from .rollups import compute_rollups
-from .settings import StoreKind, StoreSettings, open_store
+from .settings import IngestSettings, StoreKind, StoreSettings, open_store
 
 __all__ = [
     "AGGS",
@@ -23,6 +24,9 @@ __all__ = [
     "SERIES_SCHEMA",
     "Agg",
     "DuckDBStore",
+    "IngestSettings",
+    "Ingestor",
+    "RegisterProvider",
     "RollupQuery",
     "SeriesQuery",
     "Store",

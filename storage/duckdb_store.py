@@ -173,7 +173,7 @@ class DuckDBStore:
             sql += f" LIMIT {int(query.limit)}"
         cur = self.cursor()
         try:
-            frame = cur.sql(sql, params=params).pl()
+            frame: pl.DataFrame = cur.sql(sql, params=params).pl()
         finally:
             cur.close()
         if frame.height == 0:

@@ -165,15 +165,16 @@ class InfluxStore:
             raise status_error(r.status_code, r.text, _retry_after(r.headers), "write")
 
     def _make_v2_writer(self, token: str, timeout_s: float, verify: str | bool) -> Callable[[bytes], None]:
-        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         client = InfluxDBClient(
             url=self.url,
             token=token,
-            org=self._org or None,
+            org=self._org,
             timeout=int(timeout_s * 1000),
             retries=False,
             verify_ssl=verify is not False,
@@ -184,7 +185,7 @@ class InfluxStore:
 
         def write(body: bytes) -> None:
             try:
-                api.write(bucket=self._bucket, org=self._org or "-", record=body, write_precision=WritePrecision.NS)
+                api.write(bucket=self._bucket, org=self._org or "-", record=body, write_precision=WritePrecision.NS)  # type: ignore[arg-type]
             except ApiException as exc:
                 headers = dict(exc.headers or {})
                 raise status_error(

@@ -205,7 +205,7 @@ class RollupKeeper:
         sql = f"SELECT * FROM rollups WHERE {' AND '.join(where) or 'TRUE'} ORDER BY member, asset, hour"
         cur = self._store.cursor()
         try:
-            frame = cur.sql(sql, params=params).pl()
+            frame: pl.DataFrame = cur.sql(sql, params=params).pl()
         finally:
             cur.close()
         if frame.height == 0:

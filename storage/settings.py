@@ -6,6 +6,7 @@ Plain pydantic models: the hub composes them into its one settings class
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -96,3 +97,57 @@ def open_store(settings: StoreSettings) -> Store:
         write_attempts=settings.write_attempts,
         verify=str(settings.ca_file) if settings.ca_file else True,
     )
+
+
+class IngestSettings(BaseModel):
+    """How the ingestor reaches the broker, and how it batches.
+
+    ``max_inflight_messages`` is sent to the broker as the MQTT v5 *Receive Maximum*: the broker
+    delivers at most that many unacknowledged messages, so when the store is slow or down
+    the ingestor stops acknowledging and the broker stops sending (memory stays bounded;
+    the backlog waits in the broker's queue). ``shared_group`` ``None`` subscribes without a
+    shared-subscription group (MQTT 3.1.1 brokers, a single ingestor).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8883, ge=1, le=65535)
+    tls: bool = True
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = "ingestor"
+    password: SecretStr | None = None
+    #: Unique per ingestor (the broker keeps each one's session and unacknowledged messages under it).
+    client_id: str = Field(
+        default_factory=lambda: f"mdh-ingestor-{socket.gethostname()}"[:64], min_length=1, max_length=64
+    )
+    protocol: Literal["5", "3.1.1"] = "5"
+    shared_group: str | None = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    session_expiry_s: int = Field(default=3600, ge=0)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    batch_max_samples: int = Field(default=20_000, ge=1)
+    batch_max_delay_s: float = Field(default=0.25, gt=0, le=60)
+    max_inflight_messages: int = Field(default=500, ge=1, le=65535)
+    #: Hard bound on messages held unacknowledged in memory (see storage.ingestor); at least max_inflight_messages.
+    max_pending_messages: int = Field(default=2000, ge=1)
+    max_payload_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0, le=600)
+    dead_letter_path: Path = Path("data/dead-letters.jsonl")
+    dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
+    rollup_refresh_s: float | None = Field(default=60.0, gt=0)
+    retention_check_s: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> IngestSettings:
+        if self.max_pending_messages < self.max_inflight_messages:
+            raise ValueError("max_pending_messages must be at least max_inflight_messages")
+        return self
+
+    def resolve_paths(self, base: Path) -> None:
+        for name in ("ca_file", "cert_file", "key_file", "dead_letter_path"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                setattr(self, name, base / value)

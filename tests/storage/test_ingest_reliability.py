@@ -1,0 +1,156 @@
+"""Reliability with real processes: InfluxDB down mid-stream, and two ingestors sharing one subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from storage import DuckDBStore, Ingestor, RollupQuery, SeriesQuery, StoreSettings, StoreUnavailable, open_store
+from tests.servers import InfluxServer, MosquittoServer
+from tests.storage.mqttkit import Publisher, ingest_settings, make_batch, register, wait_until
+from tests.storage.test_ingestor import running
+from wire import Sample, encode_batch, samples_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MA, MB = "m-0000aa", "m-0000bb"
+
+
+async def test_influxdb_down_for_more_than_10s_mid_stream_loses_nothing(
+    mosquitto: MosquittoServer, influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    store = open_store(
+        StoreSettings(
+            kind="influxdb1",
+            url=influxdb.url,
+            database="outage",
+            username=influxdb.username,
+            password=influxdb.password,
+            timeout_s=2,
+            write_attempts=1,
+        )
+    )  # type: ignore[arg-type]
+    settings = ingest_settings(mosquitto.port, tmp_path, max_inflight_messages=20, max_pending_messages=40)
+    ing = Ingestor(settings, store, lambda: register(MA, MB))
+    pub = Publisher(mosquitto.port)
+    batches = [make_batch(MA if i % 2 else MB, "g-00000001", 100, asset=f"a-{i % 7:08x}") for i in range(90)]
+    max_pending = 0
+    try:
+        async with running(ing):
+            t0 = time.monotonic()
+            down_at, up_at = t0 + 2.0, None
+            for b in batches:
+                pub.publish(samples_topic(b.member, b.gateway), encode_batch(b), wait=False)
+                max_pending = max(max_pending, ing.pending_messages)
+                now = time.monotonic()
+                if influxdb.proc is not None and up_at is None and now >= down_at:
+                    await asyncio.to_thread(influxdb.stop)
+                    up_at = time.monotonic() + 11.0
+                if up_at is not None and influxdb.proc is None and now >= up_at:
+                    await asyncio.to_thread(influxdb.start)
+                await asyncio.sleep(0.15)
+            while influxdb.proc is None:
+                max_pending = max(max_pending, ing.pending_messages)
+                if time.monotonic() >= (up_at or 0):
+                    await asyncio.to_thread(influxdb.start)
+                await asyncio.sleep(0.1)
+            assert not ing.store_ok or ing.registry.get_sample_value(
+                "mdh_ingest_store_errors_total", {"instance": ing.metrics._instance, "kind": "unavailable"}
+            )
+            await wait_until(lambda: ing.stored_samples >= 9000, within=60, what="the backlog written after the outage")
+        errors = ing.registry.get_sample_value(
+            "mdh_ingest_store_errors_total", {"instance": ing.metrics._instance, "kind": "unavailable"}
+        )
+        assert errors and errors > 0, "the outage was not noticed"
+        assert max_pending <= 40, f"{max_pending} messages held in memory, over the bound"
+        got = store.query_series(SeriesQuery())
+        assert got.height == 9000
+        expected = pl.DataFrame(
+            {"ts": [s.ts for b in batches for s in b.samples], "member": [b.member for b in batches for _ in b.samples]}
+        ).sort("ts")
+        assert got.select(pl.col("ts").cast(pl.Int64), "member").sort("ts").equals(expected)
+    finally:
+        pub.close()
+        store.close()
+
+
+async def test_two_ingestors_on_one_shared_subscription_store_every_sample_once(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    regs = lambda: register(MA, MB)  # noqa: E731
+    one = Ingestor(ingest_settings(mosquitto.port, tmp_path / "1"), store, regs)
+    two = Ingestor(ingest_settings(mosquitto.port, tmp_path / "2"), store, regs)
+    pub = Publisher(mosquitto.port)
+    try:
+        async with running(one), running(two):
+            batches = [make_batch(MA if i % 3 else MB, f"g-{i % 4:08x}", 20) for i in range(200)]
+            for b in batches:
+                pub.batch(b)
+            await wait_until(lambda: one.stored_samples + two.stored_samples >= 4000, what="all batches stored")
+            await asyncio.sleep(0.5)  # anything delivered twice would show up now
+        assert one.stored_samples + two.stored_samples == 4000
+        assert one.stored_samples > 0 and two.stored_samples > 0, "the load was not shared"
+        assert store.count() == 4000
+    finally:
+        pub.close()
+        store.close()
+
+
+class SwitchableStore:
+    """A real DuckDB store behind a switch: while ``down`` every write fails as unavailable."""
+
+    def __init__(self, inner: DuckDBStore) -> None:
+        self.inner = inner
+        self.down = False
+
+    def write(self, member: str, samples: Sequence[Sample]) -> int:
+        if self.down:
+            raise StoreUnavailable("switched off")
+        return self.inner.write(member, samples)
+
+    def query_series(self, query: SeriesQuery) -> pl.DataFrame:
+        return self.inner.query_series(query)
+
+    def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
+        return self.inner.query_rollups(query)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_memory_stays_bounded_and_shed_messages_are_redelivered(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    store = SwitchableStore(DuckDBStore(tmp_path / "hub.duckdb"))
+    store.down = True
+    settings = ingest_settings(mosquitto.port, tmp_path, max_inflight_messages=5, max_pending_messages=10)
+    ing = Ingestor(settings, store, lambda: register(MA))
+    pub = Publisher(mosquitto.port)
+    max_pending = 0
+    try:
+        async with running(ing):
+            for _ in range(120):
+                pub.publish(samples_topic(MA, "g-00000001"), encode_batch(make_batch(MA, "g-00000001", 10)), wait=False)
+                max_pending = max(max_pending, ing.pending_messages)
+                await asyncio.sleep(0.01)
+            for _ in range(30):
+                max_pending = max(max_pending, ing.pending_messages)
+                await asyncio.sleep(0.05)
+            assert ing.stored_samples == 0
+            store.down = False
+            await wait_until(lambda: store.inner.count() == 1200, within=30, what="every batch stored after recovery")
+        assert max_pending <= 10
+        assert store.inner.count() == 1200
+        shed = ing.registry.get_sample_value(
+            "mdh_ingest_messages_total", {"instance": ing.metrics._instance, "result": "shed"}
+        )
+        assert shed and shed > 0, "the bound was never reached, so shedding and redelivery went untested"
+    finally:
+        pub.close()
+        store.close()

@@ -1,0 +1,120 @@
+"""The ingestor against a real Mosquitto: storing, acknowledging, dead letters, gateway status, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from storage import DuckDBStore, Ingestor, SeriesQuery
+from storage.deadletter import read_dead_letters
+from tests.servers import MosquittoServer
+from tests.storage.mqttkit import Publisher, ingest_settings, make_batch, register, wait_until
+from wire import encode_batch, samples_topic
+from wire.codec import MAGIC
+
+pytestmark = pytest.mark.integration
+
+MA, MB, MX = "m-0000aa", "m-0000bb", "m-0000ff"
+GA, GB = "g-000000a1", "g-000000b1"
+
+
+@contextlib.asynccontextmanager
+async def running(ingestor: Ingestor) -> AsyncIterator[Ingestor]:
+    async with ingestor:
+        task = asyncio.create_task(ingestor.run())
+        try:
+            await asyncio.wait_for(ingestor.connected.wait(), 10)
+            yield ingestor
+        finally:
+            ingestor.stop()
+            await asyncio.wait_for(task, 10)
+
+
+async def test_batches_are_stored_and_gateways_tracked(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    ing = Ingestor(ingest_settings(mosquitto.port, tmp_path), store, lambda: register(MA, MB))
+    pub = Publisher(mosquitto.port)
+    try:
+        async with running(ing):
+            pub.status(MA, GA, "online")
+            batches = [make_batch(MA, GA, 100), make_batch(MB, GB, 50), make_batch(MA, GA, 25)]
+            for b in batches:
+                pub.batch(b)
+            pub.batch(batches[0])  # a redelivered batch is harmless
+            await wait_until(lambda: ing.stored_samples >= 275, what="all samples stored")
+            pub.status(MA, GA, "offline")
+            await wait_until(lambda: any(g.deaths for g in ing.gateways()), what="death message")
+            assert store.count() == 175
+            states = {(g.member, g.gateway): g for g in ing.gateways()}
+            assert states[(MA, GA)].online is False and states[(MA, GA)].births == 1
+            assert states[(MB, GB)].online is True and states[(MB, GB)].last_seen_ns is not None
+            samples = ing.registry.get_sample_value
+            assert samples("mdh_ingest_samples_total", {"instance": ing.metrics._instance}) == 275
+            assert samples("mdh_ingest_messages_total", {"instance": ing.metrics._instance, "result": "stored"}) == 4
+            assert ing.dead_lettered == 0
+            got = store.query_series(SeriesQuery(members=(MB,)))
+            assert got["value"].to_list() == [float(i) for i in range(50)]
+    finally:
+        pub.close()
+        store.close()
+
+
+def _bomb() -> bytes:
+    """A valid zstd frame that expands to 256 MiB of zeros and does not declare its size."""
+    cctx = zstandard.ZstdCompressor(level=1, write_content_size=False)
+    chunk = b"\0" * (1 << 20)
+    out = cctx.compressobj()
+    frame = b"".join(out.compress(chunk) for _ in range(256)) + out.flush()
+    return MAGIC + frame
+
+
+async def test_hostile_payloads_are_dead_lettered_and_the_ingestor_lives_on(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    settings = ingest_settings(mosquitto.port, tmp_path, max_payload_bytes=64 * 1024)
+    ing = Ingestor(settings, store, lambda: register(MA, MB, inactive=(MX,)))
+    pub = Publisher(mosquitto.port)
+    bomb = _bomb()
+    assert len(bomb) < 64 * 1024
+    hostile = [
+        (samples_topic(MA, GA), b"\x00\xffnot a batch", "magic"),
+        (samples_topic(MA, GA), MAGIC + b"\x28\xb5\x2f\xfd garbage", "decompress"),
+        (samples_topic(MA, GA), b"MDZ1" + b"x" * (70 * 1024), "too_large"),
+        (samples_topic(MA, GA), bomb, "too_large"),
+        (samples_topic(MA, GA), encode_batch(make_batch(MB, GA, 3)), "member_mismatch"),
+        (samples_topic(MX, GA), encode_batch(make_batch(MX, GA, 3)), "member"),
+        (samples_topic("m-0000cc", GA), encode_batch(make_batch("m-0000cc", GA, 3)), "member"),
+        ("mdh/v1/m-0000aa/not-a-gateway/samples", encode_batch(make_batch(MA, GA, 3)), "topic"),
+        (f"mdh/v1/{MA}/{GA}/status", b'{"schema":1}', "decode"),
+    ]
+    try:
+        async with running(ing):
+            for topic, payload, _ in hostile:
+                pub.publish(topic, payload)
+            good = make_batch(MA, GA, 10)
+            pub.batch(good)
+            await wait_until(
+                lambda: ing.stored_samples == 10 and ing.dead_lettered == len(hostile),
+                what="the good batch stored and every hostile one dead-lettered",
+            )
+        letters = read_dead_letters(settings.dead_letter_path)
+        assert [d["code"] for d in letters] == [code for *_, code in hostile]
+        assert [d["topic"] for d in letters] == [topic for topic, *_ in hostile]
+        assert letters[0]["payload"] == hostile[0][1] and letters[0]["size"] == len(hostile[0][1])
+        assert all(d["reason"] and d["time"] for d in letters)
+        assert store.count() == 10
+        assert (
+            ing.registry.get_sample_value(
+                "mdh_ingest_dead_letters_total", {"instance": ing.metrics._instance, "code": "too_large"}
+            )
+            == 2
+        )
+    finally:
+        pub.close()
+        store.close()
