@@ -19,7 +19,7 @@ from gateway import Gateway
 from tests.servers import free_port, start_mosquitto
 
 from .conftest import gateway_settings
-from .hub import Relay, RawSubscriber
+from .hub import RawSubscriber, Relay
 from .machines import MachineServer
 
 pytestmark = pytest.mark.integration
