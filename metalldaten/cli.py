@@ -10,6 +10,7 @@ from api.cli import app as tokens_app
 from gateway.cli import app as gateway_app
 from metalldaten.broker_cli import app as broker_app
 from metalldaten.demo.cli import demo
+from metalldaten.demo.simulate import simulate_command
 from metalldaten.hub import app as hub_app
 
 app = typer.Typer(no_args_is_help=True, help="Metall+Daten data-sharing hub: gateways, hub, analytics API.")
@@ -18,6 +19,7 @@ app.add_typer(hub_app, name="hub", help="Hub: ingestor and analytics API.")
 app.add_typer(broker_app, name="broker", help="Trustee: broker certificates and the member register.")
 app.add_typer(tokens_app, name="tokens", help="Analytics API tokens.")
 app.command("demo")(demo)
+app.command("simulate")(simulate_command)
 
 
 @app.callback()

@@ -16,6 +16,9 @@ trustee, outside the hub.
 
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +112,46 @@ class RegisterFile:
             self._register = load_register(self.path)
             self._stamp = stamp
         return self._register
+
+
+def new_pseudonym(register: Register, *, hex_digits: int = 6) -> str:
+    """A random member pseudonym (``m-`` + hex) that no entry of ``register`` uses, active or not."""
+    taken = {m.pseudonym for m in register.member}
+    for _ in range(1000):
+        candidate = "m-" + secrets.token_hex((hex_digits + 1) // 2)[:hex_digits]
+        if candidate not in taken:
+            return candidate
+    raise RuntimeError("no free pseudonym found; use more hex digits")
+
+
+def with_member(register: Register, member: Member) -> Register:
+    """``register`` plus ``member``; a pseudonym may appear only once (removed members keep theirs)."""
+    if register.get(member.pseudonym) is not None:
+        raise ValueError(f"pseudonym {member.pseudonym} is already in the register")
+    return Register(member=[*register.member, member])
+
+
+def with_member_inactive(register: Register, pseudonym: str) -> Register:
+    """``register`` with ``pseudonym`` marked inactive (kept, so the pseudonym is never given out again)."""
+    if register.get(pseudonym) is None:
+        raise KeyError(f"pseudonym {pseudonym} is not in the register")
+    return Register(
+        member=[m.model_copy(update={"active": False}) if m.pseudonym == pseudonym else m for m in register.member]
+    )
+
+
+def save_register(path: Path | str, register: Register) -> None:
+    """Write the register atomically (a reader never sees half a file)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("# Member register of the Metall+Daten hub (kept by the trustee; see broker_config/README.md)\n\n")
+            fh.write(dump_register(register))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

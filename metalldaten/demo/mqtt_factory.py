@@ -22,9 +22,18 @@ log = logging.getLogger(__name__)
 
 class MqttFactory:
     def __init__(
-        self, *, name: str, hall: str, broker_port: int, machines: list[MachineSpec], seed: int, tick_s: float = 1.0
+        self,
+        *,
+        name: str,
+        hall: str,
+        broker_port: int,
+        machines: list[MachineSpec],
+        seed: int,
+        tick_s: float = 1.0,
+        broker_host: str = "127.0.0.1",
     ) -> None:
         self.name = name
+        self.broker_host = broker_host
         self.hall = hall
         self.broker_port = broker_port
         self.tick_s = tick_s
@@ -48,7 +57,7 @@ class MqttFactory:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[MqttFactory]:
         self._client.reconnect_delay_set(0.2, 5)
-        self._client.connect_async("127.0.0.1", self.broker_port)
+        self._client.connect_async(self.broker_host, self.broker_port)
         self._client.loop_start()
         task = asyncio.create_task(self._run(), name=f"factory-{self.name}")
         try:

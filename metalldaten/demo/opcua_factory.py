@@ -36,9 +36,18 @@ class OpcUaFactory:
     """
 
     def __init__(
-        self, *, name: str, port: int, namespace: str, machines: list[MachineSpec], seed: int, tick_s: float = 1.0
+        self,
+        *,
+        name: str,
+        port: int,
+        namespace: str,
+        machines: list[MachineSpec],
+        seed: int,
+        tick_s: float = 1.0,
+        host: str = "127.0.0.1",
     ) -> None:
         self.name = name
+        self.host = host
         self.port = port
         self.namespace = namespace
         self.tick_s = tick_s
@@ -49,7 +58,7 @@ class OpcUaFactory:
 
     @property
     def endpoint(self) -> str:
-        return f"opc.tcp://127.0.0.1:{self.port}"
+        return f"opc.tcp://{self.host}:{self.port}"
 
     async def _setup(self) -> None:
         await self._server.init()
