@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schemas import SeriesFormat
+from .schemas import ArrowCompression, SeriesFormat
 
 CHUNK_ROWS = 65_536
 
@@ -127,10 +127,13 @@ class _Drain(io.RawIOBase):
         return out
 
 
-def encode_arrow(frame: pl.DataFrame) -> Iterator[bytes]:
+def encode_arrow(frame: pl.DataFrame, compression: ArrowCompression = "zstd") -> Iterator[bytes]:
+    """An Arrow IPC stream; record-batch buffers compressed with ``compression`` (Arrow IPC buffer
+    compression, read transparently by pyarrow, polars, pandas and DuckDB)."""
     table = arrow_table(frame)
     sink = _Drain()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         yield sink.take()
         for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
             writer.write_batch(batch)
@@ -148,11 +151,13 @@ def encode_parquet(frame: pl.DataFrame) -> Iterator[bytes]:
     yield sink.take()
 
 
-def encode(frame: pl.DataFrame, fmt: SeriesFormat, next_cursor: str | None) -> Iterator[bytes]:
+def encode(
+    frame: pl.DataFrame, fmt: SeriesFormat, next_cursor: str | None, *, compression: ArrowCompression = "zstd"
+) -> Iterator[bytes]:
     if fmt == "json":
         return encode_json(frame, next_cursor)
     if fmt == "csv":
         return encode_csv(frame)
     if fmt == "arrow":
-        return encode_arrow(frame)
+        return encode_arrow(frame, compression)
     return encode_parquet(frame)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .disclosure import Band
 
 SeriesFormat = Literal["json", "csv", "arrow", "parquet"]
+ArrowCompression = Literal["zstd", "lz4", "none"]
 AggName = Literal["mean", "min", "max", "last", "sum", "count"]
 PeriodName = Literal["hour", "day", "week", "month"]
 BenchmarkPeriod = Literal["day", "week", "month"]

@@ -19,7 +19,7 @@ from ..formats import MEDIA_TYPES, encode, negotiate
 from ..paging import decode_cursor, encode_cursor
 from ..params import EVERY_PATTERN, every_seconds, to_ns, utc
 from ..problems import problem_responses
-from ..schemas import AggName, MemberId, SeriesFormat, SeriesPage
+from ..schemas import AggName, ArrowCompression, MemberId, SeriesFormat, SeriesPage
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["series"])
@@ -66,6 +66,9 @@ def get_series(
     ] = None,
     agg: Annotated[AggName, Query(description="Aggregate per bucket when `every` is given")] = "mean",
     format: Annotated[SeriesFormat | None, Query(description="Overrides the Accept header")] = None,
+    compression: Annotated[
+        ArrowCompression, Query(description="Arrow IPC buffer compression (Arrow only; `none` for arrow-js)")
+    ] = "zstd",
     limit: Annotated[int | None, Query(ge=1, description="Rows per page (at most api.max_page_rows)")] = None,
     cursor: Annotated[str | None, Query(max_length=2000, description="`next_cursor` of the previous page")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -104,4 +107,6 @@ def get_series(
     if fmt == "parquet":
         headers["Content-Disposition"] = 'attachment; filename="series.parquet"'
     media = MEDIA_TYPES[fmt] + ("; charset=utf-8" if fmt == "csv" else "")
-    return StreamingResponse(encode(frame, fmt, next_cursor), media_type=media, headers=headers)
+    return StreamingResponse(
+        encode(frame, fmt, next_cursor, compression=compression), media_type=media, headers=headers
+    )

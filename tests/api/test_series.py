@@ -140,3 +140,16 @@ def test_widest_buckets_are_served_and_wider_ones_refused(hub: Hub, every: str, 
             "m-e00001",
             "m-f00001",
         }
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "none"])
+def test_arrow_compressions_round_trip(hub: Hub, filled_store: DuckDBStore, compression: str) -> None:
+    import pyarrow as pa
+
+    expected = filled_store.query_series(SeriesQuery(members=("m-e00001",), signals=("state", "power_kw")))
+    r = hub.client.get(
+        f"/v1/series?member=m-e00001&signal=state&signal=power_kw&format=arrow&compression={compression}",
+        headers=hub.auth("analyst"),
+    )
+    assert pl.read_ipc_stream(io.BytesIO(r.content)).equals(expected)
+    assert pa.ipc.open_stream(r.content).read_all().num_rows == expected.height
