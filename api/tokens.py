@@ -84,7 +84,7 @@ def validate_binding(role: str, member: str | None) -> None:
         if member is None or not MEMBER_RE.match(member):
             raise ValueError("a member token needs --member with a member pseudonym like m-7f3a9c")
     elif member is not None:
-        raise ValueError(f"a {role} token is not bound to a member; leave out --member")
+        raise ValueError(f"an {role} token is not bound to a member; leave out --member")
 
 
 class TokenStore:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
+from websockets.sync.connection import Connection
 
 FLAGS = (
     "--headless",
@@ -45,7 +46,7 @@ def chromium_binary() -> str:
 class Page:
     """One page target: send commands, collect console errors and exceptions."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: Connection) -> None:
         self.ws = ws
         self.next_id = 0
         self.errors: list[str] = []

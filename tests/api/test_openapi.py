@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -52,7 +53,7 @@ def test_no_server_errors_and_responses_match_the_schema(
 
     @given(case=operation.as_strategy())
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    def run(case: schemathesis.Case) -> None:
+    def run(case: schemathesis.Case[Any]) -> None:
         # Every check but one: a request the schema allows may still be refused (422) for what OpenAPI cannot
         # express -- a cursor this API did not issue, or a window of more than api.max_periods periods.
         case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])

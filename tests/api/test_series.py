@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import polars as pl
 import pytest
@@ -12,7 +13,7 @@ from storage import SERIES_SCHEMA, DuckDBStore, SeriesQuery
 from .conftest import Hub
 
 
-def from_json(body: dict[str, object]) -> pl.DataFrame:
+def from_json(body: dict[str, Any]) -> pl.DataFrame:
     frame = pl.DataFrame(body["data"], schema={**SERIES_SCHEMA, "ts": pl.String}, orient="row")
     return frame.with_columns(pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%S%.9fZ", time_unit="ns", time_zone="UTC"))
 
