@@ -12,8 +12,9 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from ..errors import NotFound
+from ..problems import problem_responses
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["dashboard"])
 
 _ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
 _CSP = (
@@ -26,12 +27,22 @@ def _read(name: str) -> bytes:
     return resources.files(__package__).joinpath(name).read_bytes()
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, summary="The member dashboard (HTML page)")
 def index() -> HTMLResponse:
     return HTMLResponse(_read("index.html"), headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"})
 
 
-@router.get("/assets/{name}")
+@router.get(
+    "/assets/{name}",
+    summary="Script and style sheet of the dashboard",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}}
+        },
+        **problem_responses(404),
+    },
+)
 def asset(name: str) -> Response:
     media = _ASSETS.get(name)
     if media is None:

@@ -45,8 +45,8 @@
     return body;
   }
 
-  function chart(cells, lines) {
-    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
+  function chart(cells, lines, label) {
+    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
     const defs = el("defs", {}, svg);
     const hatch = "hatch" + ++patterns;
     const pat = el("pattern", { id: hatch, width: 6, height: 6, patternUnits: "userSpaceOnUse",
@@ -127,7 +127,7 @@
       byAsset.get(row.asset)[i] = row[kpi];
     }
     const lines = [...byAsset.entries()].map(([asset, values]) => ({ label: asset, values }));
-    box.appendChild(chart(bench.cells, lines));
+    box.appendChild(chart(bench.cells, lines, `${title}: your machines against the peer bands`));
     const reasons = new Map();
     for (const c of bench.cells) if (c.status !== "published") reasons.set(c.reason, (reasons.get(c.reason) || 0) + 1);
     for (const [reason, count] of reasons) {
@@ -153,10 +153,9 @@
       const grid = html("div", "", "grid");
       root.appendChild(grid);
       const rows = kpis.filter((r) => r.asset_class === cls);
-      for (const [kpi, title, unit] of KPIS) {
-        const bench = await api(`/v1/benchmarks/${kpi}?asset_class=${encodeURIComponent(cls)}&period=${period}`, token);
-        grid.appendChild(card(kpi, title, unit, bench, rows));
-      }
+      const benches = await Promise.all(KPIS.map(([kpi]) =>
+        api(`/v1/benchmarks/${kpi}?asset_class=${encodeURIComponent(cls)}&period=${period}`, token)));
+      KPIS.forEach(([kpi, title, unit], k) => grid.appendChild(card(kpi, title, unit, benches[k], rows)));
     }
     $("legend").hidden = false;
     $("logout").hidden = false;
@@ -173,6 +172,10 @@
       const token = $("token").value.trim();
       sessionStorage.setItem("mdh-token", token);
       show(token, $("period").value).catch((err) => status(err.message, true));
+    });
+    $("period").addEventListener("change", () => {
+      const token = sessionStorage.getItem("mdh-token");
+      if (token) show(token, $("period").value).catch((err) => status(err.message, true));
     });
     $("logout").addEventListener("click", () => {
       sessionStorage.removeItem("mdh-token");

@@ -67,6 +67,17 @@ def test_dashboard_draws_member_charts_against_peer_bands(served: tuple[Hub, str
         )
         shot = page.screenshot(tmp_path / "dashboard.png")
         print(f"dashboard screenshot: {shot}")
+        # switching the period redraws the charts by week: the week of 03-02 ends 03-09, within the release delay
+        page.evaluate(
+            "const p = document.getElementById('period'); p.value = 'week';p.dispatchEvent(new Event('change')); true"
+        )
+        page.wait_for("document.getElementById('status').textContent.endsWith('by week.')")
+        weekly = page.evaluate(
+            "({bands: document.querySelectorAll('.card rect.band-outer').length,"
+            " cards: document.querySelectorAll('.card svg').length,"
+            " why: [...document.querySelectorAll('.card .why')].map(p => p.textContent)})"
+        )
+        page.drain()
     assert counts["classes"] == ["cnc milling", "grinding"]
     assert counts["cards"] == 10
     # cnc_milling, days 03-02 .. 03-06: energy and CO2e per part published on all 5 days; utilisation and good
@@ -78,5 +89,7 @@ def test_dashboard_draws_member_charts_against_peer_bands(served: tuple[Hub, str
     assert any("fewer than 5 independent contributors" in w for w in counts["why"])
     assert any("not yet released" in w for w in counts["why"])
     assert any("dominate" in w for w in counts["why"])
+    assert weekly["bands"] == 0 and weekly["cards"] == 10
+    assert any("not yet released" in w for w in weekly["why"])
     assert page.errors == [], page.errors
     assert shot.stat().st_size > 10_000
