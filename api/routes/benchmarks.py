@@ -38,8 +38,10 @@ def get_benchmark(
     request: Request,
     ctx: ContextDep,
     principal: ReaderDep,
-    kpi: Annotated[str, Path(description="One of the KPIs of /v1/catalog")],
-    asset_class: Annotated[str, Query(description="The peer group: a fixed asset class")],
+    kpi: Annotated[str, Path(description="One of the KPIs of /v1/catalog", json_schema_extra={"enum": list(KPIS)})],
+    asset_class: Annotated[
+        str, Query(description="The peer group: a fixed asset class", json_schema_extra={"enum": list(ASSET_CLASSES)})
+    ],
     period: Annotated[BenchmarkPeriod, Query()] = "month",
     start: Annotated[datetime | None, Query()] = None,
     end: Annotated[datetime | None, Query()] = None,
