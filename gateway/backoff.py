@@ -19,7 +19,7 @@ class Backoff:
     def next(self) -> float:
         ceiling = min(self.max_s, self.min_s * 2 ** min(self.attempt, 30))
         self.attempt += 1
-        return self.min_s + self._rng.random() * (ceiling - self.min_s)
+        return float(self.min_s + self._rng.random() * (ceiling - self.min_s))
 
     def reset(self) -> None:
         self.attempt = 0

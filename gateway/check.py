@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 
-from asyncua import Client
+from asyncua.client.client import Client
 
 from .config import GatewaySettings, MqttSource
 from .errors import GatewayError

@@ -173,7 +173,7 @@ class MqttSourceRunner:
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         self.messages_in += 1
-        readings = self.readings(msg.topic, msg.payload, bool(msg.retain), time.time_ns())
+        readings = self.readings(msg.topic, bytes(msg.payload), bool(msg.retain), time.time_ns())
         self.readings_in += len(readings)
         samples = [s for s in map(self.normaliser.normalise, readings) if not isinstance(s, str)]
         mid, qos = msg.mid, msg.qos

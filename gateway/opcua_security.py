@@ -12,7 +12,8 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from asyncua import Client, ua
+from asyncua import ua
+from asyncua.client.client import Client
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography import x509

@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asyncua import Client, ua
+from asyncua import ua
+from asyncua.client.client import Client
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, Subscription
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.uaerrors import UaError
 
 from wire.model import Sample
 
@@ -34,8 +38,8 @@ log = logging.getLogger(__name__)
 Sink = Callable[[list[Sample]], None]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_OBJECTS = ua.NodeId(ua.ObjectIds.ObjectsFolder)
-_HIERARCHICAL = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
+_OBJECTS = ua.NodeId(ua.Int32(ObjectIds.ObjectsFolder))
+_HIERARCHICAL = ua.NodeId(ua.Int32(ObjectIds.HierarchicalReferences))
 
 
 def to_ns(dt: datetime | None) -> int | None:
@@ -69,8 +73,8 @@ def browse_path(path: str, ns_index: int) -> ua.RelativePath:
     for seg in [s for s in path.split("/") if s]:
         el = ua.RelativePathElement()
         el.ReferenceTypeId = _HIERARCHICAL
-        el.IsInverse = False
-        el.IncludeSubtypes = True
+        el.IsInverse = False  # type: ignore[assignment]
+        el.IncludeSubtypes = True  # type: ignore[assignment]
         el.TargetName = ua.QualifiedName(seg, ns_index)
         rp.Elements.append(el)
     return rp
@@ -174,7 +178,7 @@ class OpcuaSourceRunner:
         while True:
             try:
                 await self._session(backoff)
-            except (OSError, TimeoutError, ConnectionError, ua.UaError, SourceError) as exc:
+            except (OSError, TimeoutError, ConnectionError, UaError, SourceError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("opcua %s: session ended (%s); retrying", self.name, type(exc).__name__)
             except ExceptionGroup as eg:
@@ -244,7 +248,7 @@ class OpcuaSourceRunner:
             for handle, b in enumerate(items[start : start + self.cfg.batch_size], start=start + 1):
                 rv = ua.ReadValueId()
                 rv.NodeId = b.nodeid
-                rv.AttributeId = ua.AttributeIds.Value
+                rv.AttributeId = AttributeIds.Value
                 params = ua.MonitoringParameters()
                 params.ClientHandle = handle
                 params.SamplingInterval = g.sampling_interval_ms
@@ -283,7 +287,7 @@ class OpcuaSourceRunner:
             out: list[Sample] = []
             for start in range(0, len(items), self.cfg.batch_size):
                 part = items[start : start + self.cfg.batch_size]
-                values = await client.uaclient.read_attributes([b.nodeid for b in part], ua.AttributeIds.Value)
+                values = await client.uaclient.read_attributes([b.nodeid for b in part], AttributeIds.Value)
                 recv = time.time_ns()
                 for i, (b, dv) in enumerate(zip(part, values, strict=True), start=start):
                     key = (
