@@ -126,3 +126,25 @@ def test_health_readiness_metrics(hub: Hub) -> None:
     assert 'mdh_api_requests_total{method="GET",route="/v1/series",status="200"} 1.0' in text
     assert 'mdh_api_series_rows_total{format="csv"} 5.0' in text
     assert "mdh_api_auth_failures_total 1.0" in text
+
+
+def test_member_cannot_reach_another_members_asset_by_asset_filter(hub: Hub) -> None:
+    r = hub.client.get("/v1/series?asset=a-00000b01", headers=hub.auth("member_a"))  # an asset of m-b00001
+    assert r.status_code == 200 and r.json()["rows"] == 0
+    k = hub.client.get("/v1/kpis?asset=a-00000b01&start=2026-03-01T00:00:00Z", headers=hub.auth("member_a"))
+    assert k.json()["data"] == []
+    own = hub.client.get("/v1/series?asset=a-00000b01&limit=5", headers=hub.auth("member_b"))
+    assert own.json()["rows"] == 5
+
+
+def test_dashboard_is_served_from_the_package_without_external_resources(hub: Hub) -> None:
+    page = hub.client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    for name, media in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+        asset = hub.client.get(f"/assets/{name}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(media)
+        assert "http://" not in asset.text.replace("http://www.w3.org/2000/svg", "") and "https://" not in asset.text
+    assert "http://" not in page.text and "https://" not in page.text
+    assert hub.client.get("/assets/../settings.py").status_code == 404
+    assert hub.client.get("/assets/index.html").status_code == 404
