@@ -29,6 +29,11 @@ def record_rows(request: Request, rows: int) -> None:
     request.state.rows = rows
 
 
+def record_body(request: Request, body: dict[str, Any]) -> None:
+    """Add the (secret-free) fields of a request body to the audited parameters."""
+    request.state.body = body
+
+
 def set_principal(request: Request, principal: Principal) -> None:
     request.state.principal = principal
 
@@ -104,7 +109,7 @@ class AuditMiddleware:
                     "role": principal.role,
                     "method": scope.get("method"),
                     "endpoint": scope.get("path"),
-                    "params": _params(scope),
+                    "params": _params(scope) | ({"body": state["body"]} if "body" in state else {}),
                     "status": status,
                     "rows": state.get("rows"),
                     "complete": done,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..audit import record_rows
+from ..audit import record_body, record_rows
 from ..deps import AdminDep, ContextDep
 from ..errors import InvalidRequest, NotFound
 from ..problems import problem_responses
@@ -33,6 +33,7 @@ def create_token(request: Request, body: TokenCreate, ctx: ContextDep, admin: Ad
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
     record_rows(request, 1)
+    record_body(request, {"role": body.role, "member": member, "label": body.label, "id": r.id})
     return TokenCreated(token=token, **_info(r).model_dump())
 
 

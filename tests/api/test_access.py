@@ -91,6 +91,11 @@ def test_admin_makes_tokens_that_work_and_revokes_them(hub: Hub) -> None:
     assert me["member"] == "m-c00001" and me["role"] == "member"
     assert me["asset_classes"] == ["cnc_milling", "grinding", "press"]
     assert hub.client.delete(f"/v1/tokens/{made['id']}", headers=hub.auth("admin")).status_code == 204
+    audit = [json.loads(line) for line in hub.settings.audit_log.read_text().splitlines()]
+    assert audit[0]["endpoint"] == "/v1/tokens" and audit[0]["method"] == "POST"
+    assert audit[0]["params"] == {"body": {"role": "member", "member": "m-c00001", "label": "", "id": made["id"]}}
+    assert audit[1]["endpoint"] == f"/v1/tokens/{made['id']}" and audit[1]["status"] == 204
+    assert made["token"] not in hub.settings.audit_log.read_text()
     assert hub.client.get("/v1/me", headers={"Authorization": f"Bearer {made['token']}"}).status_code == 401
     bad = hub.client.post("/v1/tokens", json={"role": "member"}, headers=hub.auth("admin"))
     assert bad.status_code == 422 and bad.headers["content-type"].startswith(PROBLEM)
