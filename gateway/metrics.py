@@ -72,6 +72,11 @@ class GatewayCollector(Collector):
         )
         yield CounterMetricFamily("mdh_gateway_uplink_batches", "Batches published", value=u.batches_sent)
         yield CounterMetricFamily(
+            "mdh_gateway_uplink_batches_refused",
+            "Batches the hub broker refused (kept buffered)",
+            value=u.batches_refused,
+        )
+        yield CounterMetricFamily(
             "mdh_gateway_uplink_samples_acked", "Samples acknowledged by the hub broker", value=u.samples_acked
         )
         yield GaugeMetricFamily("mdh_gateway_uplink_inflight", "Batches awaiting PUBACK", value=u.inflight)

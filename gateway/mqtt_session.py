@@ -61,7 +61,7 @@ class MqttSession:
         *,
         on_connect: Callable[[mqtt.Client], None] | None = None,
         on_message: Callable[[mqtt.MQTTMessage], None] | None = None,
-        on_publish: Callable[[int], None] | None = None,
+        on_publish: Callable[[int, int], None] | None = None,
         will: tuple[str, bytes] | None = None,
     ) -> None:
         self.endpoint = endpoint
@@ -128,7 +128,7 @@ class MqttSession:
 
     def _paho_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         assert self._on_publish is not None
-        self._call(self._on_publish, mid)
+        self._call(self._on_publish, mid, rc.value)
 
     def _run(self) -> None:
         ep = self.endpoint

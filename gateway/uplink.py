@@ -35,9 +35,11 @@ class Uplink:
         self.topic = samples_topic(member, gateway)
         self.status_topic = status_topic(member, gateway)
         self._inflight: dict[int, int] = {}  # paho mid -> chunk id
+        self._refused: set[int] = set()  # chunk ids the broker refused (MQTT 5 reason code); retried on reconnect
         self._wake = asyncio.Event()
         self.session: MqttSession | None = None
         self.batches_sent = 0
+        self.batches_refused = 0
         self.samples_acked = 0
 
     def _status(self, state: str) -> bytes:
@@ -77,13 +79,19 @@ class Uplink:
         self._wake.set()
 
     def _on_connect(self, client: mqtt.Client) -> None:
+        self._refused.clear()
         client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
         self._wake.set()
 
-    def _on_publish(self, mid: int) -> None:
+    def _on_publish(self, mid: int, reason: int) -> None:
         chunk_id = self._inflight.pop(mid, None)
         if chunk_id is None:
             return  # a status message
+        if reason >= 0x80:  # MQTT 5: the broker refused it (e.g. not authorised): keep the chunk
+            self._refused.add(chunk_id)
+            self.batches_refused += 1
+            log.error("uplink: the hub broker refused a batch (reason code %d); it stays buffered", reason)
+            return
         n_before = self.buffer.sent
         self.buffer.ack(chunk_id)
         self.samples_acked += self.buffer.sent - n_before
@@ -115,7 +123,8 @@ class Uplink:
             await session.connected.wait()
             self._wake.clear()
             free = self.cfg.max_inflight - len(self._inflight)
-            chunks = self.buffer.take(free, exclude=self._inflight.values()) if free > 0 else []
+            busy = [*self._inflight.values(), *self._refused]
+            chunks = self.buffer.take(free, exclude=busy) if free > 0 else []
             for c in chunks:
                 mid = session.publish(self.topic, c.payload, qos=1)
                 self._inflight[mid] = c.id
