@@ -112,7 +112,13 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
         )
     )
 
-    out = base
+    # A state that runs past the hour counts in the next hour even when that hour has no sample of its own.
+    spill = state_secs.join(base, on=_KEYS, how="anti").join(
+        raw.group_by(["member", "asset"]).agg(pl.col("asset_class").last()), on=["member", "asset"], how="left"
+    )
+    out = pl.concat(
+        [base, spill.select(*_KEYS, "asset_class", pl.lit(0, dtype=pl.Int64).alias("samples"))], how="vertical"
+    )
     for part in (counters, state_secs, gauges):
         out = out.join(part, on=_KEYS, how="left")
     fill = {c: pl.col(c).fill_null(0.0) for c in ("energy_kwh", "parts_total", "parts_scrap")}
