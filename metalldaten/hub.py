@@ -39,7 +39,7 @@ class HubSettings(FileSettings, env_prefix="MDH_HUB__"):
 
     #: The trustee's member register (``metalldaten broker add-member`` writes it).
     register_file: Path = Path("members.toml")
-    roles: list[Role] = Field(default_factory=lambda: ["ingest", "api"], min_length=1)
+    roles: list[Role] = Field(default_factory=lambda: list[Role](["ingest", "api"]), min_length=1)
     store: StoreSettings = Field(default_factory=StoreSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -143,5 +143,5 @@ def run(
         if bad:
             typer.echo(f"--role: expected 'ingest' or 'api', got {', '.join(map(repr, bad))}", err=True)
             raise typer.Exit(2)
-        roles = [r for r in ("ingest", "api") if r in role]  # type: ignore[misc]
+        roles = [r for r in ("ingest", "api") if r in role]
     asyncio.run(run_hub(settings, roles))

@@ -14,6 +14,7 @@ import random
 from collections.abc import AsyncIterator
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from .machines import Machine, MachineSpec
 
@@ -39,7 +40,7 @@ class MqttFactory:
         self.tick_s = tick_s
         rng = random.Random(seed)
         self.machines = [Machine(spec=s, rng=random.Random(rng.random())) for s in machines]
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"plc-{hall}", protocol=mqtt.MQTTv311)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"plc-{hall}", protocol=mqtt.MQTTv311)
 
     def topic(self, serial: str, variable: str) -> str:
         return f"plant/{self.hall}/{serial}/{variable}"
@@ -56,7 +57,7 @@ class MqttFactory:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[MqttFactory]:
-        self._client.reconnect_delay_set(0.2, 5)
+        self._client.reconnect_delay_set(1, 5)
         self._client.connect_async(self.broker_host, self.broker_port)
         self._client.loop_start()
         task = asyncio.create_task(self._run(), name=f"factory-{self.name}")

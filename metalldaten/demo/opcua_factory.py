@@ -8,9 +8,10 @@ import datetime as dt
 import logging
 import random
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
-from asyncua import Server, ua
+from asyncua import ua
+from asyncua.server.server import Server
 
 from .machines import Machine, MachineSpec
 
@@ -27,6 +28,10 @@ _TYPES = {
     "OperatorBadge": ua.VariantType.String,
     "SerialNumber": ua.VariantType.String,
 }
+
+
+def _node_id(name: str, ns: int) -> ua.NodeId:
+    return ua.NodeId(ua.String(name), ua.Int16(ns))
 
 
 class OpcUaFactory:
@@ -68,19 +73,19 @@ class OpcUaFactory:
         idx = await self._server.register_namespace(self.namespace)
         objects = self._server.nodes.objects
         for m in self.machines:
-            obj = await objects.add_object(ua.NodeId(m.spec.serial, idx), ua.QualifiedName(m.spec.serial, idx))
+            obj = await objects.add_object(_node_id(m.spec.serial, idx), ua.QualifiedName(m.spec.serial, idx))
             for name, value in m.readings().items():
                 node = await obj.add_variable(
-                    ua.NodeId(f"{m.spec.serial}.{name}", idx),
+                    _node_id(f"{m.spec.serial}.{name}", idx),
                     ua.QualifiedName(name, idx),
                     ua.Variant(value, _TYPES[name]),
                 )
                 self._nodes[(m.spec.serial, name)] = node
-            model = await obj.add_property(ua.NodeId(f"{m.spec.serial}.Model", idx), "Model", m.spec.model)
+            model = await obj.add_property(_node_id(f"{m.spec.serial}.Model", idx), "Model", m.spec.model)
             self._nodes[(m.spec.serial, "Model")] = model
 
     async def _publish(self) -> None:
-        now = dt.datetime.now(dt.UTC)
+        now = cast(ua.DateTime, dt.datetime.now(dt.UTC))  # asyncua types timestamps as its datetime subclass
         for m in self.machines:
             for name, value in m.readings().items():
                 dv = ua.DataValue(ua.Variant(value, _TYPES[name]), SourceTimestamp=now, ServerTimestamp=now)
