@@ -45,8 +45,11 @@ def readings() -> list[Reading]:
         m = machines[i % 200]
         sig = list(values)[(i // 200) % 5]
         v = values[sig]
-        out.append(Reading(m, sig, v + i if not isinstance(v, int) or sig == "Teile" else v, T0 + i * 1000,
-                           source_ns=T0 + i * 1000))
+        out.append(
+            Reading(
+                m, sig, v + i if not isinstance(v, int) or sig == "Teile" else v, T0 + i * 1000, source_ns=T0 + i * 1000
+            )
+        )
     return out
 
 
@@ -83,15 +86,23 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     rs = readings()
-    prebuilt = [
-        Sample(r.source_ns or 0, "a-0123456789abcdef", "cnc_milling", "power_kw", 12.34) for r in rs
-    ]
+    prebuilt = [Sample(r.source_ns or 0, "a-0123456789abcdef", "cnc_milling", "power_kw", 12.34) for r in rs]
     pipe = max(pipeline(rs) for _ in range(ROUNDS))
     base = max(baseline(prebuilt) for _ in range(ROUNDS))
     print(f"pipeline (normalise + pseudonymise + encode): {pipe:,.0f} samples/s")
     print(f"baseline (plain encode of prebuilt samples):  {base:,.0f} samples/s")
-    print(json.dumps({"samples_per_s": round(pipe), "baseline_samples_per_s": round(base), "samples": N,
-                      "batch": BATCH, "target_samples_per_s": 200_000, "cores": 1}))
+    print(
+        json.dumps(
+            {
+                "samples_per_s": round(pipe),
+                "baseline_samples_per_s": round(base),
+                "samples": N,
+                "batch": BATCH,
+                "target_samples_per_s": 200_000,
+                "cores": 1,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
