@@ -170,8 +170,13 @@ class DiskBuffer:
     def pending(self) -> int:
         return len(self._pending)
 
-    def flush(self, *, now_ns: int | None = None, seal_all: bool = False) -> int:
-        """Write pending samples, seal full or old chunks, enforce the size bound. Returns samples written."""
+    def flush(
+        self, *, now_ns: int | None = None, seal_all: bool = False, marks: dict[tuple[str, str], int] | None = None
+    ) -> int:
+        """Write pending samples (and watermarks), seal full or old chunks, enforce the size bound.
+
+        Returns the number of samples written.
+        """
         now = now_ns if now_ns is not None else time.time_ns()
         pending, self._pending = self._pending, []
         callbacks, self._callbacks = self._callbacks, []
@@ -190,7 +195,7 @@ class DiskBuffer:
             aged = now - self._open_created >= self.batch_time_ns
             if self._open and (seal_all or aged or len(self._open) >= self.batch_size):
                 changed = True
-            if changed:
+            if changed or marks:
                 db.execute("BEGIN")
                 while len(self._open) >= self.batch_size:
                     head, self._open = self._open[: self.batch_size], self._open[self.batch_size :]
@@ -200,8 +205,8 @@ class DiskBuffer:
                     self._open = []
                 if self._open:
                     self._write_open(now)
-                if pending:
-                    self._save_watermarks(pending)
+                if marks:
+                    self._save_watermarks(marks)
                 db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -217,12 +222,7 @@ class DiskBuffer:
                 log.exception("disk buffer: durable callback failed")
         return len(pending)
 
-    def _save_watermarks(self, samples: list[Sample]) -> None:
-        marks: dict[tuple[str, str], int] = {}
-        for s in samples:
-            key = (s.asset, s.signal)
-            if s.ts > marks.get(key, -1):
-                marks[key] = s.ts
+    def _save_watermarks(self, marks: dict[tuple[str, str], int]) -> None:
         self.db.executemany(
             "INSERT INTO watermarks (asset, signal, ts) VALUES (?, ?, ?) "
             "ON CONFLICT (asset, signal) DO UPDATE SET ts = max(ts, excluded.ts)",
@@ -230,7 +230,7 @@ class DiskBuffer:
         )
 
     def watermarks(self) -> dict[tuple[str, str], int]:
-        """Newest timestamp buffered per (asset pseudonym, signal), across restarts."""
+        """Watermarks saved by earlier runs: newest source timestamp per (asset pseudonym, signal)."""
         return {(a, s): int(ts) for a, s, ts in self.db.execute("SELECT asset, signal, ts FROM watermarks")}
 
     def _write_open(self, now: int) -> None:

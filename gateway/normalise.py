@@ -72,6 +72,23 @@ def transform_number(rule: SignalRule, value: float) -> float:
 _Prepared = tuple[str, str, SignalRule]
 
 
+class Watermarks:
+    """Newest source timestamp sent per (asset pseudonym, canonical signal), shared by a gateway's sources.
+
+    ``dirty`` collects the marks advanced since the last :meth:`take_dirty`, which the gateway writes to
+    the disk buffer in the same transaction as the samples, so that the marks survive a restart.
+    Heartbeat repeats do not advance them (they carry the gateway's clock, not the machine's).
+    """
+
+    def __init__(self, initial: dict[tuple[str, str], int] | None = None) -> None:
+        self.ts: dict[tuple[str, str], int] = dict(initial or {})
+        self.dirty: dict[tuple[str, str], int] = {}
+
+    def take_dirty(self) -> dict[tuple[str, str], int]:
+        dirty, self.dirty = self.dirty, {}
+        return dirty
+
+
 class Normaliser:
     def __init__(
         self,
@@ -79,7 +96,7 @@ class Normaliser:
         pseudonymiser: Pseudonymiser,
         *,
         asset_classes: dict[str, str] | None = None,
-        watermarks: dict[tuple[str, str], int] | None = None,
+        watermarks: Watermarks | None = None,
     ) -> None:
         self.policy = policy
         self.pseudonymiser = pseudonymiser
@@ -91,7 +108,8 @@ class Normaliser:
         self.last: dict[tuple[str, str], tuple[Sample, SignalRule]] = {}
         #: (asset pseudonym, canonical signal) -> newest timestamp accepted; shared and persisted by the
         #: gateway, so a value that a server delivers again after a reconnect or restart is not sent twice.
-        self.watermarks = watermarks if watermarks is not None else {}
+        self.watermarks = watermarks if watermarks is not None else Watermarks()
+        self._marks = self.watermarks.ts
 
     def classify(self, asset: str, asset_class: str) -> None:
         """Set the asset class of a clear asset id discovered at run time."""
@@ -136,7 +154,7 @@ class Normaliser:
         if not MIN_TS_NS <= ts <= MAX_TS_NS:
             return self.drop("invalid")
         mark_key = (asset, rule.canonical)
-        mark = self.watermarks.get(mark_key)
+        mark = self._marks.get(mark_key)
         if mark is not None and ts <= mark:
             return self.drop("replayed")
         kind = rule.kind
@@ -173,7 +191,8 @@ class Normaliser:
         if checked and sample_problem(sample) is not None:
             return self.drop("contract")
         self.accepted += 1
-        self.watermarks[mark_key] = ts
+        self._marks[mark_key] = ts
+        self.watermarks.dirty[mark_key] = ts
         self.last[mark_key] = (sample, rule)
         return sample
 
@@ -191,6 +210,5 @@ class Normaliser:
                     continue
                 repeated = Sample(ts, s.asset, s.asset_class, s.signal, s.value, s.quality)
                 self.last[key] = (repeated, rule)
-                self.watermarks[key] = max(ts, self.watermarks.get(key, ts))
                 out.append(repeated)
         return out

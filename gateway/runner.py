@@ -25,7 +25,7 @@ from .buffer import DiskBuffer
 from .config import GatewaySettings
 from .metrics import HealthServer
 from .mqtt_source import MqttSourceRunner
-from .normalise import Normaliser
+from .normalise import Normaliser, Watermarks
 from .opcua_source import OpcuaSourceRunner
 from .policy import compile_policy
 from .pseudonymise import Journal, MemberKey, Pseudonymiser, load_key
@@ -73,7 +73,7 @@ class Gateway:
         )
         self.uplink = Uplink(settings.uplink, self.buffer, member=self.member, gateway=self.gateway_pseudonym)
         classes = settings.asset_classes()
-        self.watermarks: dict[tuple[str, str], int] = {}
+        self.watermarks = Watermarks()
         self.sources: list[SourceRunner] = []
         pki = b.path.parent / "pki"
         for oc in settings.opcua:
@@ -103,6 +103,9 @@ class Gateway:
         )
         return self._codec.encode(batch)
 
+    def _flush(self, *, seal_all: bool = False) -> None:
+        self.buffer.flush(seal_all=seal_all, marks=self.watermarks.take_dirty())
+
     def _sink(self, samples: list[Sample], on_durable: Callable[[], None] | None = None) -> None:
         self.buffer.add(samples, on_durable)
 
@@ -113,7 +116,7 @@ class Gateway:
         try:
             self.buffer.open()
             self._stack.callback(self.buffer.close)
-            self.watermarks.update(self.buffer.watermarks())
+            self.watermarks.ts.update(self.buffer.watermarks())
             await self._stack.enter_async_context(self.uplink)
             h = self.settings.health
             if h.port:
@@ -154,13 +157,13 @@ class Gateway:
             uplink = tg.create_task(self.uplink.run(), name="uplink")
             await self._stop.wait()
             log.info("gateway %s stopping: flushing and draining", self.gateway_pseudonym)
-            self.buffer.flush()  # acknowledges buffered source messages while their sessions still run
+            self._flush()  # acknowledges buffered source messages while their sessions still run
             for t in source_tasks:
                 t.cancel()
             await asyncio.gather(*source_tasks, return_exceptions=True)
             for t in helpers:
                 t.cancel()
-            self.buffer.flush(seal_all=True)
+            self._flush(seal_all=True)
             self.uplink.wake()
             drained = await self.uplink.drain(self.settings.uplink.drain_timeout_s)
             if not drained:
@@ -175,7 +178,7 @@ class Gateway:
         interval = self.settings.buffer.flush_interval_s
         while True:
             await asyncio.sleep(interval)
-            self.buffer.flush()
+            self._flush()
             self.uplink.wake()
 
     async def _heartbeat_loop(self) -> None:

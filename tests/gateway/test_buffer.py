@@ -110,3 +110,12 @@ def test_backlog_drains_in_order_alternating_with_live_data(tmp_path: Path) -> N
     assert backlog == sorted(backlog) and backlog[0] == 0.0  # in order from the oldest
     assert len(live) == 3  # live data is interleaved, not starved behind the backlog
     assert b.take(20, exclude=[c.id for c in chunks], now_ns=now)[0].id not in {c.id for c in chunks}
+
+
+def test_watermarks_are_saved_with_the_samples_and_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    b = _buffer(path)
+    b.add(_samples(3))
+    b.flush(now_ns=T0, marks={("a-0123456789abcdef", "power_kw"): T0 + 2 * 10**6})
+    b.flush(now_ns=T0, marks={("a-0123456789abcdef", "power_kw"): T0 + 1})  # never moves back
+    assert _buffer(path).watermarks() == {("a-0123456789abcdef", "power_kw"): T0 + 2 * 10**6}

@@ -239,3 +239,15 @@ def test_wrong_configuration_names_file_key_and_expectation(
         load_gateway_settings(path)
     message = str(info.value)
     assert str(path) in message and f"key '{key}" in message and expected in message
+
+
+def test_replayed_values_are_dropped_and_heartbeats_do_not_advance_the_mark() -> None:
+    n = _n()
+    assert isinstance(n.normalise(Reading("m1", "P", 1000, recv_ns=NOW, source_ns=NOW)), Sample)
+    # the same value delivered again after a reconnect (same source timestamp)
+    assert n.normalise(Reading("m1", "P", 1000, recv_ns=NOW + 5, source_ns=NOW)) == "replayed"
+    assert n.watermarks.take_dirty() == {(pseudonym(KEY, "a", "m1"), "power_kw"): NOW}
+    assert len(n.repeat_stale(NOW + 120 * 10**9, 55 * 10**9)) == 1
+    # a change stamped by a machine clock behind the gateway's heartbeat still goes out
+    s = n.normalise(Reading("m1", "P", 2000, recv_ns=NOW + 121 * 10**9, source_ns=NOW + 60 * 10**9))
+    assert isinstance(s, Sample) and s.value == 2.0
