@@ -186,6 +186,14 @@ class DiskBuffer:
             pending = []
         db = self.db
         changed = False
+        snapshot = (
+            list(self._open),
+            self._open_id,
+            self._open_created,
+            self._open_bytes,
+            self.depth_samples,
+            self.depth_bytes,
+        )
         try:
             if pending:
                 if not self._open:
@@ -211,7 +219,13 @@ class DiskBuffer:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-            raise DiskBufferError(f"cannot write the disk buffer {self.path}: {exc}") from exc
+            # nothing was written: keep the samples and callbacks for the next attempt
+            (self._open, self._open_id, self._open_created, self._open_bytes, self.depth_samples, self.depth_bytes) = (
+                snapshot
+            )
+            self._pending[:0] = pending
+            self._callbacks[:0] = callbacks
+            raise DiskBufferError(f"cannot write the disk buffer {self.path}: {exc}", retryable=True) from exc
         self.written += len(pending)
         if self.overflow == "drop_oldest" and self.depth_bytes > self.max_bytes:
             self._drop_oldest()

@@ -182,8 +182,11 @@ class OpcuaSourceRunner:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("opcua %s: session ended (%s); retrying", self.name, type(exc).__name__)
             except ExceptionGroup as eg:
-                self.last_error = f"{eg.exceptions[0]!r}"
+                self.last_error = f"{type(eg.exceptions[0]).__name__}: {eg.exceptions[0]}"
                 log.warning("opcua %s: session ended (%s); retrying", self.name, type(eg.exceptions[0]).__name__)
+            except Exception as exc:  # an unattended gateway keeps trying; the error is visible in health
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("opcua %s: unexpected error; retrying", self.name)
             finally:
                 self.connected = False
             await asyncio.sleep(backoff.next())

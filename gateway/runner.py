@@ -23,6 +23,7 @@ from wire.model import SCHEMA_VERSION, Batch, Sample
 
 from .buffer import DiskBuffer
 from .config import GatewaySettings
+from .errors import DiskBufferError
 from .metrics import HealthServer
 from .mqtt_source import MqttSourceRunner
 from .normalise import Normaliser, Watermarks
@@ -104,7 +105,13 @@ class Gateway:
         return self._codec.encode(batch)
 
     def _flush(self, *, seal_all: bool = False) -> None:
-        self.buffer.flush(seal_all=seal_all, marks=self.watermarks.take_dirty())
+        marks = self.watermarks.take_dirty()
+        try:
+            self.buffer.flush(seal_all=seal_all, marks=marks)
+        except DiskBufferError as exc:
+            for key, ts in marks.items():  # saved with the next successful flush
+                self.watermarks.dirty[key] = max(ts, self.watermarks.dirty.get(key, ts))
+            log.error("gateway %s: %s; samples stay in memory and are retried", self.gateway_pseudonym, exc)
 
     def _sink(self, samples: list[Sample], on_durable: Callable[[], None] | None = None) -> None:
         self.buffer.add(samples, on_durable)

@@ -21,6 +21,7 @@ from wire.topics import samples_topic, status_topic
 
 from .buffer import DiskBuffer
 from .config import UplinkSettings
+from .errors import UplinkError
 from .mqtt_session import MqttEndpoint, MqttSession
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,11 @@ class Uplink:
             busy = [*self._inflight.values(), *self._refused]
             chunks = self.buffer.take(free, exclude=busy) if free > 0 else []
             for c in chunks:
-                mid = session.publish(self.topic, c.payload, qos=1)
+                try:
+                    mid = session.publish(self.topic, c.payload, qos=1)
+                except UplinkError as exc:
+                    log.warning("uplink: %s; retrying shortly", exc)
+                    break
                 self._inflight[mid] = c.id
                 self.batches_sent += 1
             if not chunks or free <= len(chunks):

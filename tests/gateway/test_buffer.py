@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.buffer import DiskBuffer
+from gateway.errors import DiskBufferError
 from wire import Batch, Codec, Sample, decode_batch
 
 T0 = 1_790_000_000 * 10**9
@@ -119,3 +120,24 @@ def test_watermarks_are_saved_with_the_samples_and_survive_a_restart(tmp_path: P
     b.flush(now_ns=T0, marks={("a-0123456789abcdef", "power_kw"): T0 + 2 * 10**6})
     b.flush(now_ns=T0, marks={("a-0123456789abcdef", "power_kw"): T0 + 1})  # never moves back
     assert _buffer(path).watermarks() == {("a-0123456789abcdef", "power_kw"): T0 + 2 * 10**6}
+
+
+def test_a_failed_write_keeps_the_samples_for_the_next_flush(tmp_path: Path) -> None:
+    b = _buffer(tmp_path / "b.sqlite")
+    b.add(_samples(30))
+    b.flush(now_ns=T0)
+    durable: list[int] = []
+    b.add(_samples(20, start=30), on_durable=lambda: durable.append(1))
+    b.db.execute("CREATE TEMP TRIGGER full BEFORE UPDATE ON chunks BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    try:
+        b.flush(now_ns=T0)
+    except DiskBufferError as exc:
+        assert exc.retryable
+    else:
+        raise AssertionError("the write should have failed")
+    assert durable == [] and b.pending == 20 and b.depth_samples == 30
+    b.db.execute("DROP TRIGGER full")
+    assert b.flush(now_ns=T0, seal_all=True) == 20
+    assert durable == [1]
+    chunks = b.take(10, now_ns=T0)
+    assert [s.value for c in chunks for s in decode_batch(c.payload).samples] == [float(i) for i in range(50)]
