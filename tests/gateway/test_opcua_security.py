@@ -130,3 +130,31 @@ async def test_secure_channel_with_pinned_server_certificate(
                 await asyncio.wait_for(task, 15)
     finally:
         await server.stop()
+
+
+async def test_server_certificate_trusted_through_the_trust_folder(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    port = free_port()
+    server, _, _ = await _secure_server(tmp_path, port)
+    source: dict[str, Any] = {
+        "name": "secure",
+        "url": f"opc.tcp://127.0.0.1:{port}/",
+        "security_policy": "Basic256Sha256",
+        "security_mode": "SignAndEncrypt",
+        "username": "gateway",
+        "password": "s3cret-pw",
+        "backoff_min_s": 0.1,
+        "backoff_max_s": 0.5,
+        "nodes": [{"asset": "Laser-1", "signal": "Power", "node": f"nsu={URI};s=Laser.Power"}],
+    }
+    try:
+        settings = gateway_settings(tmp_path / "gw", uplink_port=mosquitto.port, opcua=[source])
+        trusted = tmp_path / "gw" / "pki" / "trusted"
+        trusted.mkdir(parents=True)
+        (trusted / "server.der").write_bytes((tmp_path / "server-cert.der").read_bytes())
+        async with Gateway(settings) as gw:
+            task = asyncio.create_task(gw.run())
+            await wait_until(lambda: gw.sources[0].connected, 20, "a session with the trusted server")
+            gw.stop()
+            await asyncio.wait_for(task, 15)
+    finally:
+        await server.stop()

@@ -142,3 +142,28 @@ async def test_five_thousand_nodes(tmp_path: Path, mosquitto: MosquittoServer) -
         await server.stop()
     assert src.unresolved == 0
     assert len({a for a, *_ in sub.samples()}) == 100
+
+
+async def test_group_absolute_deadband(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    server = MachineServer(free_port(), {"Ofen": ["Temp"]}, initial=20.0)
+    await server.start()
+    source = _source(server, _nodes(server, "slow_changes"))
+    source["groups"] = [
+        {"name": "slow_changes", "publishing_interval_ms": 50, "sampling_interval_ms": 0, "deadband_abs": 5.0}
+    ]
+    settings = gateway_settings(tmp_path, uplink_port=mosquitto.port, opcua=[source])
+    sub = RawSubscriber("127.0.0.1", mosquitto.port).start()
+    try:
+        async with Gateway(settings) as gw:
+            task = asyncio.create_task(gw.run())
+            await sub.wait_for(lambda: gw.sources[0].readings_in >= 1, 10, "the initial value")
+            for v in (22.0, 30.0, 31.0, 40.0):  # changes of less than 5 are held back by the server
+                await server.write("Ofen", "Temp", v)
+                await asyncio.sleep(0.2)
+            await sub.wait_for(lambda: 40.0 in {v for *_, v in sub.samples()}, 10, "the big change")
+            gw.stop()
+            await asyncio.wait_for(task, 15)
+    finally:
+        sub.stop()
+        await server.stop()
+    assert sorted(v for *_, v in sub.samples()) == [20.0, 30.0, 40.0]
