@@ -4,6 +4,6 @@
 # Arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh" test
-apt_install mosquitto mosquitto-clients influxdb victoria-metrics chromium chromium-driver
+apt_install mosquitto mosquitto-clients influxdb victoria-metrics chromium docker-compose
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
