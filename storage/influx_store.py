@@ -17,11 +17,13 @@ bucket.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 import httpx
@@ -38,8 +40,10 @@ from .lineprotocol import SampleEncoder
 log = logging.getLogger(__name__)
 
 Flavour = Literal["influxdb1", "influxdb2"]
-#: Points per write request (InfluxDB recommends 5,000-10,000).
+#: Points per write request (InfluxDB recommends 5,000-10,000; smaller requests overlap better with encoding).
 CHUNK_POINTS = 10_000
+#: Write requests of one batch sent concurrently (InfluxDB ingests them on several cores).
+REQUESTS_IN_FLIGHT = 1
 _RETRYABLE = frozenset({404, 408, 429, 500, 502, 503, 504, 401, 403})
 
 
@@ -108,6 +112,8 @@ class InfluxStore:
         if flavour == "influxdb2":
             self._v2_write = self._make_v2_writer(token or f"{username or ''}:{password or ''}", timeout_s, verify)
         self._encoder = SampleEncoder()
+        #: Sends one request while the calling thread encodes the next (the GIL is free during network waits).
+        self._sender = ThreadPoolExecutor(max_workers=REQUESTS_IN_FLIGHT, thread_name_prefix="influx-send")
         self._encode_lock = threading.Lock()
         self._schema_ready = flavour == "influxdb2"
         self._schema_lock = threading.Lock()
@@ -121,17 +127,34 @@ class InfluxStore:
 
     # -- writing -------------------------------------------------------------------------------------
     def write(self, member: str, samples: Sequence[Sample]) -> int:
+        """Write ``samples`` in requests of :data:`CHUNK_POINTS`, up to :data:`REQUESTS_IN_FLIGHT` at a time,
+        encoding the next request while others are sent. Returns once InfluxDB accepted every request."""
         if not samples:
             return 0
         self._ensure_schema()
         chunks = [samples[i : i + CHUNK_POINTS] for i in range(0, len(samples), CHUNK_POINTS)]
-        for i, chunk in enumerate(chunks):
-            with self._encode_lock:
-                body = self._encoder.encode(member, chunk)
-            if i == len(chunks) - 1:
-                # Markers go with the last request: once they are visible, all the batch's data is too.
-                body += b"\n" + dirty_markers(member, samples, written_ns=time.time_ns())
-            self.write_lines(body, rp=self.raw_rp)
+        sending: list[Future[None]] = []
+        try:
+            for i, chunk in enumerate(chunks):
+                with self._encode_lock:
+                    body = self._encoder.encode(member, chunk)
+                if i == len(chunks) - 1:
+                    # Markers go last: once they are visible, all the batch's data is too.
+                    for f in sending:
+                        f.result()
+                    sending.clear()
+                    body += b"\n" + dirty_markers(member, samples, written_ns=time.time_ns())
+                while len(sending) >= REQUESTS_IN_FLIGHT:
+                    sending.pop(0).result()
+                sending.append(self._sender.submit(self.write_lines, body, rp=self.raw_rp))
+            while sending:
+                sending.pop(0).result()
+        finally:
+            for f in sending:
+                f.cancel()
+            for f in sending:
+                with contextlib.suppress(Exception):
+                    f.result()
         return len(samples)
 
     def write_lines(self, body: bytes, *, rp: str | None) -> None:
@@ -280,6 +303,7 @@ class InfluxStore:
         return 0
 
     def close(self) -> None:
+        self._sender.shutdown(wait=True)
         self._http.close()
         client = getattr(self, "_v2_client", None)
         if client is not None:

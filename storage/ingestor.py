@@ -26,6 +26,7 @@ which the stores make harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -94,6 +95,9 @@ class Ingestor:
         self.gateways_tracker = GatewayTracker()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._pending = _Pending()
+        self._writer: asyncio.Task[None] | None = None
+        self._writing = 0
+        self._taking = 0
         self._link: MqttLink | None = None
         self._generations = itertools.count(1)
         self._shed = 0
@@ -128,13 +132,23 @@ class Ingestor:
     ) -> None:
         self._stopping.set()
         try:
-            if self._pending.messages:
-                await asyncio.wait_for(self._flush(final=True), timeout=10)
+            await asyncio.wait_for(self._drain(), timeout=10)
         except (TimeoutError, StoreError) as e:
             log.warning("could not write the last batch on shutdown (%s); the broker will redeliver it", e)
         finally:
             if self._link is not None:
                 await asyncio.to_thread(self._link.stop)
+
+    async def _drain(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            # Let a running write finish; one still retrying an unavailable store is given up
+            # (its messages stay unacknowledged, with the broker).
+            await asyncio.wait({self._writer}, timeout=5)
+            self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._wait_writer()
+        if self._pending.messages:
+            await self._flush(final=True)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -154,7 +168,7 @@ class Ingestor:
 
     @property
     def pending_messages(self) -> int:
-        return len(self._pending.messages) + self._queue.qsize()
+        return self._writing + self._taking + len(self._pending.messages) + self._queue.qsize()
 
     def _arrived(self, message: Message) -> None:
         """A message arrived (on the event loop). Over the memory bound it is shed: not kept, not acknowledged."""
@@ -189,9 +203,13 @@ class Ingestor:
                 await self._flush()
                 continue
             messages = [first]
-            while not self._queue.empty() and len(messages) < 256:
+            while not self._queue.empty() and len(messages) < 32:
                 messages.append(self._queue.get_nowait())
-            await self._take(messages)
+            self._taking = len(messages)
+            try:
+                await self._take(messages)
+            finally:
+                self._taking = 0
             if self._pending.count >= self.settings.batch_max_samples:
                 await self._flush()
 
@@ -262,17 +280,49 @@ class Ingestor:
 
     # -- writing ------------------------------------------------------------------------------------
     async def _flush(self, *, final: bool = False) -> None:
-        """Write the pending batch, retrying while the store is unavailable; then acknowledge it."""
-        p = self._pending
-        if not p.messages:
+        """Hand the pending batch to the writer; at most one write is in flight while the next batch fills.
+
+        With ``final`` the batch is written now (shutdown), without retrying an unavailable store.
+        """
+        await self._wait_writer()
+        batch, self._pending = self._pending, _Pending()
+        if not batch.messages:
             return
+        if final:
+            await self._write_batch(batch, final=True)
+            return
+        self._writer = asyncio.create_task(self._write_batch(batch), name="ingest-write")
+
+    async def _wait_writer(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer
+
+    async def _write_batch(self, p: _Pending, *, final: bool = False) -> None:
+        """Write ``p``, retrying while the store is unavailable (capped back-off with jitter); then acknowledge."""
+        self._writing = len(p.messages)
+        try:
+            if not await self._write_with_retries(p, final=final):
+                return
+        finally:
+            self._writing = 0
+        self._set_store_ok(True)
+        self.stored_samples += p.count
+        self.metrics.inc_samples(p.count)
+        self.metrics.inc_messages("stored", len(p.messages))
+        self._ack(p.messages)
+        self.metrics.set_pending(self.pending_messages)
+        if self._shed and not final:
+            await self._resync()
+
+    async def _write_with_retries(self, p: _Pending, *, final: bool) -> bool:
         delay = self.settings.retry_initial_s
         while True:
             try:
                 t0 = time.perf_counter()
                 await asyncio.to_thread(self._write_all, p.samples)
                 self.metrics.observe_write(time.perf_counter() - t0)
-                break
+                return True
             except StoreUnavailable as exc:
                 self.metrics.store_error("unavailable")
                 self._set_store_ok(False)
@@ -292,17 +342,7 @@ class Ingestor:
                 self.metrics.store_error("rejected")
                 log.error("store rejected a batch (%s); writing its messages one by one", exc)
                 await self._isolate_rejected(p.messages)
-                self._pending = _Pending()
-                return
-        self._set_store_ok(True)
-        self.stored_samples += p.count
-        self.metrics.inc_samples(p.count)
-        self.metrics.inc_messages("stored", len(p.messages))
-        self._ack(p.messages)
-        self._pending = _Pending()
-        self.metrics.set_pending(self.pending_messages)
-        if self._shed and not final:
-            await self._resync()
+                return False
 
     def _write_all(self, samples: dict[str, list[Sample]]) -> None:
         for member, member_samples in samples.items():

@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+import polars as pl
+
 from wire import Sample
 
 FieldValue = float | int | bool | str | None
@@ -102,43 +104,128 @@ class SampleEncoder:
 
     def __init__(self, measurement: str = SAMPLES_MEASUREMENT, *, max_cached_series: int = 200_000) -> None:
         self._measurement = escape_measurement(measurement)
-        self._series: dict[tuple[str, str, str, str], str] = {}
+        self._members: dict[str, dict[tuple[str, str, str, int], str]] = {}
+        self._size = 0
         self._max = max_cached_series
 
-    def _series_key(self, member: str, s: Sample) -> str:
-        key = (member, s.asset, s.asset_class, s.signal)
-        text = self._series.get(key)
-        if text is None:
-            if len(self._series) >= self._max:
-                self._series.clear()
-            # Already in key order: asset, asset_class, member, signal.
-            tags = (("asset", s.asset), ("asset_class", s.asset_class), ("member", member), ("signal", s.signal))
-            text = (
-                self._measurement
-                + "".join(f",{escape_key(k)}={escape_tag_value(v)}" for k, v in tags if v)
-                + " quality="
-            )
-            self._series[key] = text
+    def _prefix(self, member: str, cache: dict[tuple[str, str, str, int], str], key: tuple[str, str, str, int]) -> str:
+        """``samples,asset=..,asset_class=..,member=..,signal=.. quality=<q>i,`` for one series and quality."""
+        if self._size >= self._max:
+            for c in self._members.values():
+                c.clear()
+            self._size = 0
+        asset, asset_class, signal, quality = key
+        # Already in key order: asset, asset_class, member, signal.
+        tags = (("asset", asset), ("asset_class", asset_class), ("member", member), ("signal", signal))
+        text = (
+            self._measurement
+            + "".join(f",{escape_key(k)}={escape_tag_value(v)}" for k, v in tags if v)
+            + f" quality={int(quality)}i,"
+        )
+        cache[key] = text
+        self._size += 1
         return text
 
     def encode(self, member: str, samples: Sequence[Sample]) -> bytes:
-        """The request body for ``samples`` of ``member``; non-finite numbers are skipped (the wire forbids them)."""
+        """The request body for ``samples`` of ``member``; non-finite numbers are skipped (the wire forbids them).
+
+        Built column-wise with polars (the string work runs in Rust, off the GIL); the output is
+        byte-for-byte what :meth:`encode_python` and influxdb-client's ``Point`` produce.
+        """
+        if len(samples) < 64:
+            return self.encode_python(member, samples)
+        values = [s.value for s in samples]
+        frame = pl.DataFrame(
+            {
+                "ts": [s.ts for s in samples],
+                "asset": [s.asset for s in samples],
+                "asset_class": [s.asset_class for s in samples],
+                "signal": [s.signal for s in samples],
+                "quality": [s.quality for s in samples],
+                "value": [None if v.__class__ is str else float(v) for v in values],
+                "text": [v if v.__class__ is str else None for v in values],
+            },
+            schema=_FRAME_SCHEMA,
+        )
+        tags = [pl.lit(f"{self._measurement},asset=")]
+        for name, lead in (("asset", ""), ("asset_class", ",asset_class=")):
+            if lead:
+                tags.append(pl.lit(lead))
+            tags.append(_escaped_tag(frame, name))
+        tags += [pl.lit(f",member={escape_tag_value(member)},signal="), _escaped_tag(frame, "signal")]
+        value_text = pl.col("value").cast(pl.String)
+        # polars writes magnitudes under 1e-4 differently from Python's repr (2.5e-5 vs 2.5e-05): take repr there.
+        tiny = frame.select(((pl.col("value").abs() < 1e-4) & (pl.col("value") != 0)).arg_true()).to_series()
+        if tiny.len():
+            override: list[str | None] = [None] * frame.height
+            column = frame.get_column("value")
+            for i in tiny.to_list():
+                override[i] = repr(column[i])
+            frame = frame.with_columns(pl.Series("value_repr", override, dtype=pl.String))
+            value_text = pl.coalesce(pl.col("value_repr"), value_text)
+        text = pl.col("text").str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        field = (
+            pl.when(pl.col("text").is_null())
+            .then(pl.lit("value=") + value_text.str.strip_suffix(".0"))
+            .otherwise(pl.lit('text="') + text + pl.lit('"'))
+        )
+        line = pl.concat_str(
+            [
+                *tags,
+                pl.lit(" quality="),
+                pl.col("quality").cast(pl.String),
+                pl.lit("i,"),
+                field,
+                pl.lit(" "),
+                pl.col("ts").cast(pl.String),
+            ]
+        )
+        keep = pl.col("text").is_not_null() | pl.col("value").is_finite()
+        body: str = frame.lazy().filter(keep).select(line.str.join("\n")).collect().item()
+        return (body or "").encode("utf-8")
+
+    def encode_python(self, member: str, samples: Sequence[Sample]) -> bytes:
+        """The same as :meth:`encode`, sample by sample in Python (faster for a few samples)."""
+        cache = self._members.get(member)
+        if cache is None:
+            cache = self._members[member] = {}
+        get = cache.get
         out: list[str] = []
         append = out.append
-        series = self._series_key
         for s in samples:
+            key = (s.asset, s.asset_class, s.signal, s.quality)
+            prefix = get(key) or self._prefix(member, cache, key)
             v = s.value
-            if isinstance(v, str):
-                append(f'{series(member, s)}{s.quality}i,text="{v.translate(_ESCAPE_STRING)}" {s.ts}')
+            if v.__class__ is str:
+                append(f'{prefix}text="{v.translate(_ESCAPE_STRING)}" {s.ts}')
                 continue
-            f = float(v)
-            if not math.isfinite(f):
+            r = repr(v if v.__class__ is float else float(v))
+            if r[-1] in "fn":  # inf, -inf, nan
                 continue
-            r = repr(f)
-            if r.endswith(".0"):
+            if r[-2:] == ".0":
                 r = r[:-2]
-            append(f"{series(member, s)}{s.quality}i,value={r} {s.ts}")
+            append(f"{prefix}value={r} {s.ts}")
         return "\n".join(out).encode("utf-8")
+
+
+_FRAME_SCHEMA = {
+    "ts": pl.Int64,
+    "asset": pl.String,
+    "asset_class": pl.String,
+    "signal": pl.String,
+    "quality": pl.Int64,
+    "value": pl.Float64,
+    "text": pl.String,
+}
+
+
+def _escaped_tag(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """The column with tag-value escaping; computed on the distinct values only, and skipped when none need it."""
+    distinct = frame.get_column(column).unique().to_list()
+    mapping = {v: escape_tag_value(v) for v in distinct if v is not None and escape_tag_value(v) != v}
+    if not mapping:
+        return pl.col(column)
+    return pl.col(column).replace(mapping)
 
 
 def encode_samples(member: str, samples: Sequence[Sample]) -> bytes:
