@@ -97,7 +97,8 @@ class MqttLink:
         self._client.loop_start()
 
     def stop(self) -> None:
-        self._client.disconnect()
+        if self._client.is_connected():
+            self._client.disconnect()
         self._client.loop_stop()
 
     def ack(self, message: Message) -> bool:

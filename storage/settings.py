@@ -124,7 +124,8 @@ class IngestSettings(BaseModel):
         default_factory=lambda: f"mdh-ingestor-{socket.gethostname()}"[:64], min_length=1, max_length=64
     )
     protocol: Literal["5", "3.1.1"] = "5"
-    shared_group: str | None = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: Shared-subscription group; "" (or none) subscribes without one (MQTT 3.1.1 brokers, a single ingestor).
+    shared_group: str | None = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]{0,64}$")
     session_expiry_s: int = Field(default=3600, ge=0)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     batch_max_samples: int = Field(default=20_000, ge=1)
