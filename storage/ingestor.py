@@ -47,6 +47,7 @@ from .base import Store
 from .deadletter import DeadLetter, DeadLetterFile
 from .errors import StoreError, StoreRejected, StoreUnavailable
 from .gateways import GatewayState, GatewayTracker
+from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics
 from .mqtt_link import Message, MqttLink
 from .settings import IngestSettings
@@ -133,20 +134,21 @@ class Ingestor:
         self._stopping.set()
         try:
             await asyncio.wait_for(self._drain(), timeout=10)
-        except (TimeoutError, StoreError) as e:
+        except Exception as e:
             log.warning("could not write the last batch on shutdown (%s); the broker will redeliver it", e)
         finally:
             if self._link is not None:
                 await asyncio.to_thread(self._link.stop)
 
     async def _drain(self) -> None:
-        if self._writer is not None and not self._writer.done():
+        writer, self._writer = self._writer, None
+        if writer is not None:
             # Let a running write finish; one still retrying an unavailable store is given up
             # (its messages stay unacknowledged, with the broker).
-            await asyncio.wait({self._writer}, timeout=5)
-            self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._wait_writer()
+            await asyncio.wait({writer}, timeout=5)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await writer
         if self._pending.messages:
             await self._flush(final=True)
 
@@ -156,7 +158,7 @@ class Ingestor:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             consumer = tg.create_task(self._consume())
-            housekeeping = tg.create_task(self._housekeeping())
+            housekeeping = tg.create_task(housekeep(self.store, self.settings))
             await self._stopping.wait()
             consumer.cancel()
             housekeeping.cancel()
@@ -256,20 +258,30 @@ class Ingestor:
                 p.count += len(verdict.batch.samples)
             self.metrics.gateway_seen(state.member, state.gateway, now_ns / 1e9)
         self.metrics.set_gateways(self.gateways_tracker.online_count())
-        if refused:
-            await self._dead_letter(refused)
+        if refused and await self._dead_letter(refused):
             done.extend(m for m, _ in refused)
         self._ack(done)
         self.metrics.set_pending(self.pending_messages)
 
-    async def _dead_letter(self, refused: list[tuple[Message, Refused]]) -> None:
+    async def _dead_letter(self, refused: list[tuple[Message, Refused]]) -> bool:
+        """Record refused messages; ``False`` if the dead letters could not be written (then do not acknowledge)."""
         now = datetime.now(UTC)
         letters = [DeadLetter(m.topic, r.code, r.reason, m.payload, now) for m, r in refused]
+        try:
+            await asyncio.to_thread(self.dead_letters.append, letters)
+        except OSError as exc:
+            log.error(
+                "cannot write %d dead letters to %s (%s); leaving them unacknowledged",
+                len(letters),
+                self.dead_letters.path,
+                exc,
+            )
+            return False
         for m, r in refused:
             log.warning("dead letter from %s: %s (%s)", m.topic[:120], r.reason, r.code)
             self.metrics.inc_dead(r.code)
         self.dead_lettered += len(letters)
-        await asyncio.to_thread(self.dead_letters.append, letters)
+        return True
 
     def _ack(self, messages: list[Message]) -> None:
         if self._link is None:
@@ -294,9 +306,10 @@ class Ingestor:
         self._writer = asyncio.create_task(self._write_batch(batch), name="ingest-write")
 
     async def _wait_writer(self) -> None:
+        """Wait for the write in flight; cancelling the waiter does not cancel the write."""
         if self._writer is not None:
-            writer, self._writer = self._writer, None
-            await writer
+            await asyncio.shield(self._writer)
+            self._writer = None
 
     async def _write_batch(self, p: _Pending, *, final: bool = False) -> None:
         """Write ``p``, retrying while the store is unavailable (capped back-off with jitter); then acknowledge."""
@@ -343,6 +356,15 @@ class Ingestor:
                 log.error("store rejected a batch (%s); writing its messages one by one", exc)
                 await self._isolate_rejected(p.messages)
                 return False
+            except Exception:
+                # A store error nobody wrapped: keep the data and retry like an outage rather than stop ingesting.
+                self.metrics.store_error("unexpected")
+                self._set_store_ok(False)
+                log.exception("unexpected error writing %d messages; retrying in %.1f s", len(p.messages), delay)
+                if final:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
 
     def _write_all(self, samples: dict[str, list[Sample]]) -> None:
         for member, member_samples in samples.items():
@@ -359,7 +381,8 @@ class Ingestor:
             try:
                 await asyncio.to_thread(self.store.write, verdict.member, verdict.batch.samples)
             except StoreRejected as exc:
-                await self._dead_letter([(m, Refused("store_rejected", str(exc)[:500]))])
+                if not await self._dead_letter([(m, Refused("store_rejected", str(exc)[:500]))]):
+                    continue
             except StoreUnavailable:
                 # Leave it unacknowledged: the broker redelivers it after a reconnect.
                 continue
@@ -374,23 +397,3 @@ class Ingestor:
             log.info("store writes %s", "succeed again" if ok else "fail; holding acknowledgements")
         self.store_ok = ok
         self.metrics.set_store_up(ok)
-
-    # -- housekeeping -------------------------------------------------------------------------------
-    async def _housekeeping(self) -> None:
-        """Refresh rollups and enforce retention now and then, if the store offers it."""
-        next_rollups = time.monotonic() + (self.settings.rollup_refresh_s or 0)
-        next_retention = time.monotonic()
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            try:
-                refresh = getattr(self.store, "refresh_rollups", None)
-                if self.settings.rollup_refresh_s and refresh is not None and now >= next_rollups:
-                    next_rollups = now + self.settings.rollup_refresh_s
-                    await asyncio.to_thread(refresh)
-                enforce = getattr(self.store, "enforce_retention", None)
-                if enforce is not None and now >= next_retention:
-                    next_retention = now + self.settings.retention_check_s
-                    await asyncio.to_thread(enforce)
-            except StoreError as exc:
-                log.warning("store housekeeping failed: %s", exc)

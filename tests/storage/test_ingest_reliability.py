@@ -105,13 +105,14 @@ async def test_two_ingestors_on_one_shared_subscription_store_every_sample_once(
 class SwitchableStore:
     """A real DuckDB store behind a switch: while ``down`` every write fails as unavailable."""
 
-    def __init__(self, inner: DuckDBStore) -> None:
+    def __init__(self, inner: DuckDBStore, *, error: Exception | None = None) -> None:
         self.inner = inner
         self.down = False
+        self.error = error or StoreUnavailable("switched off")
 
     def write(self, member: str, samples: Sequence[Sample]) -> int:
         if self.down:
-            raise StoreUnavailable("switched off")
+            raise self.error
         return self.inner.write(member, samples)
 
     def query_series(self, query: SeriesQuery) -> pl.DataFrame:
@@ -151,6 +152,27 @@ async def test_memory_stays_bounded_and_shed_messages_are_redelivered(
             "mdh_ingest_messages_total", {"instance": ing.metrics._instance, "result": "shed"}
         )
         assert shed and shed > 0, "the bound was never reached, so shedding and redelivery went untested"
+    finally:
+        pub.close()
+        store.close()
+
+
+async def test_an_unexpected_store_error_is_retried_not_fatal(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    store = SwitchableStore(DuckDBStore(tmp_path / "hub.duckdb"), error=RuntimeError("a bug nobody wrapped"))
+    store.down = True
+    ing = Ingestor(ingest_settings(mosquitto.port, tmp_path), store, lambda: register(MA))
+    pub = Publisher(mosquitto.port)
+    try:
+        async with running(ing):
+            for _ in range(5):
+                pub.batch(make_batch(MA, "g-00000001", 10))
+            errors = lambda: ing.registry.get_sample_value(  # noqa: E731
+                "mdh_ingest_store_errors_total", {"instance": ing.metrics._instance, "kind": "unexpected"}
+            )
+            await wait_until(lambda: (errors() or 0) >= 2, what="repeated unexpected errors")
+            store.down = False
+            await wait_until(lambda: store.inner.count() == 50, what="the batches stored once the error is gone")
+            assert ing.store_ok
     finally:
         pub.close()
         store.close()
