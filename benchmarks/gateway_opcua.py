@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -205,6 +206,7 @@ def main() -> None:
         server.kill()
         server.wait(10)
         broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
