@@ -122,10 +122,49 @@ def validate_batch(batch: Batch) -> None:
         raise InvalidBatch("batch holds no samples")
     if n > MAX_SAMPLES:
         raise PayloadTooLarge(f"batch holds {n} samples, over the limit of {MAX_SAMPLES}")
+    if _all_samples_valid(batch.samples):
+        return
     for i, s in enumerate(batch.samples):
         reason = sample_problem(s)
         if reason is not None:
             raise InvalidBatch(f"sample {i}: {reason}")
+    raise AssertionError("the fast sample check and sample_problem disagree")  # pragma: no cover
+
+
+#: (signal, value type) pairs the contract admits; bool is its own type, so it is never a number here.
+_VALUE_TYPES = frozenset(
+    {(sig, t) for sig in _GAUGE_SIGNALS | _COUNTER_SIGNALS for t in (int, float)}
+    | {(sig, str) for sig in _STATE_SIGNALS}
+)
+
+
+def _all_samples_valid(samples: list[Sample]) -> bool:
+    """The hub's hot path: the same rules as :func:`sample_problem`, about three times faster.
+
+    It only answers yes or no; on a no, :func:`validate_batch` looks for the first bad sample
+    with :func:`sample_problem` to name the reason. A property test keeps the two in step.
+    """
+    value_types, states, counters, classes = _VALUE_TYPES, _STATES, _COUNTER_SIGNALS, _CLASSES
+    lo, hi, match = MIN_TS_NS, MAX_TS_NS, PSEUDONYM_RE.match
+    assets: set[str] = set()
+    for s in samples:
+        v = s.value
+        t = type(v)
+        if (s.signal, t) not in value_types:
+            return False
+        if t is str:
+            if v not in states:
+                return False
+        elif v - v != 0 or (v < 0 and s.signal in counters):  # type: ignore[operator]  # NaN and ±inf fail v - v == 0
+            return False
+        if not lo <= s.ts <= hi or not 0 <= s.quality <= 2 or s.asset_class not in classes:
+            return False
+        a = s.asset
+        if a not in assets:
+            if not match(a):
+                return False
+            assets.add(a)
+    return True
 
 
 def sample_problem(s: Sample) -> str | None:

@@ -27,7 +27,7 @@ from wire import (
     parse_topic,
     samples_topic,
 )
-from wire.codec import MAGIC
+from wire.codec import MAGIC, _all_samples_valid, sample_problem
 
 NOW = time.time_ns()
 ASSET = "a-0123456789abcdef"
@@ -190,3 +190,22 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
     for payload in (data, MAGIC + data, MAGIC + zstandard.ZstdCompressor().compress(data)):
         with contextlib.suppress(WireError):
             decode_batch(payload)
+
+
+_any_sample = st.builds(
+    Sample,
+    ts=st.one_of(st.integers(946_684_800 * 10**9 - 5, 4_102_444_800 * 10**9 + 5), st.integers(-(2**63), 2**63 - 1)),
+    asset=st.one_of(st.from_regex(r"\Aa-[0-9a-f]{8,32}\Z"), st.text(max_size=40)),
+    asset_class=st.one_of(st.sampled_from(sorted(ASSET_CLASSES)), st.text(max_size=20)),
+    signal=st.one_of(st.sampled_from(sorted(SIGNALS)), st.text(max_size=20)),
+    value=st.one_of(
+        st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans(), st.sampled_from(MACHINE_STATES), st.text()
+    ),
+    quality=st.integers(-3, 5),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_any_sample)
+def test_fast_path_agrees_with_the_detailed_check(sample: Sample) -> None:
+    assert _all_samples_valid([sample]) == (sample_problem(sample) is None)
