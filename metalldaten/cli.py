@@ -36,3 +36,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
