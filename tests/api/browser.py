@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -15,9 +13,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import pytest
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
+
+from tests.servers import require_binary
 
 FLAGS = (
     "--headless",
@@ -30,17 +29,6 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1280,1600",
 )
-
-
-def chromium_binary() -> str:
-    """The Chromium binary, or skip (fail when CI=true: CI must never pass by skipping the browser)."""
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    if path is None:
-        message = "chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 class Page:
@@ -108,7 +96,7 @@ class Page:
 
 @contextmanager
 def chromium_page() -> Iterator[Page]:
-    binary = chromium_binary()
+    binary = require_binary("chromium")  # skips locally, fails under CI=true
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
