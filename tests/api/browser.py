@@ -97,7 +97,8 @@ class Page:
 @contextmanager
 def chromium_page() -> Iterator[Page]:
     binary = require_binary("chromium")  # skips locally, fails under CI=true
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    # Chromium's helper processes may still write to the profile for a moment after the browser exits.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
             stdout=subprocess.DEVNULL,
