@@ -6,4 +6,6 @@ set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh" test
 apt_install mosquitto mosquitto-clients influxdb victoria-metrics chromium docker-compose
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
