@@ -100,6 +100,12 @@ class Machine:
         }
 
 
+def build_machines(specs: list[MachineSpec], seed: int) -> list[Machine]:
+    """Simulated machines for ``specs``, each with its own random stream derived from ``seed``."""
+    rng = random.Random(seed)
+    return [Machine(spec=s, rng=random.Random(rng.random())) for s in specs]
+
+
 _MODELS = {
     "cnc_milling": ("DMU 50", 22.0, 45.0),
     "cnc_turning": ("CTX beta 800", 18.0, 30.0),

@@ -10,13 +10,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import random
 from collections.abc import AsyncIterator
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .machines import Machine, MachineSpec
+from .machines import MachineSpec, build_machines
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,7 @@ class MqttFactory:
         self.hall = hall
         self.broker_port = broker_port
         self.tick_s = tick_s
-        rng = random.Random(seed)
-        self.machines = [Machine(spec=s, rng=random.Random(rng.random())) for s in machines]
+        self.machines = build_machines(machines, seed)
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"plc-{hall}", protocol=mqtt.MQTTv311)
 
     def topic(self, serial: str, variable: str) -> str:

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import random
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from asyncua import ua
 from asyncua.server.server import Server
 
-from .machines import Machine, MachineSpec
+from .machines import MachineSpec, build_machines
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +55,7 @@ class OpcUaFactory:
         self.port = port
         self.namespace = namespace
         self.tick_s = tick_s
-        rng = random.Random(seed)
-        self.machines = [Machine(spec=s, rng=random.Random(rng.random())) for s in machines]
+        self.machines = build_machines(machines, seed)
         self._server = Server()
         self._nodes: dict[tuple[str, str], Any] = {}
 
