@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/demo.sh and scripts/test.sh: a virtual environment in .venv with the project installed.
-# Usage: source scripts/bootstrap.sh [extra]   (extra = "test" installs the test tools too)
+# Usage: EXTRA=test source scripts/bootstrap.sh   (EXTRA=test installs the test tools too)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,7 +25,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-extra="${1:-}"
+extra="${EXTRA:-}"
 spec="."
 [ -n "$extra" ] && spec=".[$extra]"
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extra:-base}"

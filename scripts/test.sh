@@ -3,7 +3,7 @@
 # Installs the Debian packages it needs (as root, or with sudo) and the Python test tools.
 # Arguments go to pytest.
 set -euo pipefail
-source "$(dirname "$0")/bootstrap.sh" test
+EXTRA=test source "$(dirname "$0")/bootstrap.sh"
 apt_install mosquitto mosquitto-clients influxdb victoria-metrics chromium docker-compose
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
