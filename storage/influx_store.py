@@ -18,12 +18,14 @@ bucket.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC
 from typing import Literal
 
 import httpx
@@ -48,13 +50,23 @@ _RETRYABLE = frozenset({404, 408, 429, 500, 502, 503, 504, 401, 403})
 
 
 def _retry_after(headers: httpx.Headers | dict[str, str] | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date (RFC 9110)."""
     if not headers:
         return None
     value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
 
 
 def status_error(status: int, body: str, retry_after: float | None, what: str) -> StoreError:
