@@ -118,6 +118,8 @@ class OpcuaSource(_Section):
             raise ValueError("security_policy and security_mode must both be 'None' or both be set")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        if (self.user_cert is None) != (self.user_key is None):
+            raise ValueError("user_cert and user_key go together (the key signs the certificate login)")
         names = {g.name for g in self.groups} | {"default"}
         missing = sorted({n.group for n in self.nodes} - names)
         if missing:
