@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway import Gateway, GatewaySettings
 from wire import Batch, decode_batch
+
+from .machines import MachineServer
 
 
 @dataclass
@@ -131,3 +134,34 @@ class Relay:
             t = asyncio.create_task(coro)
             self._tasks.add(t)
             t.add_done_callback(self._tasks.discard)
+
+
+async def values_forwarded(
+    settings: GatewaySettings,
+    server: MachineServer,
+    broker_port: int,
+    writes: list[float],
+    *,
+    inspect: Callable[[], None] | None = None,
+) -> list[float]:
+    """Run a gateway on ``settings``, write ``writes`` to the server's ``Ofen/Temp`` one after another and
+    return, sorted, every value that reached the broker (the initial one included). ``inspect`` runs once
+    the initial value has been read, before the writes."""
+    sub = RawSubscriber("127.0.0.1", broker_port).start()
+    try:
+        async with Gateway(settings) as gw:
+            task = asyncio.create_task(gw.run())
+            await sub.wait_for(lambda: gw.sources[0].readings_in >= 1, 10, "the initial value")
+            if inspect is not None:
+                inspect()
+            for v in writes:
+                await server.write("Ofen", "Temp", v)
+                await asyncio.sleep(0.2)
+            last = writes[-1]
+            await sub.wait_for(lambda: last in {v for *_, v in sub.samples()}, 10, "the last change")
+            gw.stop()
+            await asyncio.wait_for(task, 15)
+    finally:
+        sub.stop()
+        await server.stop()
+    return sorted(float(v) for *_, v in sub.samples())

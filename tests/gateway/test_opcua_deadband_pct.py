@@ -10,7 +10,6 @@ values that leave the gateway end to end.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ import pytest
 from asyncua import ua
 from asyncua.server.monitored_item_service import MonitoredItemService, MonitoredItemValues
 
-from gateway import Gateway
 from tests.servers import MosquittoServer, free_port
 
 from .conftest import gateway_settings
-from .hub import RawSubscriber
+from .hub import values_forwarded
 from .machines import MachineServer
 
 pytestmark = pytest.mark.integration
@@ -66,24 +64,16 @@ async def test_group_percent_deadband(
         "nodes": [{"asset": "Ofen", "signal": "Temp", "node": server.node_id("Ofen", "Temp"), "group": "slow_changes"}],
     }
     settings = gateway_settings(tmp_path, uplink_port=mosquitto.port, opcua=[source])
-    sub = RawSubscriber("127.0.0.1", mosquitto.port).start()
-    try:
-        async with Gateway(settings) as gw:
-            task = asyncio.create_task(gw.run())
-            await sub.wait_for(lambda: gw.sources[0].readings_in >= 1, 10, "the initial value")
-            [flt] = _filters(server)
-            assert type(flt).__name__ == "DataChangeFilter"
-            assert flt.DeadbandType == ua.DeadbandType.Percent
-            assert flt.DeadbandValue == 10.0
-            assert flt.Trigger == ua.DataChangeTrigger.StatusValue
-            # steps of 15 pass an absolute deadband of 10 but stay inside 10 % of 0..200
-            for v in (35.0, 60.0, 75.0, 100.0):
-                await server.write("Ofen", "Temp", v)
-                await asyncio.sleep(0.2)
-            await sub.wait_for(lambda: 100.0 in {v for *_, v in sub.samples()}, 10, "the big change")
-            gw.stop()
-            await asyncio.wait_for(task, 15)
-    finally:
-        sub.stop()
-        await server.stop()
-    assert sorted(v for *_, v in sub.samples()) == [20.0, 60.0, 100.0]
+
+    def filter_is_percent() -> None:
+        [flt] = _filters(server)
+        assert type(flt).__name__ == "DataChangeFilter"
+        assert flt.DeadbandType == ua.DeadbandType.Percent
+        assert flt.DeadbandValue == 10.0
+        assert flt.Trigger == ua.DataChangeTrigger.StatusValue
+
+    # steps of 15 pass an absolute deadband of 10 but stay inside 10 % of 0..200
+    forwarded = await values_forwarded(
+        settings, server, mosquitto.port, [35.0, 60.0, 75.0, 100.0], inspect=filter_is_percent
+    )
+    assert forwarded == [20.0, 60.0, 100.0]
