@@ -83,7 +83,7 @@ def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
     )
 
 
-def _in(column: str, values: tuple[str, ...] | None, where: list[str], params: list[Any]) -> None:
+def in_clause(column: str, values: tuple[str, ...] | None, where: list[str], params: list[Any]) -> None:
     if values is None:
         return
     if not values:
@@ -144,10 +144,10 @@ class DuckDBStore:
     def query_series(self, query: SeriesQuery) -> pl.DataFrame:
         where: list[str] = []
         params: list[Any] = []
-        _in("signal", query.signals, where, params)
-        _in("asset_class", query.asset_classes, where, params)
-        _in("member", query.members, where, params)
-        _in("asset", query.assets, where, params)
+        in_clause("signal", query.signals, where, params)
+        in_clause("asset_class", query.asset_classes, where, params)
+        in_clause("member", query.members, where, params)
+        in_clause("asset", query.assets, where, params)
         if query.start_ns is not None:
             where.append("ts >= ?")
             params.append(query.start_ns)

@@ -29,6 +29,7 @@ import polars as pl
 from wire import MACHINE_STATES, Quality
 
 from .base import GAUGE_STATS, ROLLUP_SCHEMA, RollupQuery, empty_rollups
+from .duckdb_store import in_clause
 
 if TYPE_CHECKING:
     import duckdb
@@ -194,14 +195,9 @@ class RollupKeeper:
         self.refresh()
         where: list[str] = []
         params: list[Any] = []
-        for column, values in (
-            ("asset_class", query.asset_classes),
-            ("member", query.members),
-            ("asset", query.assets),
-        ):
-            if values is not None:
-                where.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "FALSE")
-                params.extend(values)
+        in_clause("asset_class", query.asset_classes, where, params)
+        in_clause("member", query.members, where, params)
+        in_clause("asset", query.assets, where, params)
         if query.start_ns is not None:
             where.append("hour >= ?")
             params.append(query.start_ns)
