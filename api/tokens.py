@@ -81,7 +81,7 @@ def validate_binding(role: str, member: str | None) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)} (got {role!r})")
     if role == "member":
-        if member is None or not MEMBER_RE.match(member):
+        if member is None or not MEMBER_RE.fullmatch(member):
             raise ValueError("a member token needs --member with a member pseudonym like m-7f3a9c")
     elif member is not None:
         raise ValueError(f"an {role} token is not bound to a member; leave out --member")

@@ -38,7 +38,7 @@ class IdentitySettings(_Section):
     @field_validator("member")
     @classmethod
     def _member(cls, v: str) -> str:
-        if not MEMBER_RE.match(v):
+        if not MEMBER_RE.fullmatch(v):
             raise ValueError("must be a member pseudonym: 'm-' followed by 6-32 lowercase hex digits")
         return v
 

@@ -96,7 +96,7 @@ class MqttSession:
                 ctx.load_cert_chain(str(ep.client_cert), str(ep.client_key) if ep.client_key else None)
             client.tls_set_context(ctx)
         if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
+            client.will_set(will[0], will[1], qos=1)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect

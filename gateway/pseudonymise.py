@@ -49,7 +49,7 @@ class MemberKey:
 def generate_key(path: Path, *, key_id: str | None = None, overwrite: bool = False) -> MemberKey:
     """Write a new random key to ``path`` with mode 0600 and return it."""
     key_id = key_id or "k" + datetime.now(UTC).strftime("%Y%m%d") + "-" + secrets.token_hex(3)
-    if not KEY_ID_RE.match(key_id):
+    if not KEY_ID_RE.fullmatch(key_id):
         raise KeyFileError(f"key id {key_id!r} must be 1-32 characters of [0-9a-zA-Z_.-]")
     if path.exists() and not overwrite:
         raise KeyFileError(f"{path} exists; refusing to overwrite a key (pseudonyms would change)")
@@ -81,7 +81,7 @@ def load_key(path: Path) -> MemberKey:
         secret = bytes.fromhex(str(data["key"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise KeyFileError(f"key file {path} is not a key made by 'metalldaten gateway keygen'") from exc
-    if not KEY_ID_RE.match(key_id):
+    if not KEY_ID_RE.fullmatch(key_id):
         raise KeyFileError(f"key file {path}: key id must be 1-32 characters of [0-9a-zA-Z_.-]")
     if len(secret) < 16:
         raise KeyFileError(f"key file {path}: the key is shorter than 16 bytes")

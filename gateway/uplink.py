@@ -1,9 +1,10 @@
 """Uplink to the hub broker: sealed chunks of the disk buffer, published with QoS 1.
 
 Login is the member pseudonym, the client id is derived from pseudonyms only. A birth message
-(``online``, retained) is published on every connect; the last will says ``offline``. A chunk is
-deleted from the buffer only when its PUBACK arrives; paho resends unacknowledged messages itself
-after a reconnect, and a restarted gateway resends whatever the buffer still holds (same batch id).
+(``online``; not retained, the hub refuses retained messages) is published on every connect; the last
+will says ``offline``. A chunk is deleted from the buffer only when its PUBACK arrives; paho resends
+unacknowledged messages itself after a reconnect, and a restarted gateway resends whatever the buffer
+still holds (same batch id).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Uplink:
 
     def _on_connect(self, client: mqtt.Client) -> None:
         self._refused.clear()
-        client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        client.publish(self.status_topic, self._status("online"), qos=1)
         self._wake.set()
 
     def _on_publish(self, mid: int, reason: int) -> None:
@@ -112,7 +113,7 @@ class Uplink:
     async def __aexit__(self, *exc: object) -> None:
         if self.session is not None:
             if self.session.connected.is_set():
-                self.session.publish(self.status_topic, self._status("offline"), retain=True)
+                self.session.publish(self.status_topic, self._status("offline"))
                 await asyncio.sleep(0.1)
             await self.session.stop()
 

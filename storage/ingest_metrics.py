@@ -21,6 +21,13 @@ class IngestMetrics:
             ["instance", "code"],
             registry=registry,
         )
+        self.refused = Counter(
+            "mdh_ingest_refused",
+            "Messages refused, by reason (the dead-letter code: schema, invalid, member_mismatch, retained, ...); "
+            "a refused message whose dead letter could not be written is redelivered and counted again",
+            ["instance", "reason"],
+            registry=registry,
+        )
         self.store_errors = Counter(
             "mdh_ingest_store_errors",
             "Failed store writes, by kind (unavailable, rejected)",
@@ -61,6 +68,9 @@ class IngestMetrics:
 
     def inc_messages(self, result: str, n: int = 1) -> None:
         self.messages.labels(self._instance, result).inc(n)
+
+    def inc_refused(self, reason: str) -> None:
+        self.refused.labels(self._instance, reason).inc()
 
     def inc_dead(self, code: str) -> None:
         self.dead_letters.labels(self._instance, code).inc()

@@ -50,6 +50,7 @@ from .gateways import GatewayState, GatewayTracker
 from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics
 from .mqtt_link import Message, MqttLink
+from .ratelog import RateLimitedLog
 from .settings import IngestSettings
 from .validate import Accepted, Refused, check_message
 
@@ -92,6 +93,10 @@ class Ingestor:
         self._last_register: MemberRegister | None = None
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = IngestMetrics(self.registry, instance=f"{socket.gethostname()}/{settings.client_id}")
+        #: One line per refusal reason per ten seconds: a member flooding bad input cannot flood the log.
+        self._refusal_log = RateLimitedLog(log, interval_s=10.0)
+        #: Refusals since start, by reason (also in ``mdh_ingest_refused_total``).
+        self.refusals: dict[str, int] = defaultdict(int)
         self.dead_letters = DeadLetterFile(settings.dead_letter_path, max_bytes=settings.dead_letter_max_bytes)
         self.gateways_tracker = GatewayTracker()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -168,6 +173,19 @@ class Ingestor:
         """Birth/death and last-seen of every gateway heard of."""
         return self.gateways_tracker.snapshot()
 
+    def health(self) -> dict[str, object]:
+        """The ingestor's state for an operators' health check: ``ok`` while connected and the store accepts writes."""
+        connected = self.connected.is_set()
+        return {
+            "ok": connected and self.store_ok,
+            "broker_connected": connected,
+            "store_ok": self.store_ok,
+            "pending_messages": self.pending_messages,
+            "stored_samples": self.stored_samples,
+            "dead_lettered": self.dead_lettered,
+            "refused": dict(sorted(self.refusals.items())),
+        }
+
     @property
     def pending_messages(self) -> int:
         return self._writing + self._taking + len(self._pending.messages) + self._queue.qsize()
@@ -230,7 +248,8 @@ class Ingestor:
         max_bytes = self.settings.max_payload_bytes
         verdicts = await asyncio.to_thread(
             lambda: [
-                check_message(m.topic, m.payload, register.is_active, max_payload_bytes=max_bytes) for m in messages
+                check_message(m.topic, m.payload, register.is_active, max_payload_bytes=max_bytes, retained=m.retain)
+                for m in messages
             ]
         )
         refused: list[tuple[Message, Refused]] = []
@@ -238,6 +257,7 @@ class Ingestor:
         now_ns = time.time_ns()
         for message, verdict in zip(messages, verdicts, strict=True):
             if isinstance(verdict, Refused):
+                self._count_refusal(verdict.code)
                 refused.append((message, verdict))
                 continue
             assert isinstance(verdict, Accepted)
@@ -278,7 +298,7 @@ class Ingestor:
             )
             return False
         for m, r in refused:
-            log.warning("dead letter from %s: %s (%s)", m.topic[:120], r.reason, r.code)
+            self._refusal_log.warning(r.code, "dead letter from %r: %s (%s)", m.topic[:120], r.reason, r.code)
             self.metrics.inc_dead(r.code)
         self.dead_lettered += len(letters)
         return True
@@ -381,6 +401,7 @@ class Ingestor:
             try:
                 await asyncio.to_thread(self.store.write, verdict.member, verdict.batch.samples)
             except StoreRejected as exc:
+                self._count_refusal("store_rejected")
                 if not await self._dead_letter([(m, Refused("store_rejected", str(exc)[:500]))]):
                     continue
             except StoreUnavailable:
@@ -391,6 +412,10 @@ class Ingestor:
                 self.metrics.inc_samples(len(verdict.batch.samples))
                 self.metrics.inc_messages("stored")
             self._ack([m])
+
+    def _count_refusal(self, reason: str) -> None:
+        self.refusals[reason] += 1
+        self.metrics.inc_refused(reason)
 
     def _set_store_ok(self, ok: bool) -> None:
         if ok != self.store_ok:

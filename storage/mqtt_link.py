@@ -39,6 +39,9 @@ class Message:
     qos: int
     #: Connection generation the message arrived on; an ack is only valid on the same connection.
     generation: int
+    #: The retain flag as delivered: set on a message the broker replays from its retained store and,
+    #: over MQTT 5 (retain-as-published), on a live one its publisher sent as retained. Refused either way.
+    retain: bool = False
 
 
 class MqttLink:
@@ -125,8 +128,14 @@ class MqttLink:
         group = self._s.shared_group
         samples = f"$share/{group}/{SAMPLES_FILTER}" if group else SAMPLES_FILTER
         if self._s.protocol == "5":
-            opts = SubscribeOptions(qos=1)
-            client.subscribe([(samples, opts), (STATUS_FILTER, SubscribeOptions(qos=1))])
+            # No retained messages on subscribing, and the publisher's retain flag kept on live ones,
+            # so that the ingestor sees (and refuses) every message a member published as retained.
+            def opts() -> SubscribeOptions:
+                return SubscribeOptions(
+                    qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND
+                )
+
+            client.subscribe([(samples, opts()), (STATUS_FILTER, opts())])
         else:
             client.subscribe([(samples, 1), (STATUS_FILTER, 1)])
         log.info(
@@ -147,4 +156,5 @@ class MqttLink:
 
     def _handle_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", "replace")  # .topic raises on invalid UTF-8; the checker refuses it
-        self._post(self._on_message, Message(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation))
+        message = Message(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, bool(msg.retain))
+        self._post(self._on_message, message)

@@ -25,8 +25,23 @@ class Accepted:
     status: Status | None = None
 
 
-def check_message(topic: str, payload: bytes, is_active: MemberCheck, *, max_payload_bytes: int) -> Accepted | Refused:
-    """Decide about one MQTT message; never raises on any input."""
+#: Why a retained message is refused.
+RETAINED_REASON = (
+    "retained message: gateways never publish retained, and a retained message is replayed by the broker to "
+    "every new subscriber, so it is not live data of a gateway; the hub stores only live messages"
+)
+
+
+def check_message(
+    topic: str, payload: bytes, is_active: MemberCheck, *, max_payload_bytes: int, retained: bool = False
+) -> Accepted | Refused:
+    """Decide about one MQTT message; never raises on any input.
+
+    ``retained`` is the MQTT retain flag of the message as delivered (see
+    :attr:`storage.mqtt_link.Message.retain`); a retained message is refused.
+    """
+    if retained:
+        return Refused("retained", RETAINED_REASON)
     try:
         member, gateway, kind = parse_topic(topic)
     except WireError as exc:

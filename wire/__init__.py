@@ -12,6 +12,7 @@ from .codec import (
     encode_status,
     sample_problem,
     validate_batch,
+    validate_status,
 )
 from .errors import InvalidBatch, PayloadTooLarge, UnsupportedSchema, WireError
 from .model import SCHEMA_VERSION, Batch, Quality, Sample, Status, Value
@@ -46,4 +47,5 @@ __all__ = [
     "signal",
     "status_topic",
     "validate_batch",
+    "validate_status",
 ]

@@ -109,13 +109,13 @@ def validate_batch(batch: Batch) -> None:
         raise UnsupportedSchema(
             f"schema version {batch.schema} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})"
         )
-    if not _BATCH_ID_RE.match(batch.batch_id):
+    if not _BATCH_ID_RE.fullmatch(batch.batch_id):
         raise InvalidBatch("batch_id must be 8-64 characters of [0-9a-zA-Z_-]")
-    if not MEMBER_RE.match(batch.member):
+    if not MEMBER_RE.fullmatch(batch.member):
         raise InvalidBatch(f"member {batch.member!r} is not a member pseudonym (m-<hex>)")
-    if not PSEUDONYM_RE.match(batch.gateway):
+    if not PSEUDONYM_RE.fullmatch(batch.gateway):
         raise InvalidBatch("gateway is not a pseudonym (<letter>-<hex>)")
-    if not KEY_ID_RE.match(batch.key_id):
+    if not KEY_ID_RE.fullmatch(batch.key_id):
         raise InvalidBatch("key_id must be 1-32 characters of [0-9a-zA-Z_.-]")
     n = len(batch.samples)
     if n == 0:
@@ -145,7 +145,7 @@ def _all_samples_valid(samples: list[Sample]) -> bool:
     with :func:`sample_problem` to name the reason. A property test keeps the two in step.
     """
     value_types, states, counters, classes = _VALUE_TYPES, _STATES, _COUNTER_SIGNALS, _CLASSES
-    lo, hi, match = MIN_TS_NS, MAX_TS_NS, PSEUDONYM_RE.match
+    lo, hi, match = MIN_TS_NS, MAX_TS_NS, PSEUDONYM_RE.fullmatch
     assets: set[str] = set()
     for s in samples:
         v = s.value
@@ -171,7 +171,7 @@ def sample_problem(s: Sample) -> str | None:
     """Return why ``s`` breaks the contract, or ``None`` if it is valid."""
     if not MIN_TS_NS <= s.ts <= MAX_TS_NS:
         return f"timestamp {s.ts} ns is outside 2000..2100"
-    if not PSEUDONYM_RE.match(s.asset):
+    if not PSEUDONYM_RE.fullmatch(s.asset):
         return "asset is not a pseudonym (<letter>-<hex>)"
     if s.asset_class not in _CLASSES:
         return f"unknown asset class {s.asset_class[:40]!r}"
@@ -199,12 +199,28 @@ def encode_status(status: Status) -> bytes:
 
 
 def decode_status(payload: bytes) -> Status:
+    """Decode and fully validate a status (birth / death) message; raise :class:`WireError` with a reason."""
     if len(payload) > 4096:
         raise PayloadTooLarge("status message over 4096 bytes")
     try:
         status = _status_decoder.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidBatch(f"status message is invalid: {exc}", code="decode") from exc
+    validate_status(status)
+    return status
+
+
+def validate_status(status: Status) -> None:
+    """Check every field of ``status`` as :func:`validate_batch` checks a batch's."""
+    if status.schema not in SUPPORTED_SCHEMAS:
+        raise UnsupportedSchema(
+            f"status schema version {status.schema} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})"
+        )
+    if not MEMBER_RE.fullmatch(status.member):
+        raise InvalidBatch(f"status member {status.member[:40]!r} is not a member pseudonym (m-<hex>)")
+    if not PSEUDONYM_RE.fullmatch(status.gateway):
+        raise InvalidBatch("status gateway is not a pseudonym (<letter>-<hex>)")
     if status.state not in ("online", "offline"):
         raise InvalidBatch(f"status state {status.state[:20]!r} is neither online nor offline")
-    return status
+    if not MIN_TS_NS <= status.ts_ns <= MAX_TS_NS:
+        raise InvalidBatch(f"status timestamp {status.ts_ns} ns is outside 2000..2100")

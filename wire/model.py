@@ -22,7 +22,8 @@ Value = float | int | bool | str
 MAX_STRING_VALUE = 64
 
 #: Member pseudonyms are assigned by the trustee (``m-`` + hex); all other
-#: identifiers are keyed hashes made at the gateway (a letter, ``-``, hex).
+#: identifiers are keyed hashes made at the gateway (a letter, ``-``, hex). Check with ``fullmatch``: with
+#: ``match`` the ``$`` also accepts a trailing newline. (The patterns themselves are also used by pydantic.)
 MEMBER_RE = re.compile(r"^m-[0-9a-f]{6,32}$")
 PSEUDONYM_RE = re.compile(r"^[a-z]-[0-9a-f]{8,32}$")
 KEY_ID_RE = re.compile(r"^[0-9a-zA-Z_.-]{1,32}$")

@@ -29,9 +29,9 @@ def parse_topic(topic: str) -> tuple[str, str, str]:
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:
         raise WireError(f"topic {topic!r} is not of the form {ROOT}/{{member}}/{{gateway}}/{{kind}}", code="topic")
     member, gateway, kind = parts[2], parts[3], parts[4]
-    if not MEMBER_RE.match(member):
+    if not MEMBER_RE.fullmatch(member):
         raise WireError(f"topic member {member!r} is not a member pseudonym", code="topic")
-    if not PSEUDONYM_RE.match(gateway):
+    if not PSEUDONYM_RE.fullmatch(gateway):
         raise WireError(f"topic gateway {gateway!r} is not a gateway pseudonym", code="topic")
     if kind not in (SAMPLES, STATUS):
         raise WireError(f"topic kind {kind!r} is neither {SAMPLES!r} nor {STATUS!r}", code="topic")

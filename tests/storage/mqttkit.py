@@ -85,7 +85,7 @@ class Publisher:
 
     def status(self, member: str, gateway: str, state: str) -> None:
         payload = encode_status(Status(schema=1, member=member, gateway=gateway, state=state, ts_ns=time.time_ns()))
-        self.publish(status_topic(member, gateway), payload, retain=True)
+        self.publish(status_topic(member, gateway), payload)  # like a gateway: never retained
 
     def close(self) -> None:
         self.client.disconnect()

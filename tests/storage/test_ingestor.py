@@ -14,7 +14,7 @@ from storage import DuckDBStore, Ingestor, SeriesQuery
 from storage.deadletter import read_dead_letters
 from tests.servers import MosquittoServer
 from tests.storage.mqttkit import Publisher, ingest_settings, make_batch, register, wait_until
-from wire import encode_batch, samples_topic
+from wire import Status, encode_batch, encode_status, samples_topic, status_topic
 from wire.codec import MAGIC
 
 pytestmark = pytest.mark.integration
@@ -115,6 +115,99 @@ async def test_hostile_payloads_are_dead_lettered_and_the_ingestor_lives_on(
             )
             == 2
         )
+    finally:
+        pub.close()
+        store.close()
+
+
+def _status(member: str, gateway: str, *, schema: int = 1, ts_ns: int = 1_767_571_200 * 10**9) -> bytes:
+    return encode_status(Status(schema=schema, member=member, gateway=gateway, state="online", ts_ns=ts_ns))
+
+
+async def test_status_messages_are_validated_like_batches(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    settings = ingest_settings(mosquitto.port, tmp_path)
+    ing = Ingestor(settings, store, lambda: register(MA, MB))
+    pub = Publisher(mosquitto.port)
+    topic = status_topic(MA, GA)
+    hostile = [
+        (_status(MA, GA, schema=99, ts_ns=-5), "schema"),
+        (_status(MA, GA, ts_ns=-5), "invalid"),
+        (_status(MA, GA, ts_ns=0), "invalid"),
+        (_status(MA, GA, ts_ns=5_000_000_000 * 10**9), "invalid"),  # year 2128
+        (_status(MB, GA), "member_mismatch"),
+        (_status(MA, GB), "gateway_mismatch"),
+        (_status("m-0000aa\n", GA), "invalid"),
+        (b'{"schema":1,"member":"m-0000aa","gateway":"g-000000a1","state":"online","ts_ns":1.5}', "decode"),
+    ]
+    try:
+        async with running(ing):
+            for payload, _ in hostile:
+                pub.publish(topic, payload)
+            pub.publish(topic, _status(MA, GA))
+            await wait_until(
+                lambda: ing.dead_lettered == len(hostile) and any(g.births for g in ing.gateways()),
+                what="every bad status dead-lettered and the good one taken",
+            )
+            state = {(g.member, g.gateway): g for g in ing.gateways()}
+            # Only the valid status counted as a birth; the refused ones changed no gateway's state.
+            assert list(state) == [(MA, GA)] and state[(MA, GA)].births == 1
+        letters = read_dead_letters(settings.dead_letter_path)
+        assert [d["code"] for d in letters] == [code for _, code in hostile]
+        assert "schema version 99" in str(letters[0]["reason"]) and "-5" in str(letters[1]["reason"])
+        value = ing.registry.get_sample_value
+        instance = ing.metrics._instance
+        for reason, n in (("schema", 1), ("invalid", 4), ("member_mismatch", 1), ("gateway_mismatch", 1)):
+            assert value("mdh_ingest_refused_total", {"instance": instance, "reason": reason}) == n, reason
+        assert value("mdh_ingest_messages_total", {"instance": instance, "result": "status"}) == 1
+        assert ing.refusals["schema"] == 1 and ing.health()["refused"] == dict(sorted(ing.refusals.items()))
+    finally:
+        pub.close()
+        store.close()
+
+
+async def test_retained_messages_are_never_stored(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    """A retained message is refused live (MQTT 5 keeps the publisher's retain flag), and those planted before an
+    ingestor subscribes are not replayed to it (MQTT 5) or refused when they are (MQTT 3.1.1)."""
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    pub = Publisher(mosquitto.port)
+    planted = "a-00000dead"
+    pub.publish(samples_topic(MA, GA), encode_batch(make_batch(MA, GA, 7, asset=planted)), retain=True)
+    pub.publish(status_topic(MA, GA), _status(MA, GA), retain=True)
+    try:
+        # MQTT 5: nothing replayed; the live retained batch is refused. MQTT 3.1.1 (no shared group, so the broker
+        # replays): the two planted messages and the batch retained in the first round are refused.
+        for protocol, expected in (("5", 1), ("3.1.1", 3)):
+            settings = ingest_settings(
+                mosquitto.port,
+                tmp_path / protocol,
+                protocol=protocol,
+                shared_group="ingest" if protocol == "5" else None,
+            )
+            ing = Ingestor(settings, store, lambda: register(MA, MB))
+            async with running(ing):
+                if protocol == "5":
+                    pub.publish(samples_topic(MB, GB), encode_batch(make_batch(MB, GB, 5, asset=planted)), retain=True)
+                # On the topics of the retained ones: MQTT delivers these after whatever the broker replays.
+                pub.batch(make_batch(MA, GA, 3))
+                pub.batch(make_batch(MB, GB, 2))
+                await wait_until(
+                    lambda: ing.stored_samples == 5 and ing.dead_lettered >= expected,  # noqa: B023
+                    what="the live batches stored and the retained ones refused",
+                )
+            assert ing.refusals == {"retained": expected}, protocol
+            assert ing.dead_lettered == expected
+            assert (
+                ing.registry.get_sample_value(
+                    "mdh_ingest_refused_total", {"instance": ing.metrics._instance, "reason": "retained"}
+                )
+                == expected
+            )
+            letters = read_dead_letters(settings.dead_letter_path)
+            assert [d["code"] for d in letters] == ["retained"] * expected
+            assert all(g.births == 0 for g in ing.gateways())  # the retained birth message was not taken
+        assert store.count() == 10
+        assert store.query_series(SeriesQuery(assets=(planted,))).height == 0
     finally:
         pub.close()
         store.close()

@@ -20,10 +20,13 @@ from wire import (
     InvalidBatch,
     PayloadTooLarge,
     Sample,
+    Status,
     UnsupportedSchema,
     WireError,
     decode_batch,
+    decode_status,
     encode_batch,
+    encode_status,
     parse_topic,
     samples_topic,
 )
@@ -82,6 +85,7 @@ def test_payload_is_compressed_and_marked() -> None:
         (Sample(NOW, ASSET, "cnc_milling", "operator_badge", 7), "unknown signal"),
         (Sample(NOW, ASSET, "spaceship", "power_kw", 1.0), "unknown asset class"),
         (Sample(NOW, "DMG-MORI-4711", "cnc_milling", "power_kw", 1.0), "asset is not a pseudonym"),
+        (Sample(NOW, ASSET + "\n", "cnc_milling", "power_kw", 1.0), "asset is not a pseudonym"),
         (Sample(5, ASSET, "cnc_milling", "power_kw", 1.0), "outside 2000..2100"),
         (Sample(NOW, ASSET, "cnc_milling", "power_kw", 1.0, 7), "quality 7"),
     ],
@@ -95,6 +99,10 @@ def test_bad_sample_is_rejected_with_reason(sample: Sample, reason: str) -> None
     ("fields", "reason"),
     [
         ({"member": "ACME GmbH"}, "member"),
+        ({"member": "m-7f3a9c\n"}, "member"),
+        ({"gateway": "g-00112233aabbccdd\n"}, "gateway"),
+        ({"batch_id": "0123456789abcdef\n"}, "batch_id"),
+        ({"key_id": "k2026\n"}, "key_id"),
         ({"gateway": "hall-3-box"}, "gateway"),
         ({"batch_id": "x"}, "batch_id"),
         ({"key_id": ""}, "key_id"),
@@ -109,6 +117,42 @@ def test_bad_header_is_rejected(fields: dict[str, object], reason: str) -> None:
 def test_unknown_schema_version() -> None:
     with pytest.raises(UnsupportedSchema):
         decode_batch(encode_batch(batch(good_samples(), schema=99)))
+
+
+def status(**kw: object) -> bytes:
+    fields: dict[str, object] = {
+        "schema": 1,
+        "member": "m-7f3a9c",
+        "gateway": "g-00112233aabbccdd",
+        "state": "online",
+        "ts_ns": NOW,
+    }
+    fields.update(kw)
+    return encode_status(Status(**fields))  # type: ignore[arg-type]
+
+
+def test_status_round_trips() -> None:
+    assert decode_status(status()) == Status(1, "m-7f3a9c", "g-00112233aabbccdd", "online", NOW)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "reason"),
+    [
+        ({"schema": 99, "ts_ns": -5}, "schema", "schema version 99"),
+        ({"ts_ns": -5}, "invalid", "timestamp -5 ns"),
+        ({"ts_ns": 0}, "invalid", "outside 2000..2100"),
+        ({"ts_ns": 2**62}, "invalid", "outside 2000..2100"),
+        ({"member": "ACME GmbH"}, "invalid", "member"),
+        ({"member": "m-7f3a9c\n"}, "invalid", "member"),
+        ({"gateway": "hall-3"}, "invalid", "gateway"),
+        ({"state": "sleeping"}, "invalid", "neither online nor offline"),
+        ({"ts_ns": 1.5}, "decode", "Expected `int`"),
+    ],
+)
+def test_bad_status_is_rejected_with_reason(fields: dict[str, object], code: str, reason: str) -> None:
+    with pytest.raises(WireError, match=reason) as e:
+        decode_status(status(**fields))
+    assert e.value.code == code
 
 
 def test_garbage_magic_and_frames() -> None:
@@ -149,6 +193,8 @@ def test_topic_layout() -> None:
         "mdh/v2/m-7f3a9c/g-00112233aabbccdd/samples",
         "mdh/v1/ACME/g-00112233aabbccdd/samples",
         "mdh/v1/m-7f3a9c/g-00112233aabbccdd/other",
+        "mdh/v1/m-7f3a9c\n/g-00112233aabbccdd/samples",
+        "mdh/v1/m-7f3a9c/g-00112233aabbccdd\n/samples",
     ):
         with pytest.raises(WireError):
             parse_topic(bad)
