@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +31,11 @@ class AppContext:
     ledger: BudgetLedger
     rng: random.Random = field(default_factory=random.SystemRandom)
 
+    #: Secret of the keyed noise on benchmark figures (see :func:`api.disclosure.publish`).
+    cell_key: bytes = b""
+    #: One release at a time per process: a cell is computed and frozen once.
+    release_lock: threading.Lock = field(default_factory=threading.Lock)
+
     @property
     def rules(self) -> Rules:
         s = self.settings
@@ -37,5 +43,9 @@ class AppContext:
             min_contributors=s.min_contributors,
             max_share_largest=s.max_share_largest,
             max_share_two_largest=s.max_share_two_largest,
+            p_percent=s.p_percent,
+            noise=s.cell_noise,
+            significant_digits=s.significant_digits,
             release_delay=timedelta(days=s.release_delay_days),
+            release_delays={k: timedelta(days=d) for k, d in s.release_delay_days_by_kpi.items()},
         )

@@ -7,7 +7,7 @@ value per cell, clipped into ``[low, high]``. Adding or removing one group chang
 * the clipped sum by at most max(|low|, |high|) (Laplace noise with that scale / eps),
 * each percentile's rank utility by at most 1 (exponential mechanism, Smith 2011).
 
-A cell's epsilon is split evenly over count, sum and the five percentiles, and the
+A cell's epsilon is split evenly over count, sum and the published quantiles, and the
 cells of one answer compose sequentially (a company is in every period), so an
 answer costs ``epsilon_per_cell x cells published``. :class:`BudgetLedger` keeps
 what each analyst token has spent in a JSON file and refuses what would exceed the
@@ -26,10 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .disclosure import PERCENTILES, Distribution
-
-#: Count, sum and the five percentiles share a cell's epsilon evenly.
-PARTS_PER_CELL = 2 + len(PERCENTILES)
+from .disclosure import QUANTILES
 
 
 def laplace(scale: float, rng: random.Random) -> float:
@@ -85,16 +82,27 @@ def dp_percentile(
     return xs[chosen] + rng.random() * (xs[chosen + 1] - xs[chosen])
 
 
-def private_distribution(
-    values: Sequence[float], low: float, high: float, epsilon: float, rng: random.Random
-) -> Distribution:
-    """A differentially private version of :func:`api.disclosure.distribution` at total ``epsilon``."""
-    eps = epsilon / PARTS_PER_CELL
+def private_figures(
+    values: Sequence[float], names: Sequence[str], low: float, high: float, epsilon: float, rng: random.Random
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Differentially private versions of the figures ``names`` (``mean`` and quantiles) at total ``epsilon``.
+
+    Returns the figures and, per figure, what noise it carries and at which scale.
+    """
+    quantiles = [(name, p) for name, p in QUANTILES if name in names]
+    eps = epsilon / (2 + len(quantiles))
     xs = clip(values, low, high)
-    qs = sorted(dp_percentile(xs, p, low, high, eps, rng) for _, p in PERCENTILES)  # keep them ordered
-    count = max(round(noisy_count(len(xs), eps, rng)), 0)
-    mean = noisy_mean(xs, low, high, 2 * eps, rng)
-    return Distribution(contributors=count, p10=qs[0], p25=qs[1], median=qs[2], p75=qs[3], p90=qs[4], mean=mean)
+    qs = sorted(dp_percentile(xs, p, low, high, eps, rng) for _, p in quantiles)  # keep them ordered
+    figures = {name: q for (name, _), q in zip(quantiles, qs, strict=True)}
+    figures["mean"] = noisy_mean(xs, low, high, 2 * eps, rng)
+    sensitivity = max(abs(low), abs(high))
+    noise = {
+        name: f"exponential mechanism, epsilon {eps:.4g}, values clipped to [{low:g}, {high:g}]" for name in figures
+    }
+    noise["mean"] = (
+        f"Laplace on the clipped sum (scale {sensitivity / eps:.4g}) over a Laplace-noised count (scale {1 / eps:.4g})"
+    )
+    return figures, noise
 
 
 @dataclass(frozen=True, slots=True)

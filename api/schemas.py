@@ -7,8 +7,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .disclosure import Band
-
 SeriesFormat = Literal["json", "csv", "arrow", "parquet"]
 ArrowCompression = Literal["zstd", "lz4", "none"]
 AggName = Literal["mean", "min", "max", "last", "sum", "count"]
@@ -75,29 +73,45 @@ class KpiResponse(BaseModel):
 
 
 class OwnPosition(BaseModel):
-    value: float = Field(description="The member's own value (its assets of the class pooled)")
-    band: Band = Field(description="Where the own value lies among the published percentiles")
+    value: float = Field(description="The member's own value (its assets of the class pooled), from its own data")
+    band: str | None = Field(
+        default=None,
+        description=(
+            "Where the own value lies among the cell's published figures (quantiles, else the mean), named by "
+            "the edges: below_median, median_p75, above_p90, below_mean ...; a value on an edge is in the band "
+            "above. Null when the cell is suppressed"
+        ),
+    )
 
 
 class BenchmarkCell(BaseModel):
     period_start: datetime
     period_end: datetime
     status: Literal["published", "suppressed"]
-    reason_code: Literal["not_released", "too_few_contributors", "dominance"] | None = None
+    reason_code: Literal["not_released", "too_few_contributors", "dominance", "differencing"] | None = None
     reason: str | None = Field(default=None, description="Why the cell is suppressed; null when published")
-    contributors: int | None = None
-    p10: float | None = None
-    p25: float | None = None
-    median: float | None = None
-    p75: float | None = None
-    p90: float | None = None
-    mean: float | None = None
-    own: OwnPosition | None = Field(default=None, description="Member tokens only, published cells only")
+    contributors: Literal["5–9", "10–19", "20–49", "50+"] | None = Field(
+        default=None, description="Independent contributors (corporate groups), as a band"
+    )
+    mean: float | None = Field(default=None, description="Mean of the contributors' values (every published cell)")
+    p10: float | None = Field(default=None, description="From 30 contributors on")
+    p25: float | None = Field(default=None, description="From 20 contributors on")
+    median: float | None = Field(default=None, description="From 10 contributors on")
+    p75: float | None = Field(default=None, description="From 20 contributors on")
+    p90: float | None = Field(default=None, description="From 30 contributors on")
+    released_at: datetime | None = Field(default=None, description="When the cell was released and frozen")
+    own: OwnPosition | None = Field(default=None, description="Member tokens only: the member's own value")
 
 
 class PrivacyNote(BaseModel):
     epsilon_spent: float = Field(description="Epsilon this answer cost")
     epsilon_remaining: float = Field(description="What the analyst's budget has left")
+    noisy: dict[str, str] = Field(
+        default_factory=dict, description="Per figure: the differential-privacy noise it carries and its scale"
+    )
+    contributors_noised: bool = Field(
+        default=False, description="False: the contributor band is the released one, not noised"
+    )
 
 
 class BenchmarkResponse(BaseModel):
@@ -106,7 +120,9 @@ class BenchmarkResponse(BaseModel):
     higher_is_better: bool
     asset_class: str
     period: BenchmarkPeriod
-    percentile_method: str
+    release_delay_days: int = Field(description="Cells of this KPI are released this many days after the period")
+    quantile_method: str
+    perturbation: str = Field(description="How every published figure is perturbed and rounded")
     differential_privacy: PrivacyNote | None = None
     cells: list[BenchmarkCell]
 
@@ -121,7 +137,13 @@ class SignalInfo(BaseModel):
 class AssetClassInfo(BaseModel):
     name: str
     label: str
-    contributing_members: int = Field(ge=0, description="Members with data in this class")
+    contributors: Literal["5–9", "10–19", "20–49", "50+"] | None = Field(
+        default=None,
+        description=(
+            "Contributor band of the class's most recent published daily benchmark cell; null while none is "
+            "published (the same figure a benchmark shows, never more)"
+        ),
+    )
 
 
 class KpiInfo(BaseModel):
@@ -138,6 +160,7 @@ class Catalog(BaseModel):
     periods: list[PeriodName]
     benchmark_periods: list[BenchmarkPeriod]
     release_delay_days: int
+    release_delay_days_by_kpi: dict[str, int] = Field(description="Release delay of each KPI's benchmark cells")
     min_contributors: int
     formats: list[SeriesFormat]
 

@@ -56,6 +56,16 @@ class ApiSettings(BaseModel):
     audit_log: Path = Path("audit.log")
     #: A benchmark period is published only once it ended at least this many days ago.
     release_delay_days: int = Field(default=7, ge=0)
+    #: Release delay per KPI, overriding ``release_delay_days`` (utilisation: close to capacity, so later).
+    release_delay_days_by_kpi: dict[str, int] = Field(default_factory=lambda: {"utilisation": 28})
+    #: p%-rule: no contributor may estimate another's total within this fraction (not published).
+    p_percent: float = Field(default=0.10, gt=0, lt=1)
+    #: Bound of the keyed multiplicative noise on every published benchmark figure.
+    cell_noise: float = Field(default=0.04, ge=0, lt=0.5)
+    #: Significant digits of published benchmark figures.
+    significant_digits: int = Field(default=2, ge=1, le=6)
+    #: Secret key of the keyed noise (made on first start, 0600). Keep it with the store.
+    cell_key_file: Path = Path("cell_key")
     #: Independent contributors (corporate groups) a published cell needs at least.
     min_contributors: int = Field(default=5, ge=2)
     #: Largest contributor's share of an additive cell total: at most this.
@@ -68,6 +78,17 @@ class ApiSettings(BaseModel):
     max_periods: int = Field(default=800, ge=1)
     dp: DPSettings = Field(default_factory=DPSettings)
 
+    @model_validator(mode="after")
+    def _known_kpis(self) -> ApiSettings:
+        from .kpis import KPIS
+
+        for kpi, days in self.release_delay_days_by_kpi.items():
+            if kpi not in KPIS:
+                raise ValueError(f"release_delay_days_by_kpi.{kpi}: not a KPI; one of {', '.join(KPIS)}")
+            if days < 0:
+                raise ValueError(f"release_delay_days_by_kpi.{kpi}: days must be at least 0 (got {days})")
+        return self
+
     def resolve_paths(self, relative_to: Path) -> ApiSettings:
         """A copy whose relative file paths are taken relative to ``relative_to`` (the settings file's folder)."""
 
@@ -78,6 +99,7 @@ class ApiSettings(BaseModel):
             update={
                 "tokens_file": fix(self.tokens_file),
                 "audit_log": fix(self.audit_log),
+                "cell_key_file": fix(self.cell_key_file),
                 "dp": self.dp.model_copy(update={"budget_file": fix(self.dp.budget_file)}),
             }
         )

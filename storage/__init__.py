@@ -49,6 +49,7 @@ from .errors import StoreError, StoreRejected, StoreUnavailable
 from .gateways import GatewayState
 from .influx_store import InfluxStore
 from .ingestor import Ingestor, MemberRegister, RegisterProvider
+from .ledger import ReleasedCell
 from .rollups import compute_rollups
 from .settings import IngestSettings, StoreKind, StoreSettings, open_store
 
@@ -64,6 +65,7 @@ __all__ = [
     "Ingestor",
     "MemberRegister",
     "RegisterProvider",
+    "ReleasedCell",
     "RollupQuery",
     "SeriesQuery",
     "Store",

@@ -23,6 +23,8 @@ import polars as pl
 
 from wire import MACHINE_STATES, Sample
 
+from .ledger import ReleasedCell
+
 Agg = Literal["mean", "min", "max", "last", "sum", "count"]
 AGGS: tuple[str, ...] = ("mean", "min", "max", "last", "sum", "count")
 
@@ -101,6 +103,16 @@ class Store(Protocol):
     def query_series(self, query: SeriesQuery) -> pl.DataFrame: ...
 
     def query_rollups(self, query: RollupQuery) -> pl.DataFrame: ...
+
+    def released_cells(
+        self, kpi: str, asset_class: str, start_ns: int, end_ns: int, period: str | None = None
+    ) -> list[ReleasedCell]:
+        """Release-ledger entries of ``kpi`` / ``asset_class`` whose period overlaps [start_ns, end_ns)."""
+        ...
+
+    def release(self, cells: Sequence[ReleasedCell]) -> None:
+        """Add cells to the release ledger; one already there stays as it was (see :mod:`storage.ledger`)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -20,6 +20,7 @@ from wire import SIGNALS, Sample
 
 from .base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
 from .errors import StoreRejected, StoreUnavailable
+from .ledger import ReleasedCell
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -32,6 +33,15 @@ CREATE TABLE IF NOT EXISTS samples (
     text        VARCHAR,
     quality     UTINYINT NOT NULL,
     PRIMARY KEY (member, asset, signal, ts)
+);
+CREATE TABLE IF NOT EXISTS release_ledger (
+    kpi             VARCHAR NOT NULL,
+    asset_class     VARCHAR NOT NULL,
+    period          VARCHAR NOT NULL,
+    period_start    BIGINT  NOT NULL,
+    period_end      BIGINT  NOT NULL,
+    entry           VARCHAR NOT NULL,
+    PRIMARY KEY (kpi, asset_class, period, period_start)
 );
 """
 
@@ -205,6 +215,41 @@ class DuckDBStore:
             if self.rollup_retention_days is not None:
                 self._con.execute("DELETE FROM rollups WHERE hour < ?", [now_ns - self.rollup_retention_days * _DAY_NS])
         return deleted
+
+    # -- release ledger ------------------------------------------------------------------------------
+    def released_cells(
+        self, kpi: str, asset_class: str, start_ns: int, end_ns: int, period: str | None = None
+    ) -> list[ReleasedCell]:
+        """Ledger entries of ``kpi`` and ``asset_class`` whose period overlaps [start_ns, end_ns)."""
+        sql = (
+            "SELECT entry FROM release_ledger WHERE kpi = ? AND asset_class = ? AND period_end > ? AND period_start < ?"
+        )
+        params: list[Any] = [kpi, asset_class, start_ns, end_ns]
+        if period is not None:
+            sql += " AND period = ?"
+            params.append(period)
+        cur = self.cursor()
+        try:
+            rows = cur.execute(sql + " ORDER BY period_start, period", params).fetchall()
+        finally:
+            cur.close()
+        return [ReleasedCell.from_json(r[0]) for r in rows]
+
+    def release(self, cells: Sequence[ReleasedCell]) -> None:
+        """Add ``cells`` to the ledger; a cell already there stays as it was (the first release wins)."""
+        if not cells:
+            return
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                cur.executemany(
+                    "INSERT INTO release_ledger VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [(*c.key, c.period_end_ns, c.to_json()) for c in cells],
+                )
+            except duckdb.Error as exc:
+                raise StoreRejected(f"DuckDB refused the release ledger entries: {exc}") from exc
+            finally:
+                cur.close()
 
     def count(self) -> int:
         cur = self.cursor()

@@ -36,14 +36,17 @@ from wire import Sample
 from .base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
 from .errors import StoreError, StoreRejected, StoreUnavailable
 from .influx_rollups import InfluxRollupKeeper, dirty_markers
-from .influxql import Rows, ident, parse_response, series_query
-from .lineprotocol import SampleEncoder
+from .influxql import Rows, ident, literal, parse_response, series_query, time_range, where
+from .ledger import ReleasedCell
+from .lineprotocol import SampleEncoder, encode_lines, encode_point
 
 log = logging.getLogger(__name__)
 
 Flavour = Literal["influxdb1", "influxdb2"]
 #: Points per write request (InfluxDB recommends 5,000-10,000; smaller requests overlap better with encoding).
 CHUNK_POINTS = 10_000
+#: Ledger look-ups reach back this far before a window, so that a month that began before it is found.
+_LONGEST_PERIOD_NS = 32 * 86_400 * 10**9
 #: Write requests of one batch sent concurrently (InfluxDB ingests them on several cores).
 REQUESTS_IN_FLIGHT = 1
 _RETRYABLE = frozenset({404, 408, 429, 500, 502, 503, 504, 401, 403})
@@ -131,6 +134,9 @@ class InfluxStore:
         self._schema_lock = threading.Lock()
         self.raw_rp = "raw" if flavour == "influxdb1" else None
         self.rollup_rp = "rollups" if flavour == "influxdb1" else None
+        #: The release ledger is kept forever: its own retention policy where this store manages the schema.
+        self.ledger_rp = "ledger" if flavour == "influxdb1" and create_database else None
+        self._ledger_lock = threading.Lock()
         self.rollups = InfluxRollupKeeper(self)
 
     # -- sources -------------------------------------------------------------------------------------
@@ -244,6 +250,7 @@ class InfluxStore:
                 for rp, days, default in (
                     ("raw", self._retention_days, " DEFAULT"),
                     ("rollups", self._rollup_retention_days, ""),
+                    ("ledger", None, ""),
                 ):
                     duration = f"{int(days)}d" if days else "INF"
                     shard = "1d" if days and days <= 180 else "7d"
@@ -309,6 +316,51 @@ class InfluxStore:
         """Bring the rollups up to date with everything written so far; return how many windows were recomputed."""
         self._ensure_schema()
         return self.rollups.refresh()
+
+    # -- release ledger ------------------------------------------------------------------------------
+    def released_cells(
+        self, kpi: str, asset_class: str, start_ns: int, end_ns: int, period: str | None = None
+    ) -> list[ReleasedCell]:
+        """Ledger entries of ``kpi`` and ``asset_class`` whose period overlaps [start_ns, end_ns)."""
+        self._ensure_schema()
+        cond = where(
+            f"{ident('kpi')} = {literal(kpi)}",
+            f"{ident('asset_class')} = {literal(asset_class)}",
+            None if period is None else f"{ident('period')} = {literal(period)}",
+            time_range(start_ns - _LONGEST_PERIOD_NS, end_ns),
+        )
+        source = self.source("release_ledger", self.ledger_rp)
+        rows = self.execute(f"SELECT {ident('entry')} FROM {source} WHERE {cond}")
+        cells = [ReleasedCell.from_json(text) for text in rows.columns.get("entry", [])]
+        found = [c for c in cells if c.period_end_ns > start_ns and c.period_start_ns < end_ns]
+        return sorted(found, key=lambda c: (c.period_start_ns, c.period))
+
+    def release(self, cells: Sequence[ReleasedCell]) -> None:
+        """Add ``cells`` to the ledger; a cell already there stays as it was (the first release wins).
+
+        InfluxDB has no conditional write, so the check and the write run under one lock:
+        one API process per store releases cells (the embedded hub or the API role).
+        """
+        if not cells:
+            return
+        with self._ledger_lock:
+            lo = min(c.period_start_ns for c in cells)
+            hi = max(c.period_end_ns for c in cells)
+            existing: set[tuple[str, str, str, int]] = set()
+            for kpi, asset_class in {(c.kpi, c.asset_class) for c in cells}:
+                existing.update(c.key for c in self.released_cells(kpi, asset_class, lo, hi))
+            lines = [
+                encode_point(
+                    "release_ledger",
+                    {"kpi": c.kpi, "asset_class": c.asset_class, "period": c.period},
+                    {"entry": c.to_json()},
+                    c.period_start_ns,
+                )
+                for c in cells
+                if c.key not in existing
+            ]
+            if lines:
+                self.write_lines(encode_lines(lines), rp=self.ledger_rp)
 
     def enforce_retention(self, now_ns: int | None = None) -> int:
         """InfluxDB enforces retention itself (retention policies or bucket retention); nothing to do here."""

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.dp import BudgetLedger, dp_percentile, laplace, noisy_count, private_distribution
+from api.dp import BudgetLedger, dp_percentile, laplace, noisy_count, private_figures
 
 
 def test_laplace_has_the_right_spread() -> None:
@@ -42,12 +42,21 @@ def test_exponential_mechanism_median_concentrates_at_high_epsilon() -> None:
     st.floats(min_value=0.01, max_value=5),
     st.integers(min_value=0, max_value=2**32),
 )
-def test_private_distribution_stays_in_clip_bounds_and_ordered(values: list[float], eps: float, seed: int) -> None:
-    d = private_distribution(values, 0.0, 100.0, eps, random.Random(seed))
-    qs = [d.p10, d.p25, d.median, d.p75, d.p90]
+def test_private_figures_stay_in_clip_bounds_ordered_and_say_their_noise(
+    values: list[float], eps: float, seed: int
+) -> None:
+    names = ["p10", "p25", "median", "p75", "p90"]
+    figures, noise = private_figures(values, names, 0.0, 100.0, eps, random.Random(seed))
+    qs = [figures[n] for n in names]
     assert qs == sorted(qs)
-    assert all(0.0 <= q <= 100.0 for q in [*qs, d.mean])
-    assert d.contributors >= 0
+    assert all(0.0 <= q <= 100.0 for q in [*qs, figures["mean"]])
+    assert set(noise) == {*names, "mean"}
+    assert "Laplace" in noise["mean"] and "exponential mechanism" in noise["median"]
+
+
+def test_private_figures_only_the_figures_asked_for() -> None:
+    figures, noise = private_figures([1.0, 2.0, 3.0, 4.0, 5.0], ["median"], 0.0, 10.0, 1.0, random.Random(1))
+    assert set(figures) == set(noise) == {"mean", "median"}
 
 
 def test_ledger_refuses_what_exceeds_the_budget(tmp_path: Path) -> None:
