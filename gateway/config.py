@@ -187,6 +187,9 @@ class UplinkSettings(_Section):
     ca_file: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
+    #: Broker login; default the member pseudonym. A member's further gateways have their own logins
+    #: (``<member>.<label>``, from the trustee's ``add-gateway``): the broker binds each login to one connection.
+    username: str | None = None
     password: SecretStr | None = None
     qos: Literal[1] = 1
     batch_size: int = Field(default=2000, ge=1, le=100_000)

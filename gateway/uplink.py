@@ -56,7 +56,7 @@ class Uplink:
             host=c.host,
             port=c.port,
             client_id=f"{self.member}-{self.gateway}",
-            username=self.member,
+            username=c.username or self.member,
             password=c.password.get_secret_value() if c.password else None,
             tls=c.tls,
             ca_file=c.ca_file,

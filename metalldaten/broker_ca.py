@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .broker_files import share_with_broker
+
 CA_DAYS = 3650
 LEAF_DAYS = 825
 
@@ -40,6 +42,16 @@ class CaFiles:
     @property
     def server_key(self) -> Path:
         return self.directory / "server.key"
+
+    @property
+    def crl(self) -> Path:
+        """Revocation list the broker's mutual-TLS listener reads (``crlfile``)."""
+        return self.directory / "crl.pem"
+
+    @property
+    def issued(self) -> Path:
+        """One line per client certificate issued: serial (hex) and login, so that it can be revoked."""
+        return self.directory / "client-certs.txt"
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -107,7 +119,58 @@ def init_ca(
     _write_key(files.ca_key, ca_key)
     _write_cert(files.ca_cert, ca)
     issue_server_certificate(files, hostnames=hostnames)
+    files.issued.write_text("", encoding="utf-8")
+    write_crl(files, [])
     return files
+
+
+def issued_certificates(files: CaFiles) -> list[tuple[int, str]]:
+    """(serial, login) of every client certificate issued with this CA."""
+    if not files.issued.exists():
+        return []
+    out = []
+    for line in files.issued.read_text(encoding="utf-8").splitlines():
+        serial, _, login = line.partition(" ")
+        if serial and login:
+            out.append((int(serial, 16), login))
+    return out
+
+
+def revoked_serials(files: CaFiles) -> set[int]:
+    if not files.crl.exists():
+        return set()
+    crl = x509.load_pem_x509_crl(files.crl.read_bytes())
+    return {r.serial_number for r in crl}
+
+
+def write_crl(files: CaFiles, serials: list[int]) -> None:
+    """Write ``crl.pem`` revoking ``serials``, valid until the CA expires: OpenSSL refuses every client
+    certificate once the list it was given has expired, so it must not expire before the CA does."""
+    ca, ca_key = _load_ca(files)
+    now = _now()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(ca.not_valid_after_utc)
+    )
+    for serial in sorted(set(serials)):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    crl = builder.sign(ca_key, hashes.SHA256())
+    tmp = files.crl.with_suffix(".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    tmp.replace(files.crl)
+
+
+def revoke_client_certificates(files: CaFiles, logins: set[str]) -> list[int]:
+    """Add every client certificate issued to one of ``logins`` to the CRL; the serials newly revoked."""
+    already = revoked_serials(files)
+    new = [serial for serial, login in issued_certificates(files) if login in logins and serial not in already]
+    if new or not files.crl.exists():
+        write_crl(files, [*already, *new])
+    return new
 
 
 def _load_ca(files: CaFiles) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -156,13 +219,17 @@ def issue_server_certificate(files: CaFiles, *, hostnames: list[str]) -> None:
     cert, key = _leaf(files, hostnames[0], server=True, sans=sans)
     _write_key(files.server_key, key)
     _write_cert(files.server_cert, cert)
+    share_with_broker(files.server_key)
 
 
 def issue_client_certificate(files: CaFiles, pseudonym: str, directory: Path) -> tuple[Path, Path]:
-    """A client certificate whose common name is the member pseudonym (its login on the mutual-TLS listener)."""
+    """A client certificate whose common name is the gateway login (its login on the mutual-TLS listener),
+    recorded in ``client-certs.txt`` so that ``remove-member`` can revoke it."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = _leaf(files, pseudonym, server=False, sans=[])
     cert_path, key_path = directory / f"{pseudonym}.pem", directory / f"{pseudonym}.key"
     _write_key(key_path, key)
     _write_cert(cert_path, cert)
+    with files.issued.open("a", encoding="utf-8") as fh:
+        fh.write(f"{cert.serial_number:x} {pseudonym}\n")
     return cert_path, key_path

@@ -14,16 +14,21 @@ from typing import Annotated
 
 import typer
 
-from .broker_ca import CaFiles, init_ca, issue_client_certificate
+from .broker_ca import CaFiles, init_ca, issue_client_certificate, revoke_client_certificates
 from .broker_files import (
     TEMPLATE_DIR,
     BrokerToolError,
     GatewayConnection,
     delete_login,
+    find_plugin,
+    gateway_login,
     gateway_snippet,
     logins,
+    member_of_login,
     render_config,
     set_password,
+    share_with_broker,
+    write_access,
     write_secret_file,
 )
 from .configfile import ConfigError
@@ -75,27 +80,56 @@ def init_ca_cmd(
 
 @app.command("write-config")
 def write_config_cmd(
-    config_dir: Annotated[Path, typer.Option(help="Where mosquitto.conf and acl go (and certs/, passwd live).")],
+    config_dir: Annotated[
+        Path,
+        typer.Option(
+            help="The broker's directory: holds certs/ and passwd; mosquitto.conf and the access file go here."
+        ),
+    ],
     data_dir: Annotated[Path, typer.Option(help="Mosquitto persistence directory.")],
-    port: Annotated[int, typer.Option(help="TLS listener port.")] = 8883,
-    mtls_port: Annotated[int, typer.Option(help="Mutual-TLS listener port; 0 leaves it out.")] = 8884,
+    port: Annotated[int, typer.Option(help="Gateways' TLS listener port.")] = 8883,
+    mtls_port: Annotated[int, typer.Option(help="Gateways' mutual-TLS listener port; 0 leaves it out.")] = 8884,
+    ingest_port: Annotated[
+        int, typer.Option(help="Ingestors' TLS listener port; 0 leaves it out (ingestors then use --port).")
+    ] = 8885,
     bind: Annotated[str | None, typer.Option(help="Address to bind to (default: all).")] = None,
 ) -> None:
-    """Write mosquitto.conf and acl from broker_config/ with the given paths and ports."""
+    """Write mosquitto.conf and dynamic-security.json into --config-dir from the broker_config/ templates."""
+    config_dir, data_dir = config_dir.resolve(), data_dir.resolve()
+    if config_dir == TEMPLATE_DIR.resolve():
+        _fail(
+            f"--config-dir {config_dir} is the template directory; give the broker its own directory "
+            "(e.g. var/broker), which holds certs/ and passwd"
+        )
+    certs = CaFiles(config_dir / "certs")
+    missing = [p for p in (certs.ca_cert, certs.server_cert, certs.server_key, certs.crl) if not p.exists()]
+    if missing:
+        _fail(
+            f"--config-dir {config_dir}: {', '.join(str(p) for p in missing)} missing; "
+            f"run `metalldaten broker init-ca --out {certs.directory}` first"
+        )
+    try:
+        plugin = find_plugin()
+    except BrokerToolError as exc:
+        _fail(str(exc))
     template = (TEMPLATE_DIR / "mosquitto.conf").read_text(encoding="utf-8")
-    config_dir.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
+    share_with_broker(data_dir, writable=True)
     conf = render_config(
         template,
-        config_dir=config_dir.resolve(),
-        data_dir=data_dir.resolve(),
+        config_dir=config_dir,
+        data_dir=data_dir,
         port=port,
         mtls_port=mtls_port or None,
+        ingest_port=ingest_port or None,
         bind=bind,
+        plugin=plugin,
     )
     (config_dir / "mosquitto.conf").write_text(conf, encoding="utf-8")
-    shutil.copyfile(TEMPLATE_DIR / "acl", config_dir / "acl")
-    typer.echo(f"wrote {config_dir / 'mosquitto.conf'} and {config_dir / 'acl'}")
+    access = write_access(config_dir / "passwd")
+    typer.echo(f"wrote {config_dir / 'mosquitto.conf'} and {access}")
+    if not (config_dir / "passwd").exists():
+        typer.echo(f"no logins yet: add them with add-ingestor / add-member --passwd {config_dir / 'passwd'}")
 
 
 @app.command("add-member")
@@ -147,12 +181,23 @@ def add_member_cmd(
         port=mtls_port if client_cert else hub_port,
         out=out,
     )
-    typer.echo("reload the broker (SIGHUP) so that the new login takes effect")
+    typer.echo("restart the broker so that the new login and its access rules take effect")
 
 
 def _hand_over(
-    pseudonym: str, password: str, *, ca_dir: Path | None, client_cert: bool, host: str, port: int, out: Path | None
+    pseudonym: str,
+    password: str,
+    *,
+    ca_dir: Path | None,
+    client_cert: bool,
+    host: str,
+    port: int,
+    out: Path | None,
+    member: str | None = None,
 ) -> None:
+    """Write (or print) the kit of gateway login ``pseudonym`` (the member's own, or ``<member>.<label>``)."""
+    username = pseudonym if member is not None else None
+    member = member or pseudonym
     cert = key = None
     if out is not None:
         kit = out / pseudonym
@@ -163,7 +208,13 @@ def _hand_over(
             cert_path, key_path = issue_client_certificate(CaFiles(ca_dir), pseudonym, kit)
             cert, key = cert_path.name, key_path.name
         conn = GatewayConnection(
-            member=pseudonym, host=host, port=port, ca_file="hub-ca.pem", client_cert=cert, client_key=key
+            member=member,
+            host=host,
+            port=port,
+            ca_file="hub-ca.pem",
+            client_cert=cert,
+            client_key=key,
+            username=username,
         )
         (kit / "gateway-uplink.toml").write_text(gateway_snippet(conn), encoding="utf-8")
         write_secret_file(kit / "gateway.env", f"MDH_GATEWAY__UPLINK__PASSWORD={password}\n")
@@ -174,25 +225,94 @@ def _hand_over(
         return
     if client_cert:
         _fail("--client-cert needs --out (where the certificate and key are written)")
-    typer.echo(gateway_snippet(GatewayConnection(member=pseudonym, host=host, port=port, ca_file="hub-ca.pem")))
+    typer.echo(
+        gateway_snippet(GatewayConnection(member=member, host=host, port=port, ca_file="hub-ca.pem", username=username))
+    )
     typer.echo("# gateway environment (shown once; hand over on a secure channel):")
     typer.echo(f"MDH_GATEWAY__UPLINK__PASSWORD={password}")
 
 
+@app.command("add-gateway")
+def add_gateway_cmd(
+    register: RegisterOpt,
+    passwd: PasswdOpt,
+    member: Annotated[str, typer.Option(help="The member's pseudonym.")],
+    label: Annotated[str, typer.Option(help="Short name of the gateway, unique within the member (e.g. line-2).")],
+    ca_dir: Annotated[Path | None, typer.Option(help="CA directory from init-ca (for --client-cert).")] = None,
+    client_cert: Annotated[bool, typer.Option(help="Also issue a client certificate (mutual TLS).")] = False,
+    hub_host: Annotated[str, typer.Option(help="Broker host name for the gateway settings.")] = "localhost",
+    hub_port: Annotated[int, typer.Option(help="Broker TLS port for the gateway settings.")] = 8883,
+    mtls_port: Annotated[int, typer.Option(help="Broker mutual-TLS port (used with --client-cert).")] = 8884,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the gateway's kit here (settings, password, certificates).")
+    ] = None,
+) -> None:
+    """Give an active member another gateway login (<member>.<label>), so that its gateways never
+    disconnect each other: the broker binds every login to one client id."""
+    try:
+        if not load_register(register).is_active(member):
+            _fail(f"{member} is not an active member in {register}")
+        login = gateway_login(member, label)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    if login in logins(passwd):
+        _fail(f"{login} already has a login in {passwd}; use rotate-password to give it a new password")
+    if client_cert and ca_dir is None:
+        _fail("--client-cert needs --ca-dir (the directory made by init-ca)")
+    password = _new_password()
+    try:
+        set_password(passwd, login, password)
+    except BrokerToolError as exc:
+        _fail(str(exc))
+    typer.echo(f"gateway login {login} of member {member} created")
+    _hand_over(
+        login,
+        password,
+        ca_dir=ca_dir,
+        client_cert=client_cert,
+        host=hub_host,
+        port=mtls_port if client_cert else hub_port,
+        out=out,
+        member=member,
+    )
+    typer.echo("restart the broker so that the new login's access rules take effect")
+
+
 @app.command("remove-member")
-def remove_member_cmd(register: RegisterOpt, passwd: PasswdOpt, pseudonym: str) -> None:
-    """Mark a member inactive (its data is refused) and delete its broker login."""
+def remove_member_cmd(
+    register: RegisterOpt,
+    passwd: PasswdOpt,
+    pseudonym: str,
+    ca_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA directory from init-ca, whose crl.pem revokes the member's client certificates "
+            "(default: certs/ next to --passwd, if there)."
+        ),
+    ] = None,
+) -> None:
+    """Mark a member inactive (its data is refused), delete its gateway logins and revoke its client certificates."""
     try:
         reg = with_member_inactive(load_register(register), pseudonym)
-        removed = delete_login(passwd, pseudonym)
+        member_logins = [login for login in logins(passwd) if member_of_login(login) == pseudonym]
+        for login in member_logins:
+            delete_login(passwd, login)
     except (ConfigError, KeyError, BrokerToolError) as exc:
         _fail(str(exc))
     save_register(register, reg)
-    typer.echo(f"member {pseudonym} is inactive; broker login {'deleted' if removed else 'was not present'}")
+    ca = CaFiles(ca_dir if ca_dir is not None else passwd.parent / "certs")
+    revoked: list[int] = []
+    if ca.ca_key.exists():
+        revoked = revoke_client_certificates(ca, {pseudonym, *member_logins})
+        share_with_broker(ca.crl)
+    elif ca_dir is not None:
+        _fail(f"--ca-dir {ca_dir} has no ca.key; the member's client certificates were not revoked")
     typer.echo(
-        "reload the broker (SIGHUP) so that the login is refused; revoke its client certificate, if any, "
-        "by issuing a new CA only if it must not reach the mutual-TLS listener"
+        f"member {pseudonym} is inactive; broker logins deleted: {', '.join(member_logins) or 'none'}; "
+        f"client certificates revoked: {len(revoked)}"
+        + (f" (in {ca.crl})" if ca.ca_key.exists() else " (no CA found next to the password file)")
     )
+    typer.echo("restart the broker so that the logins, access rules and revocation list take effect at once")
 
 
 @app.command("rotate-password")
@@ -203,8 +323,9 @@ def rotate_password_cmd(
     out: Annotated[Path | None, typer.Option(help="Write the new password to this file (mode 0600).")] = None,
 ) -> None:
     """Give a login a new random password."""
-    if register is not None and login.startswith("m-") and not load_register(register).is_active(login):
-        _fail(f"{login} is not an active member in {register}")
+    member = member_of_login(login)
+    if register is not None and member is not None and not load_register(register).is_active(member):
+        _fail(f"{member} is not an active member in {register}")
     if login not in logins(passwd):
         _fail(f"{login} has no login in {passwd}")
     password = _new_password()
@@ -220,19 +341,20 @@ def rotate_password_cmd(
 def add_ingestor_cmd(
     passwd: PasswdOpt,
     login: Annotated[
-        str, typer.Option(help="Login name; the ACL template grants read access to 'ingestor'.")
+        str, typer.Option(help="Login name; every login not starting with 'm-' gets the ingestor role.")
     ] = "ingestor",
     out: Annotated[Path | None, typer.Option(help="Write the password to this file (mode 0600).")] = None,
 ) -> None:
-    """Create the ingestor's broker login (read-only by the ACL)."""
-    if login.startswith("m-"):
-        _fail("service logins must not look like member pseudonyms")
+    """Create an ingestor login: it may only read members' samples and status, on the ingestors' listener."""
+    if login.startswith("m-") or not login or any(c in login for c in "/+#:. "):
+        _fail(f"ingestor login {login!r} must not start with 'm-' (member logins) nor contain / + # : . or spaces")
     password = _new_password()
     try:
         set_password(passwd, login, password)
     except BrokerToolError as exc:
         _fail(str(exc))
     _emit_password(login, password, out, env="MDH_HUB__INGEST__PASSWORD")
+    typer.echo("restart the broker so that the new login's access rules take effect")
 
 
 def _emit_password(login: str, password: str, out: Path | None, *, env: str = "MDH_GATEWAY__UPLINK__PASSWORD") -> None:
