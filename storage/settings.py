@@ -6,6 +6,7 @@ Plain pydantic models: the hub composes them into its one settings class
 
 from __future__ import annotations
 
+import secrets
 import socket
 from pathlib import Path
 from typing import Literal
@@ -99,6 +100,10 @@ def open_store(settings: StoreSettings) -> Store:
     )
 
 
+def _default_client_id() -> str:
+    return f"mdh-ingestor-{socket.gethostname()[:24]}-{secrets.token_hex(8)}"
+
+
 class IngestSettings(BaseModel):
     """How the ingestor reaches the broker, and how it batches.
 
@@ -112,17 +117,18 @@ class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8883, ge=1, le=65535)
+    #: The broker's ingestor listener (broker_config/mosquitto.conf), where client ids are the ingestors' own.
+    port: int = Field(default=8885, ge=1, le=65535)
     tls: bool = True
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
     username: str | None = "ingestor"
     password: SecretStr | None = None
-    #: Unique per ingestor (the broker keeps each one's session and unacknowledged messages under it).
-    client_id: str = Field(
-        default_factory=lambda: f"mdh-ingestor-{socket.gethostname()}"[:64], min_length=1, max_length=64
-    )
+    #: Unique per ingestor instance and unguessable (the broker keeps each one's session and unacknowledged
+    #: messages under it): the host name for the operator's eye plus a random part drawn at start. Set it
+    #: explicitly to resume the same broker session after a restart.
+    client_id: str = Field(default_factory=lambda: _default_client_id(), min_length=1, max_length=64)
     protocol: Literal["5", "3.1.1"] = "5"
     #: Shared-subscription group; "" (or none) subscribes without one (MQTT 3.1.1 brokers, a single ingestor).
     shared_group: str | None = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]{0,64}$")
