@@ -6,7 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from prometheus_client import CollectorRegistry
 
 from metalldaten.register import Register
 from storage import Store
@@ -17,6 +18,7 @@ from .context import AppContext
 from .dashboard import router as dashboard_router
 from .dp import BudgetLedger
 from .metrics import ApiMetrics, MetricsMiddleware
+from .query_guard import reject_control_characters
 from .routes import benchmarks, catalog, health, kpis, series, tokens
 from .schemas import Problem
 from .settings import ApiSettings
@@ -39,8 +41,12 @@ def create_app(
     register_provider: Callable[[], Register],
     *,
     clock: Callable[[], datetime] = _now,
+    registry: CollectorRegistry | None = None,
 ) -> FastAPI:
-    """The API application. ``register_provider`` is called per request, so register edits apply at once."""
+    """The API application. ``register_provider`` is called per request, so register edits apply at once.
+
+    The API's metrics go into ``registry`` (or one of the app's own); the app does not serve them itself.
+    """
     ctx = AppContext(
         settings=settings,
         store=store,
@@ -48,10 +54,15 @@ def create_app(
         clock=clock,
         tokens=TokenStore(settings.tokens_file),
         audit=AuditLog(settings.audit_log),
-        metrics=ApiMetrics(),
+        metrics=ApiMetrics(registry),
         ledger=BudgetLedger(settings.dp.budget_file, settings.dp.budget_per_analyst),
     )
-    app = FastAPI(title="Metall+Daten analytics API", version="1.0.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="Metall+Daten analytics API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        dependencies=[Depends(reject_control_characters)],
+    )
     app.state.ctx = ctx
     problems.install(app)
     for module in (series, kpis, benchmarks, catalog, tokens, health):

@@ -1,4 +1,7 @@
-"""Prometheus metrics of the API, on a registry of its own (one per app)."""
+"""Prometheus metrics of the API, in the registry given (the hub's, shared with the ingestor) or one of its own.
+
+They are served on the operators' listener (``metalldaten.operators``), never on the API port.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ApiMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.requests = Counter(
             "mdh_api_requests",
             "HTTP requests by route template, method and status",
@@ -30,6 +33,12 @@ class ApiMetrics:
         )
         self.epsilon = Counter(
             "mdh_api_dp_epsilon_spent", "Differential-privacy epsilon spent by analysts", registry=self.registry
+        )
+        self.invalid_requests = Counter(
+            "mdh_api_invalid_requests",
+            "Requests refused before any store saw them, by reason (control_character)",
+            ["reason"],
+            registry=self.registry,
         )
         self.auth_failures = Counter(
             "mdh_api_auth_failures", "Requests refused for a missing or invalid token", registry=self.registry

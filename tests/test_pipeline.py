@@ -170,6 +170,7 @@ async def test_factory_to_api_through_real_servers(
         {
             "register_file": str(hub_dir / "members.toml"),
             "store": _store_config(store_kind, tmp_path, request),
+            "metrics_listen": "127.0.0.1:0",
             "ingest": {
                 "host": "127.0.0.1",
                 "port": mosquitto.port,

@@ -1,12 +1,15 @@
-"""Health (``/healthz``), readiness (``/readyz``) and Prometheus metrics (``/metrics``)."""
+"""Health (``/healthz``) and readiness (``/readyz``).
+
+The Prometheus metrics are not served here, on the API port, but on the operators' listener
+(``metalldaten.operators``): they count benchmark outcomes and refusals that members must not see.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 
 from storage import SeriesQuery, StoreError
 
@@ -40,13 +43,3 @@ def readyz(ctx: ContextDep) -> Health | JSONResponse:
         failed = ", ".join(k for k, ok in checks.items() if not ok)
         return problem_response(503, "not-ready", "Not ready", f"not usable: {failed}", checks=checks)
     return Health(status="ready", checks=checks)
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
-)
-def metrics(ctx: ContextDep) -> Response:
-    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

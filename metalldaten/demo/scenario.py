@@ -205,6 +205,7 @@ def hub_settings(*, workdir: Path, broker_port: int, api_port: int) -> HubSettin
     data: dict[str, Any] = {
         "register_file": str(hub_dir / "members.toml"),
         "store": {"kind": "duckdb", "path": str(hub_dir / "hub.duckdb")},
+        "metrics_listen": "127.0.0.1:0",  # a free port: several demos may run at once
         # The embedded broker speaks MQTT 3.1.1 only: one ingestor, no shared subscription, no TLS on loopback.
         "ingest": {
             "host": "127.0.0.1",

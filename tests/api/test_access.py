@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from prometheus_client import generate_latest
 
 from .conftest import Hub
 
@@ -127,7 +128,9 @@ def test_health_readiness_metrics(hub: Hub) -> None:
     assert ready["status"] == "ready" and all(ready["checks"].values())
     hub.client.get("/v1/series?limit=5&format=csv", headers=hub.auth("analyst"))
     hub.client.get("/v1/series", headers={})
-    text = hub.client.get("/metrics").text
+    refused = hub.client.get("/metrics")  # not on the API port: the hub serves it on the operators' listener
+    assert refused.status_code == 404 and "mdh_" not in refused.text
+    text = generate_latest(hub.app.state.ctx.metrics.registry).decode()
     assert 'mdh_api_requests_total{method="GET",route="/v1/series",status="200"} 1.0' in text
     assert 'mdh_api_series_rows_total{format="csv"} 5.0' in text
     assert "mdh_api_auth_failures_total 1.0" in text

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
-from storage import SERIES_SCHEMA, DuckDBStore, SeriesQuery
+from storage import SERIES_SCHEMA, DuckDBStore, SeriesQuery, Store, StoreSettings, open_store
+from wire import Sample
 
-from .conftest import Hub
+from .conftest import T0, Hub, make_hub
 
 
 def from_json(body: dict[str, Any]) -> pl.DataFrame:
@@ -154,3 +157,73 @@ def test_arrow_compressions_round_trip(hub: Hub, filled_store: DuckDBStore, comp
     )
     assert pl.read_ipc_stream(io.BytesIO(r.content)).equals(expected)
     assert pa.ipc.open_stream(r.content).read_all().num_rows == expected.height
+
+
+@pytest.fixture(params=["duckdb", pytest.param("influxdb1", marks=pytest.mark.integration)])
+def small_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store of each kind with a few samples of one member (InfluxDB 1.x: a real server)."""
+    if request.param == "duckdb":
+        store = open_store(StoreSettings(kind="duckdb", path=tmp_path / "hub.duckdb"))
+    else:
+        server = request.getfixturevalue("influxdb")
+        store = open_store(
+            StoreSettings.model_validate(
+                {
+                    "kind": "influxdb1",
+                    "url": server.url,
+                    "database": "guard",
+                    "username": server.username,
+                    "password": server.password,
+                }
+            )
+        )
+    ts0 = int(T0.timestamp()) * 10**9
+    store.write(
+        "m-a00001",
+        [Sample(ts0 + i * 60 * 10**9, "a-00000a01", "cnc_milling", "power_kw", float(i)) for i in range(5)],
+    )
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+CONTROL_VALUES = ["power_kw\n", "power_kw\r\nX-Injected: 1", "a\x00b", "x\x1b[31m", "x\x7f", "x\x85", "x\u2028y"]
+
+
+@pytest.mark.parametrize("param", ["signal", "asset_class", "asset", "member", "agg", "every", "cursor", "format"])
+def test_control_characters_in_filters_are_a_422_problem_on_every_store(
+    small_store: Store, tmp_path: Path, param: str
+) -> None:
+    hub = make_hub(tmp_path, small_store)  # type: ignore[arg-type]
+    with hub.client as client:
+        fine = client.get(
+            "/v1/series", params={"signal": "power_kw", "start": "2026-03-01T00:00:00Z"}, headers=hub.auth("analyst")
+        )
+        assert fine.status_code == 200 and fine.json()["rows"] == 5  # the store answers; only the values differ
+        for value in CONTROL_VALUES:
+            r = client.get("/v1/series", params={param: value}, headers=hub.auth("analyst"))
+            assert r.status_code == 422, (value, r.status_code, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            body = r.json()
+            assert body["type"] == "urn:metalldaten:problem:invalid-request" and body["status"] == 422
+            assert param in body["detail"] and "control character" in body["detail"], body
+        metrics = hub.app.state.ctx.metrics.registry
+        refused = metrics.get_sample_value("mdh_api_invalid_requests_total", {"reason": "control_character"})
+        assert refused == len(CONTROL_VALUES)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/kpis?asset=a-00000a01%0A",
+        "/v1/kpis?kpi=utilisation%00",
+        "/v1/benchmarks/utilisation?asset_class=cnc_milling%0A&period=day",
+        "/v1/catalog?x%0Ay=1",
+        "/v1/tokens/tk-3f9a1c2b%0A",
+    ],
+)
+def test_control_characters_are_refused_on_every_route(hub: Hub, path: str) -> None:
+    method = "DELETE" if path.startswith("/v1/tokens/") else "GET"
+    r = hub.client.request(method, path, headers=hub.auth("admin" if method == "DELETE" else "analyst"))
+    assert r.status_code == 422 and "control character U+00" in r.json()["detail"], r.text
