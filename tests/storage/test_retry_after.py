@@ -51,7 +51,7 @@ class WriteSeen:
     body_sha256: str
     status: int  # what the client got: the refusal, or the upstream's answer
     arrived: float  # time.monotonic() when the request line arrived
-    answered: float  # time.monotonic() after the response was sent
+    answered: float  # time.monotonic() with the response complete, just before it was sent
 
 
 class ThrottlingProxy:
@@ -145,21 +145,23 @@ class ThrottlingProxy:
                     is_write = urllib.parse.urlsplit(self.path).path in WRITE_PATHS
                     if is_write and proxy._take_refusal():
                         status = proxy.status
-                        self._reply(
-                            status,
-                            [("Content-Type", "application/json"), ("Retry-After", proxy.retry_after_value())],
-                            b'{"error":"engine: cache maximum memory size exceeded"}',
-                        )
+                        reply_headers = [
+                            ("Content-Type", "application/json"),
+                            ("Retry-After", proxy.retry_after_value()),
+                        ]
+                        reply_body = b'{"error":"engine: cache maximum memory size exceeded"}'
                     else:
                         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                        status, up_headers, up_body = proxy._forward(self.command, self.path, headers, body)
+                        status, reply_headers, reply_body = proxy._forward(self.command, self.path, headers, body)
                         with proxy._lock:
                             proxy.forwarded_paths.append(self.path)
-                        self._reply(status, up_headers, up_body)
                     if is_write:
+                        # Recorded before the answer goes out: once the client has its answer, the write is in
+                        # ``writes`` (recording it afterwards raced the client and the test reading the list).
                         seen = WriteSeen(self.path, hashlib.sha256(body).hexdigest(), status, arrived, time.monotonic())
                         with proxy._lock:
                             proxy.writes.append(seen)
+                    self._reply(status, reply_headers, reply_body)
                 except BaseException as exc:
                     with proxy._lock:
                         proxy.errors.append(exc)
