@@ -33,7 +33,9 @@ from metalldaten.demo.opcua_factory import OpcUaFactory
 from metalldaten.demo.scenario import FACTORIES, MODEL_CLASSES, PRIVATE_SIGNALS, SHARED_SIGNALS, gateway_settings
 from metalldaten.hub import HubSettings, running_hub
 from metalldaten.register import Member, Register, dump_register
+from storage import SeriesQuery
 from tests.servers import InfluxServer, MosquittoServer, free_port
+from tests.storage.mqttkit import wait_until
 from wire import ASSET_CLASSES, MACHINE_STATES, SIGNALS
 from wire.codec import MAGIC
 from wire.model import KEY_ID_RE, MEMBER_RE, PSEUDONYM_RE
@@ -86,7 +88,9 @@ def _store_config(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 
 
 @contextlib.asynccontextmanager
-async def _factory_and_gateway(tmp_path: Path, member: str, broker_port: int) -> AsyncIterator[OpcUaFactory]:
+async def _factory_and_gateway(
+    tmp_path: Path, member: str, broker_port: int
+) -> AsyncIterator[tuple[OpcUaFactory, Gateway]]:
     f = FACTORIES[0]
     machines = factory_machines(1, list(f.classes), seed=3)
     port = free_port()
@@ -107,7 +111,7 @@ async def _factory_and_gateway(tmp_path: Path, member: str, broker_port: int) ->
     async with factory.running(), Gateway(gw_settings) as gw:
         task = asyncio.create_task(gw.run())
         try:
-            yield factory
+            yield factory, gw
         finally:
             gw.stop()
             await asyncio.wait_for(task, 30)
@@ -197,9 +201,21 @@ async def test_factory_to_api_through_real_servers(
 
     async with running_hub(hub) as running:
         await running.wait_started()
-        async with _factory_and_gateway(tmp_path, member, mosquitto.port) as factory:
-            await asyncio.sleep(6)
-        await asyncio.sleep(1.5)  # the ingestor's batch delay
+        ingestor = running.ingestor
+        assert ingestor is not None
+        async with _factory_and_gateway(tmp_path, member, mosquitto.port) as (factory, gw):
+
+            def every_machine_stored() -> bool:
+                got = running.store.query_series(SeriesQuery(members=(member,)))
+                signals = set(got["signal"].unique())
+                return (
+                    got["asset"].n_unique() == len(factory.machines) and {"power_kw", "energy_kwh", "state"} <= signals
+                )
+
+            await wait_until(every_machine_stored, within=60, what="samples of every machine and signal stored")
+        # The gateway has stopped; whatever the broker acknowledged to it is stored once the ingestor took it.
+        acked = gw.uplink.samples_acked
+        await wait_until(lambda: ingestor.stored_samples >= acked, within=30, what="every acknowledged sample stored")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
             as_analyst = await client.get(
                 "/v1/series", params={"format": "csv", "member": member}, headers={"Authorization": f"Bearer {analyst}"}

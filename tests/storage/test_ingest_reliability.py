@@ -93,10 +93,20 @@ async def test_two_ingestors_on_one_shared_subscription_store_every_sample_once(
             for b in batches:
                 pub.batch(b)
             await wait_until(lambda: one.stored_samples + two.stored_samples >= 4000, what="all batches stored")
-            await asyncio.sleep(0.5)  # anything delivered twice would show up now
-        assert one.stored_samples + two.stored_samples == 4000
+            # Anything delivered twice was queued for an ingestor before the sentinel that ingestor gets after it
+            # (the broker keeps each client's messages in order): send one-sample sentinels until both stored one.
+            before = (one.stored_samples, two.stored_samples)
+            sentinels = 0
+            deadline = time.monotonic() + 20
+            while one.stored_samples == before[0] or two.stored_samples == before[1]:
+                assert time.monotonic() < deadline, "a sentinel did not reach both ingestors"
+                pub.batch(make_batch(MA, "g-0000005e", 1))
+                sentinels += 1
+                total = 4000 + sentinels
+                await wait_until(lambda: one.stored_samples + two.stored_samples >= total, what="the sentinel stored")  # noqa: B023
+        assert one.stored_samples + two.stored_samples == 4000 + sentinels
         assert one.stored_samples > 0 and two.stored_samples > 0, "the load was not shared"
-        assert store.count() == 4000
+        assert store.count() == 4000 + sentinels
     finally:
         pub.close()
         store.close()
@@ -140,18 +150,23 @@ async def test_memory_stays_bounded_and_shed_messages_are_redelivered(
                 pub.publish(samples_topic(MA, "g-00000001"), encode_batch(make_batch(MA, "g-00000001", 10)), wait=False)
                 max_pending = max(max_pending, ing.pending_messages)
                 await asyncio.sleep(0.01)
-            for _ in range(30):
+            shed = lambda: ing.registry.get_sample_value(  # noqa: E731
+                "mdh_ingest_messages_total", {"instance": ing.metrics._instance, "result": "shed"}
+            )
+
+            def window_full() -> bool:
+                nonlocal max_pending
                 max_pending = max(max_pending, ing.pending_messages)
-                await asyncio.sleep(0.05)
+                return ing.pending_messages >= 5
+
+            # While the store is down nothing is acknowledged: the broker fills the receive window (5) and stops.
+            await wait_until(window_full, within=15, what="the broker's window of 5 messages held unacknowledged")
             assert ing.stored_samples == 0
             store.down = False
             await wait_until(lambda: store.inner.count() == 1200, within=30, what="every batch stored after recovery")
         assert max_pending <= 10
         assert store.inner.count() == 1200
-        shed = ing.registry.get_sample_value(
-            "mdh_ingest_messages_total", {"instance": ing.metrics._instance, "result": "shed"}
-        )
-        assert shed and shed > 0, "the bound was never reached, so shedding and redelivery went untested"
+        assert (shed() or 0) > 0, "the bound was never reached, so shedding and redelivery went untested"
     finally:
         pub.close()
         store.close()
