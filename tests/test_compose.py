@@ -20,7 +20,13 @@ from tests.servers import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Made before the first start by `metalldaten broker init-ca / add-ingestor / add-member` (see the README).
-GENERATED = {"broker_config/passwd", "broker_config/certs", "broker_config/certs/ca.pem", "var"}
+GENERATED = {
+    "var/broker/passwd",
+    "var/broker/dynamic-security.json",
+    "var/broker/certs",
+    "var/broker/certs/ca.pem",
+    "var",
+}
 
 
 def compose() -> dict[str, Any]:
