@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from .errors import ApiError
@@ -33,3 +34,18 @@ def load_or_create(path: Path) -> bytes:
     if len(key) < 16:
         raise ApiError(f"{path}: expected at least 16 bytes of hex (the benchmark cell key); restore it from backup")
     return key
+
+
+class CellKey:
+    """The key of one file, read (or made) on first use: an app that never releases a cell writes no key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key: bytes | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bytes:
+        with self._lock:
+            if self._key is None:
+                self._key = load_or_create(self.path)
+            return self._key

@@ -32,7 +32,7 @@ class AppContext:
     rng: random.Random = field(default_factory=random.SystemRandom)
 
     #: Secret of the keyed noise on benchmark figures (see :func:`api.disclosure.publish`).
-    cell_key: bytes = b""
+    cell_key: Callable[[], bytes] = lambda: b""
     #: One release at a time per process: a cell is computed and frozen once.
     release_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -10,8 +10,8 @@
     ["scrap_rate", "Scrap rate", "share of parts"],
     ["good_parts_per_hour", "Good parts per running hour", "1/h"],
   ];
-  const BANDS = { below_p10: "below p10", p10_p25: "p10–p25", p25_median: "p25–median",
-    median_p75: "median–p75", p75_p90: "p75–p90", above_p90: "above p90" };
+  // Bands are named after the published figures around the value: below_mean, median_p75, above_p90 ...
+  const bandText = (b) => (b || "").replace(/^below_/, "below ").replace(/^above_/, "above ").replace("_", "–");
   const W = 460, H = 210, L = 48, R = 10, T = 10, B = 28;
   const $ = (id) => document.getElementById(id);
   let patterns = 0;
@@ -57,7 +57,7 @@
     const step = (W - L - R) / Math.max(n, 1);
     const xOf = (i) => L + step * (i + 0.5);
     let top = 0;
-    for (const c of cells) if (c.status === "published") top = Math.max(top, c.p90);
+    for (const c of cells) if (c.status === "published") top = Math.max(top, c.p90 ?? c.p75 ?? c.median ?? c.mean);
     for (const ln of lines) for (const v of ln.values) if (v !== null) top = Math.max(top, v);
     top = top > 0 ? top * 1.1 : 1;
     const yOf = (v) => T + (H - T - B) * (1 - v / top);
@@ -73,13 +73,20 @@
         el("title", {}, r).textContent = c.period_start.slice(0, 10) + ": not published — " + c.reason;
         return;
       }
+      // What a cell shows grows with its contributors: the mean, then the median, quartiles, p10/p90.
       const g = el("g", { class: "cell" }, svg);
-      el("rect", { x, y: yOf(c.p90), width: w, height: Math.max(yOf(c.p10) - yOf(c.p90), 1), class: "band-outer" }, g);
-      el("rect", { x, y: yOf(c.p75), width: w, height: Math.max(yOf(c.p25) - yOf(c.p75), 1), class: "band-inner" }, g);
-      el("line", { x1: x, x2: x + w, y1: yOf(c.median), y2: yOf(c.median), class: "median" }, g);
+      if (c.p10 !== null && c.p90 !== null)
+        el("rect", { x, y: yOf(c.p90), width: w, height: Math.max(yOf(c.p10) - yOf(c.p90), 1), class: "band-outer" }, g);
+      if (c.p25 !== null && c.p75 !== null)
+        el("rect", { x, y: yOf(c.p75), width: w, height: Math.max(yOf(c.p25) - yOf(c.p75), 1), class: "band-inner" }, g);
+      if (c.median !== null)
+        el("line", { x1: x, x2: x + w, y1: yOf(c.median), y2: yOf(c.median), class: "median" }, g);
+      el("line", { x1: x, x2: x + w, y1: yOf(c.mean), y2: yOf(c.mean), class: "mean" }, g);
+      const shown = ["p10", "p25", "median", "p75", "p90"].filter((q) => c[q] !== null)
+        .map((q) => `${q} ${fmt(c[q])}`);
       el("title", {}, g).textContent = `${c.period_start.slice(0, 10)}: ${c.contributors} companies, ` +
-        `p10 ${fmt(c.p10)}, median ${fmt(c.median)}, p90 ${fmt(c.p90)}` +
-        (c.own ? `; you: ${fmt(c.own.value)} (${BANDS[c.own.band]})` : "");
+        [`mean ${fmt(c.mean)}`, ...shown].join(", ") +
+        (c.own && c.own.band ? `; you: ${fmt(c.own.value)} (${bandText(c.own.band)})` : "");
     });
     lines.forEach((ln, j) => {
       const color = COLORS[j % COLORS.length];
@@ -133,9 +140,9 @@
     for (const [reason, count] of reasons) {
       box.appendChild(html("p", `${count} period${count > 1 ? "s" : ""} not published: ${reason}`, "why"));
     }
-    const last = [...bench.cells].reverse().find((c) => c.own);
+    const last = [...bench.cells].reverse().find((c) => c.own && c.own.band);
     if (last) box.appendChild(html("p", `Latest published: you ${fmt(last.own.value)}, ` +
-      `${BANDS[last.own.band]} of peers (${last.period_start.slice(0, 10)})`, "why"));
+      `${bandText(last.own.band)} of peers (${last.period_start.slice(0, 10)})`, "why"));
     return box;
   }
 
@@ -144,7 +151,7 @@
     const me = await api("/v1/me", token);
     if (me.role === "admin") throw new Error("This dashboard is for member and analyst tokens.");
     const classes = me.role === "member" ? me.asset_classes : (await api("/v1/catalog", token)).asset_classes
-      .filter((c) => c.contributing_members > 0).map((c) => c.name);
+      .map((c) => c.name);
     const kpis = me.role === "member" ? (await api(`/v1/kpis?period=${period}`, token)).data : [];
     const root = $("classes");
     root.replaceChildren();

@@ -167,7 +167,7 @@ def _release(
         starts=missing,
         overlapping=overlapping,
         rules=ctx.rules,
-        key=ctx.cell_key,
+        key=ctx.cell_key(),
         now=now,
     )
     ctx.store.release(result.cells)

@@ -3,6 +3,7 @@ and the API on top of it (FastAPI TestClient; the dashboard test uses a real uvi
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -113,10 +114,21 @@ def samples_of(plan: AssetPlan) -> list[Sample]:
 
 
 @pytest.fixture(scope="session")
-def filled_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBStore]:
-    store = DuckDBStore(tmp_path_factory.mktemp("store") / "hub.duckdb")
+def filled_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "hub.duckdb"
+    store = DuckDBStore(path)
     for plan in PLANS:
         store.write(plan.member, samples_of(plan))
+    store.close()
+    return path
+
+
+@pytest.fixture
+def filled_store(filled_store_file: Path, tmp_path: Path) -> Iterator[DuckDBStore]:
+    """A copy of the generated store per test: its release ledger starts empty, and writes stay in the test."""
+    path = tmp_path / "hub.duckdb"
+    shutil.copyfile(filled_store_file, path)
+    store = DuckDBStore(path)
     yield store
     store.close()
 
@@ -136,6 +148,7 @@ def make_hub(tmp_path: Path, store: DuckDBStore, *, now: datetime = NOW, **overr
     settings = ApiSettings(
         tokens_file=tmp_path / "tokens.json",
         audit_log=tmp_path / "audit.log",
+        cell_key_file=tmp_path / "cell_key",
         **overrides,  # type: ignore[arg-type]
     )
     settings = settings.model_copy(update={"dp": settings.dp.model_copy(update={"budget_file": tmp_path / "b.json"})})

@@ -206,7 +206,14 @@ def test_plausibility_table(value: float, history: float | None, scale: str, kep
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0.5, "below_p10"), (2.0, "p10_p25"), (2.5, "p25_median"), (3.6, "median_p75"), (7.0, "p75_p90"), (8, "above_p90")],
+    [
+        (0.5, "below_p10"),
+        (2.0, "p10_p25"),
+        (2.5, "p25_median"),
+        (3.6, "median_p75"),
+        (7.0, "p75_p90"),
+        (8, "above_p90"),
+    ],
 )
 def test_band_among_all_quantiles(value: float, expected: str) -> None:
     figures = {"p10": 1.5, "p25": 2.25, "median": 3.5, "p75": 5.5, "p90": 8.0, "mean": 4.3}

@@ -3,7 +3,9 @@ and every response conforms to what the schema declares (status, media type, bod
 
 from __future__ import annotations
 
+import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def schema_hub(tmp_path_factory: pytest.TempPathFactory, filled_store: DuckDBStore) -> Hub:
-    return make_hub(tmp_path_factory.mktemp("openapi"), filled_store)
+def schema_hub(tmp_path_factory: pytest.TempPathFactory, filled_store_file: Path) -> Iterator[Hub]:
+    folder = tmp_path_factory.mktemp("openapi")
+    shutil.copyfile(filled_store_file, folder / "hub.duckdb")
+    store = DuckDBStore(folder / "hub.duckdb")
+    yield make_hub(folder, store)
+    store.close()
 
 
 @pytest.fixture(scope="module")
