@@ -70,6 +70,8 @@ class MqttSession:
         self._on_message = on_message
         self._on_publish = on_publish
         self.connected = asyncio.Event()
+        #: Set when the broker granted a subscription on the current connection (SUBACK); cleared on disconnect.
+        self.subscribed = asyncio.Event()
         self.reconnects = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -100,6 +102,7 @@ class MqttSession:
         client.max_inflight_messages_set(1000)
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect
+        client.on_subscribe = self._paho_subscribe
         if self._on_message is not None:
             client.on_message = self._paho_message
         if self._on_publish is not None:
@@ -121,6 +124,10 @@ class MqttSession:
 
     def _paho_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         self._call(self._disconnected, str(rc))
+
+    def _paho_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any) -> None:
+        if rcs and not any(rc.is_failure for rc in rcs):
+            self._call(self.subscribed.set)
 
     def _paho_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         assert self._on_message is not None
@@ -159,6 +166,7 @@ class MqttSession:
         if self.connected.is_set():
             log.warning("mqtt %s: disconnected (%s)", self.endpoint.name, reason)
         self.connected.clear()
+        self.subscribed.clear()
 
     def _set_error(self, error: str) -> None:
         if error != self.last_error:

@@ -93,6 +93,11 @@ class MqttSourceRunner:
         return self.session is not None and self.session.connected.is_set()
 
     @property
+    def subscribed(self) -> bool:
+        """The broker granted the source's filters on the current connection."""
+        return self.session is not None and self.session.subscribed.is_set()
+
+    @property
     def reconnects(self) -> int:
         return self.session.reconnects if self.session is not None else 0
 

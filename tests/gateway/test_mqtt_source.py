@@ -61,8 +61,7 @@ async def test_number_json_and_sparkplug_payloads(tmp_path: Path, mosquitto: Mos
     try:
         async with Gateway(settings) as gw:
             task = asyncio.create_task(gw.run())
-            await sub.wait_for(lambda: gw.sources[0].connected, 10, "the MQTT source to connect")
-            await asyncio.sleep(0.3)  # SUBACK
+            await sub.wait_for(lambda: gw.sources[0].subscribed, 10, "the MQTT source to subscribe")
             await asyncio.to_thread(_pub, mosquitto.port, "werk/Presse-07/Power/wert", message="12500")
             await asyncio.to_thread(_pub, mosquitto.port, "werk/Presse-07/operator_name/wert", message="Hans")
             doc = f'{{"data": {{"v": 3, "t": {NOW_MS + 500}}}, "operator": "Erika"}}'
@@ -111,8 +110,7 @@ async def test_messages_are_acknowledged_only_once_buffered(tmp_path: Path, mosq
     settings = gateway_settings(tmp_path, uplink_port=mosquitto.port, mqtt=[mqtt_source], extra=slow)
     async with Gateway(settings) as gw:
         task = asyncio.create_task(gw.run())
-        await wait_until(lambda: gw.sources[0].connected, 10, "the MQTT source to connect")
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: gw.sources[0].subscribed, 10, "the MQTT source to subscribe")
         await asyncio.to_thread(_pub, mosquitto.port, "werk/P1/Power/wert", message="1000")
         await wait_until(lambda: gw.buffer.pending == 1, 10, "the message to reach the gateway")
         # the message is received but not flushed: drop the session without acknowledging it

@@ -65,8 +65,7 @@ async def test_mqtt_source_over_tls(tmp_path: Path, mosquitto: MosquittoServer) 
         async with Gateway(settings) as gw:
             task = asyncio.create_task(gw.run())
             src = gw.sources[0]
-            await sub.wait_for(lambda: src.connected, 10, "the MQTT source to connect over TLS")
-            await asyncio.sleep(0.3)  # SUBACK
+            await sub.wait_for(lambda: src.subscribed, 10, "the MQTT source to subscribe over TLS")
             await asyncio.to_thread(_pub, local.port, certs / "ca.pem", "werk/Presse-07/Power/wert", "12500")
             await sub.wait_for(lambda: gw.buffer.written >= 1, 10, "the value in the disk buffer")
             await sub.wait_for(lambda: len(sub.samples()) >= 1, 10, "the forwarded value")
