@@ -99,7 +99,12 @@ async def test_browse_paths_and_polling(tmp_path: Path, mosquitto: MosquittoServ
             await sub.wait_for(lambda: gw.sources[0].connected, 10, "the source to connect")
             for i in range(1, 4):
                 await server.write("Presse7", "Parts", i)
-                await asyncio.sleep(0.3)
+                # The next value only once this one was polled and forwarded (a poll every 0.1 s).
+                await sub.wait_for(
+                    lambda: i in {v for a, s, t, v in sub.samples() if s == "parts_total"},  # noqa: B023
+                    10,
+                    f"count {i}",
+                )
             await sub.wait_for(
                 lambda: {1, 2, 3}.issubset({v for a, s, t, v in sub.samples() if s == "parts_total"}), 10, "counts"
             )
