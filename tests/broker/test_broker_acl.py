@@ -76,6 +76,8 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
         port,
         "--mtls-port",
         mtls,
+        "--ingest-port",
+        free_port(),
         "--bind",
         "127.0.0.1",
     )

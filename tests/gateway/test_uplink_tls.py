@@ -90,7 +90,8 @@ async def test_uplink_over_tls_with_the_member_kit(tmp_path: Path) -> None:
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ingest-check", protocol=mqtt.MQTTv5)
     sub.tls_set(ca_certs=str(conf / "certs" / "ca.pem"), cert_reqs=ssl.CERT_REQUIRED)
     sub.username_pw_set("ingestor", ingest_password)
-    sub.on_connect = lambda c, *_: c.subscribe("mdh/#", qos=1)
+    # The ingestor's own filters: its login may subscribe to nothing wider.
+    sub.on_connect = lambda c, *_: c.subscribe([("mdh/v1/+/+/samples", 1), ("mdh/v1/+/+/status", 1)])
     sub.on_subscribe = lambda *_: ready.set()
     sub.on_message = lambda _c, _u, m: received.append((m.topic, bytes(m.payload)))
     sub.connect("127.0.0.1", port)
