@@ -14,6 +14,7 @@ from storage import Store
 
 from . import problems
 from .audit import AuditLog, AuditMiddleware
+from .cell_key import CellKey
 from .context import AppContext
 from .dashboard import router as dashboard_router
 from .dp import BudgetLedger
@@ -56,6 +57,7 @@ def create_app(
         audit=AuditLog(settings.audit_log),
         metrics=ApiMetrics(registry),
         ledger=BudgetLedger(settings.dp.budget_file, settings.dp.budget_per_analyst),
+        cell_key=CellKey(settings.cell_key_file),
     )
     app = FastAPI(
         title="Metall+Daten analytics API",

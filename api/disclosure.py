@@ -14,8 +14,9 @@ ledger; this module never reads a clock or a store.
 3. **Figures by size** (:func:`published_quantiles`): the mean always, the median
    from 10, quartiles from 20, p10/p90 from 30 contributors. A quantile is the mean
    of the ``window`` values nearest its rank; windows never overlap
-   (:func:`quantile_windows`); a window that fails the p%-rule, or whose values all
-   lie within p % of its mean, is withheld.
+   (:func:`quantile_windows`); a window that fails the p%-rule, or whose published
+   mean would bound its outermost values within p % (:func:`spread_ok`), is withheld;
+   a cell whose mean would do so is suppressed (``homogeneous``).
 4. **Perturbation and rounding**: each figure is multiplied by ``1 + u`` with ``u``
    in ``[-noise, noise]`` drawn from a keyed hash of the cell and its contributor
    set (the same set gives the same noise), then rounded to
@@ -51,8 +52,8 @@ QUANTILE_TIERS: dict[str, int] = {"median": 10, "p25": 20, "p75": 20, "p10": 30,
 #: ``contributors`` is published as one of these bands: (lowest count, label).
 CONTRIBUTOR_BANDS: tuple[tuple[int, str], ...] = ((50, "50+"), (20, "20–49"), (10, "10–19"), (5, "5–9"))
 
-ReasonCode = Literal["not_released", "too_few_contributors", "dominance", "differencing"]
-REASON_CODES: tuple[str, ...] = ("not_released", "too_few_contributors", "dominance", "differencing")
+ReasonCode = Literal["not_released", "too_few_contributors", "dominance", "homogeneous", "differencing"]
+REASON_CODES: tuple[str, ...] = ("not_released", "too_few_contributors", "dominance", "homogeneous", "differencing")
 #: How a KPI's plausibility is judged: "ratio" (a factor from the reference) or "share" (an absolute distance).
 Scale = Literal["ratio", "share"]
 
@@ -129,6 +130,8 @@ def reason_text(code: ReasonCode, rules: Rules, kpi: str | None = None) -> str:
         return f"fewer than {rules.min_contributors} independent contributors"
     if code == "dominance":
         return "one or a few contributors would dominate a total behind the figure"
+    if code == "homogeneous":
+        return "the contributors' values lie so close together that the figures would reveal each of them"
     return "publishing it beside an overlapping period's cell would single out a few contributors"
 
 
@@ -259,7 +262,16 @@ def publish(
     if dominance_problem(contributions, basis, rules) is not None:
         return Suppressed(code="dominance", reason=reason_text("dominance", rules))
     xs = sorted(c.value for c in contributions)
-    raw: dict[str, float] = {"mean": math.fsum(xs) / n}
+    digest = group_digest(c.group for c in contributions)
+
+    def perturbed(name: str, value: float) -> float:
+        noise = 1.0 + rules.noise * keyed_unit(key, cell_id, digest, name)
+        return round_significant(value * noise, rules.significant_digits)
+
+    mean = perturbed("mean", math.fsum(xs) / n)
+    if not spread_ok(xs, range(n), mean, rules):
+        return Suppressed(code="homogeneous", reason=reason_text("homogeneous", rules))
+    figures: dict[str, float] = {"mean": mean}
     withheld: list[str] = []
     names = published_quantiles(n)
     windows = quantile_windows(n, names, rules.window)
@@ -269,23 +281,55 @@ def publish(
             withheld.append(name)
             continue
         values = [xs[i] for i in window]
-        mean = math.fsum(values) / len(values)
-        homogeneous = mean > 0 and all(abs(v - mean) <= rules.p_percent * mean for v in values)
-        if homogeneous or not p_percent_ok(values, rules.p_percent):
+        figure = perturbed(name, math.fsum(values) / len(values))
+        if not p_percent_ok(values, rules.p_percent) or not spread_ok(xs, window, figure, rules):
             withheld.append(name)
             continue
-        raw[name] = mean
-    digest = group_digest(c.group for c in contributions)
-    figures = {
-        name: round_significant(
-            value * (1.0 + rules.noise * keyed_unit(key, cell_id, digest, name)), rules.significant_digits
-        )
-        for name, value in raw.items()
-    }
+        figures[name] = figure
     quantiles = [name for name, _ in QUANTILES if name in figures]
     for name, value in zip(quantiles, sorted(figures[q] for q in quantiles), strict=True):
         figures[name] = value  # noise may not reorder the quantiles
     return Published(contributors=contributors_band(n), figures=figures, withheld=tuple(withheld))
+
+
+def figure_interval(figure: float, rules: Rules) -> tuple[float, float]:
+    """The true values a published figure can stand for: its rounding step, then the noise bound.
+
+    This is what anyone can work out from a figure and the published rules.
+    """
+    if figure == 0 or not math.isfinite(figure):
+        return (figure, figure)
+    step = 10 ** (math.floor(math.log10(abs(figure))) - rules.significant_digits + 1)
+    lo, hi = figure - step / 2, figure + step / 2
+    return lo / (1 + rules.noise), hi / (1 - rules.noise)
+
+
+def spread_ok(xs: Sequence[float], window: range, figure: float, rules: Rules) -> bool:
+    """Whether a published mean of the sorted ``xs[window]`` keeps every value at least p % uncertain.
+
+    Anyone knows that the largest value of a window (and all above it) is at least the
+    window's mean, and the smallest (and all below) at most the mean. With the figure's
+    interval [a, b], the values from the window's top up are known to be at least ``a``
+    and those from its bottom down at most ``b``: the top must lie p % above ``a``, the
+    bottom p % below ``b``. Values nearer the middle are bounded by these or by the
+    neighbouring windows in the same way. The same must hold for the rest of the window
+    after one or two contributors take out their own values (an insider, a coalition):
+    the worst cases take out the smallest, the largest, or one of each.
+    """
+    a, b = figure_interval(figure, rules)
+    values = [xs[i] for i in window]
+    m = len(values)
+    p = rules.p_percent
+    # nobody, and no one or two contributors knowing their own values, may bound the rest within p %
+    for removed in ((), (0,), (m - 1,), (0, 1), (0, m - 1), (m - 2, m - 1)):
+        if m - len(removed) < 2:
+            continue
+        known = math.fsum(values[i] for i in removed)
+        rest = [v for i, v in enumerate(values) if i not in removed]
+        lo, hi = (m * a - known) / len(rest), (m * b - known) / len(rest)
+        if not (lo <= (1 - p) * max(rest) and hi >= (1 + p) * min(rest)):
+            return False
+    return True
 
 
 def differencing_problem(

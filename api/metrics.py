@@ -31,6 +31,12 @@ class ApiMetrics:
         self.cells = Counter(
             "mdh_api_benchmark_cells", "Benchmark cells answered, by outcome", ["outcome"], registry=self.registry
         )
+        self.excluded = Counter(
+            "mdh_api_benchmark_excluded_contributions",
+            "Contributions left out of released benchmark cells as implausible, by KPI",
+            ["kpi"],
+            registry=self.registry,
+        )
         self.epsilon = Counter(
             "mdh_api_dp_epsilon_spent", "Differential-privacy epsilon spent by analysts", registry=self.registry
         )

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from storage import ROLLUP_SCHEMA, SERIES_SCHEMA, RollupQuery, SeriesQuery, Store, compute_rollups
+from storage import ROLLUP_SCHEMA, SERIES_SCHEMA, ReleasedCell, RollupQuery, SeriesQuery, Store, compute_rollups
 from storage.duckdb_store import samples_frame
 from wire import MACHINE_STATES, Sample
 
@@ -235,3 +235,44 @@ def test_rollup_filters(store: Store) -> None:
     assert store.query_rollups(RollupQuery(assets=())).height == 0
     assert store.query_rollups(RollupQuery(start_ns=T0 + H)).height == 0
     assert store.query_rollups(RollupQuery(end_ns=T0 + H)).height == 3
+
+
+def _ledger_entry(start_day: int, *, period: str = "day", mean: float = 1.5, kpi: str = "scrap_rate") -> ReleasedCell:
+    day_ns = 86_400 * 10**9
+    start = 1_772_323_200 * 10**9 + start_day * day_ns  # 2026-03-01
+    length = {"day": 1, "week": 7, "month": 31}[period] * day_ns
+    return ReleasedCell(
+        kpi=kpi,
+        asset_class="press",
+        period=period,
+        period_start_ns=start,
+        period_end_ns=start + length,
+        status="published",
+        figures={"mean": mean, "median": mean * 0.9},
+        contributors="10–19",
+        digest="d" * 32,
+        released_at_ns=start + 8 * day_ns,
+        rules_version="2",
+        excluded=1,
+        groups=("grp-a", "grp-b", 'grp-"c"\n'),
+        values=(0.5, 1.5, 2.5),
+    )
+
+
+def test_release_ledger_keeps_the_first_release_and_finds_overlapping_periods(store: Store) -> None:
+    first = [_ledger_entry(0), _ledger_entry(1), _ledger_entry(0, period="week"), _ledger_entry(0, period="month")]
+    store.release(first)
+    # a second release of the same cells (late data, another process) changes nothing
+    store.release([_ledger_entry(0, mean=99.0), _ledger_entry(1, mean=99.0)])
+    day = 86_400 * 10**9
+    t0 = first[0].period_start_ns
+    days = store.released_cells("scrap_rate", "press", t0, t0 + 2 * day, "day")
+    assert days == first[:2]
+    # all periods overlapping day 1: the day itself, its week and its month (found although they began before)
+    around = store.released_cells("scrap_rate", "press", t0 + day, t0 + 2 * day)
+    assert sorted((c.period, c.period_start_ns) for c in around) == sorted(
+        (c.period, c.period_start_ns) for c in (first[1], first[2], first[3])
+    )
+    assert store.released_cells("scrap_rate", "press", t0 + 40 * day, t0 + 41 * day) == []
+    assert store.released_cells("utilisation", "press", t0, t0 + 2 * day) == []
+    assert store.released_cells("scrap_rate", "welding", t0, t0 + 2 * day) == []
