@@ -146,7 +146,8 @@ def attack(values: Sequence[float], add: list[Published], known: Sequence[int]) 
 
     own = sorted(values[k] for k in known)
     candidates = sorted(
-        itertools.combinations(range(n), len(known)), key=lambda ps: sum(abs(p - k) for p, k in zip(ps, known))
+        itertools.combinations(range(n), len(known)),
+        key=lambda ps: sum(abs(p - k) for p, k in zip(ps, known, strict=True)),
     )
     for positions in candidates:
         pending = [j for j in range(len(others)) if not covered(j)]
