@@ -93,8 +93,10 @@ def test_differential_privacy_spends_and_exhausts_the_budget(tmp_path: Path, fil
     from api.settings import DPSettings
 
     dp = DPSettings(enabled=True, epsilon_per_cell=1.0, budget_per_analyst=3.0, budget_file=tmp_path / "b.json")
-    h = make_hub(tmp_path, filled_store, dp=dp, release_delay_days_by_kpi={})
-    url = f"/v1/benchmarks/utilisation?asset_class=cnc_milling&{DAY_QS}"
+    h = make_hub(tmp_path, filled_store, dp=dp)
+    # energy per good part: six groups with different values (utilisation is 0.75 for everyone here, a cell the
+    # spread rule suppresses, as its mean would be every contributor's value)
+    url = f"/v1/benchmarks/energy_per_good_part_kwh?asset_class=cnc_milling&{DAY_QS}"
     r = h.client.get(url, headers=h.auth("analyst"))
     body = r.json()
     note = body["differential_privacy"]
@@ -102,14 +104,14 @@ def test_differential_privacy_spends_and_exhausts_the_budget(tmp_path: Path, fil
     assert set(note["noisy"]) == {"mean"} and "Laplace" in note["noisy"]["mean"]  # 5–9 contributors: the mean
     assert note["contributors_noised"] is False
     for c in body["cells"]:
-        assert 0.0 <= c["mean"] <= 1.0 and c["contributors"] == "5–9"
+        assert 0.0 <= c["mean"] <= 50.0 and c["contributors"] == "5–9"  # the KPI's clip range
     refused = h.client.get(url, headers=h.auth("analyst"))
     assert refused.status_code == 403
     assert refused.json()["type"] == "urn:metalldaten:problem:privacy-budget-exhausted"
     # members are not charged and see exact, disclosure-controlled cells
     member = h.client.get(url, headers=h.auth("member_a")).json()
     assert member["differential_privacy"] is None
-    assert near(member["cells"][0]["mean"], 0.75)  # 9 of 12 five-minute steps running
+    assert near(member["cells"][0]["mean"], 9.25 / 6)
 
 
 def test_kpis_per_asset_hand_computed(hub: Hub) -> None:
@@ -206,3 +208,18 @@ def test_released_cells_are_frozen_against_late_data(tmp_path: Path) -> None:
     ).cells[0]
     assert (fresh.status, fresh.figures.get("mean")) != ("published", before[0]["mean"])
     store.close()
+
+
+def test_cell_whose_mean_would_reveal_everyone_is_suppressed(hub: Hub) -> None:
+    """Utilisation is 0.75 for every contributor here: a published mean would be each company's value."""
+    from api.settings import ApiSettings
+
+    assert ApiSettings().release_delay_days_by_kpi["utilisation"] == 28
+    r = hub.client.get(
+        "/v1/benchmarks/utilisation?asset_class=cnc_milling&period=day&start=2026-03-03T00:00:00Z"
+        "&end=2026-03-04T00:00:00Z",
+        headers=hub.auth("member_a"),
+    )
+    (cell,) = r.json()["cells"]
+    assert cell["status"] == "suppressed" and cell["reason_code"] == "homogeneous" and cell["mean"] is None
+    assert cell["own"]["value"] == pytest.approx(0.75) and cell["own"]["band"] is None

@@ -131,7 +131,8 @@ async def test_broker_down_and_gateway_killed_loses_and_duplicates_nothing(tmp_p
     gw = _spawn(config, log)
     written: list[int] = []
     try:
-        await asyncio.sleep(2.0)  # connect, resolve, subscribe
+        # connected, resolved and subscribed once the subscription's initial value has reached the broker
+        await wait_until(lambda: len(collector.keys()[1]) >= 1, 60, "the gateway's first sample")
         value = await _write_for(server, 1.0, written, 0.0)
         await wait_until(lambda: len(collector.keys()[1]) >= len(written) // 2, 10, "data while the broker is up")
         broker.stop()
