@@ -155,7 +155,7 @@ def release(
         if dropped:
             excluded[start] = dropped
         cell_id = f"{kpi}|{asset_class}|{period}|{start_ns}"
-        outcome = publish(kept, spec.basis, rules, key=key, cell_id=cell_id)
+        outcome = publish(kept, spec.basis, rules, key=key, cell_id=cell_id, quantiles=period in rules.quantile_periods)
         groups = frozenset(c.group for c in kept)
         if isinstance(outcome, Published):
             near = [

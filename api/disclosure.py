@@ -81,6 +81,9 @@ class Rules:
     #: Plausibility: a "share" KPI's contribution within reference ± this.
     peer_distance: float = 0.5
     drift_distance: float = 0.3
+    #: Periods whose cells show quantiles; daily cells show the mean only (see docs/disclosure.md: a member
+    #: shaping its own input learns from every quantile cell, so there are 52 a year, not 365).
+    quantile_periods: tuple[str, ...] = ("week", "month")
     release_delay: timedelta = timedelta(days=7)
     release_delays: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_RELEASE_DELAYS))
 
@@ -252,8 +255,12 @@ def publish(
     *,
     key: bytes,
     cell_id: str,
+    quantiles: bool = True,
 ) -> Published | Suppressed:
-    """The published figures of a released cell from its (plausible) contributions, or why it is suppressed."""
+    """The published figures of a released cell from its (plausible) contributions, or why it is suppressed.
+
+    ``quantiles`` False: the mean only, whatever the size (daily cells, see :attr:`Rules.quantile_periods`).
+    """
     if len({c.group for c in contributions}) != len(contributions):
         raise ValueError("contributions must be pooled per corporate group first")
     n = len(contributions)
@@ -273,7 +280,7 @@ def publish(
         return Suppressed(code="homogeneous", reason=reason_text("homogeneous", rules))
     figures: dict[str, float] = {"mean": mean}
     withheld: list[str] = []
-    names = published_quantiles(n)
+    names = published_quantiles(n) if quantiles else ()
     windows = quantile_windows(n, names, rules.window)
     for name in names:
         window = windows.get(name)
@@ -286,8 +293,8 @@ def publish(
             withheld.append(name)
             continue
         figures[name] = figure
-    quantiles = [name for name, _ in QUANTILES if name in figures]
-    for name, value in zip(quantiles, sorted(figures[q] for q in quantiles), strict=True):
+    shown = [name for name, _ in QUANTILES if name in figures]
+    for name, value in zip(shown, sorted(figures[q] for q in shown), strict=True):
         figures[name] = value  # noise may not reorder the quantiles
     return Published(contributors=contributors_band(n), figures=figures, withheld=tuple(withheld))
 

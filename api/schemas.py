@@ -96,11 +96,11 @@ class BenchmarkCell(BaseModel):
         default=None, description="Independent contributors (corporate groups), as a band"
     )
     mean: float | None = Field(default=None, description="Mean of the contributors' values (every published cell)")
-    p10: float | None = Field(default=None, description="From 30 contributors on")
-    p25: float | None = Field(default=None, description="From 20 contributors on")
-    median: float | None = Field(default=None, description="From 10 contributors on")
-    p75: float | None = Field(default=None, description="From 20 contributors on")
-    p90: float | None = Field(default=None, description="From 30 contributors on")
+    p10: float | None = Field(default=None, description="Weeks and months, from 30 contributors on")
+    p25: float | None = Field(default=None, description="Weeks and months, from 20 contributors on")
+    median: float | None = Field(default=None, description="Weeks and months, from 10 contributors on")
+    p75: float | None = Field(default=None, description="Weeks and months, from 20 contributors on")
+    p90: float | None = Field(default=None, description="Weeks and months, from 30 contributors on")
     released_at: datetime | None = Field(default=None, description="When the cell was released and frozen")
     own: OwnPosition | None = Field(default=None, description="Member tokens only: the member's own value")
 

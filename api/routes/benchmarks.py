@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 QUANTILE_METHOD = (
     "each quantile is the mean of the 5 contributors' values nearest its rank, in windows that never overlap; "
-    "the median from 10 contributors, quartiles from 20, p10 and p90 from 30; a window that one value dominates "
+    "in weekly and monthly cells the median from 10 contributors, quartiles from 20, p10 and p90 from 30 (daily "
+    "cells show the mean only); a window that one value dominates "
     "(p%-rule) or whose values lie close together is withheld"
 )
 
