@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +52,14 @@ class Hub:
     ingestor_password: str
     kits: Path
 
-    def reload(self) -> None:
+    def reload(self, done: Callable[[], bool]) -> None:
+        """SIGHUP, then wait (10 s at most) until ``done()``: the broker reloads in its own event loop."""
         assert self.server.proc is not None
         os.kill(self.server.proc.pid, signal.SIGHUP)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while not done():
+            assert time.monotonic() < deadline, "the reload did not take effect within 10 s"
+            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -193,16 +196,23 @@ def test_a_member_cannot_publish_under_another_members_topic(hub: Hub) -> None:
         assert member_a.publish(f"mdh/v1/{a}/{GW}/samples", b"A's own") == 0
         assert member_b.publish(f"mdh/v1/{b}/{GW}/samples", b"B's own") == 0
         assert watcher.publish(f"mdh/v1/{a}/{GW}/samples", b"ingestor writes") == 0x87  # read-only
+        # The broker routes each client's packets in order: once the own messages, sent after the forged ones,
+        # have arrived, a forged message that got through would have arrived before them.
         deadline = time.monotonic() + 3
         while len(watcher.received) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.3)  # anything forged would have arrived by now
         assert sorted(watcher.received) == sorted(
             [(f"mdh/v1/{a}/{GW}/samples", b"A's own"), (f"mdh/v1/{b}/{GW}/samples", b"B's own")]
         )
         member_a.subscribe(f"mdh/v1/{b}/#")
         assert member_b.publish(f"mdh/v1/{b}/{GW}/samples", b"B again") == 0
-        time.sleep(0.3)
+        deadline = time.monotonic() + 3
+        while len(watcher.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watcher.received[-1] == (f"mdh/v1/{b}/{GW}/samples", b"B again")
+        # B's message was routed before A's next packet is read: A's acknowledged publish comes back after any
+        # copy of "B again" the broker had queued for A.
+        assert member_a.publish(f"mdh/v1/{a}/{GW}/samples", b"A's sentinel") == 0
         assert member_a.received == [], "a member must not read another member's data"
     finally:
         for c in (watcher, member_a, member_b):
@@ -215,7 +225,13 @@ def test_logins_are_checked_and_removal_and_rotation_take_effect_on_reload(hub: 
     assert not Client(hub, None, None).ok, "anonymous clients must be refused"
     invoke("remove-member", "--register", hub.register, "--passwd", hub.passwd, a)
     new_b = env_password(invoke("rotate-password", "--passwd", hub.passwd, b))
-    hub.reload()
+
+    def refused(user: str, password: str) -> bool:
+        client = Client(hub, user, password)
+        client.close()
+        return not client.ok
+
+    hub.reload(lambda: refused(a, pa))
     removed, old_b, rotated = Client(hub, a, pa), Client(hub, b, pb), Client(hub, b, new_b)
     try:
         assert not removed.ok and not old_b.ok and rotated.ok
@@ -260,9 +276,11 @@ async def test_ingestor_over_tls_stores_own_data_and_never_sees_forged_data(hub:
             assert member_a.publish(samples_topic(b, GW), encode_batch(forged)) == 0x87
             assert member_a.publish(samples_topic(a, GW), encode_batch(own)) == 0
             await wait_until(lambda: ingestor.stored_samples >= 30, what="A's batch stored")
-            await asyncio.sleep(0.3)
+            # a second own batch, published after the forged one, stored: the forged one would have been first
+            assert member_a.publish(samples_topic(a, GW), encode_batch(make_batch(a, GW, 5))) == 0
+            await wait_until(lambda: ingestor.stored_samples >= 35, what="A's sentinel batch stored")
         assert store.query_series(SeriesQuery())["member"].unique().to_list() == [a]
-        assert store.count() == 30 and ingestor.dead_lettered == 0
+        assert store.count() == 35 and ingestor.dead_lettered == 0
     finally:
         member_a.close()
         store.close()
