@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from metalldaten.register import Register
 from storage import Store
 
-from .audit import AuditLog
-from .disclosure import Rules
-from .dp import BudgetLedger
+from ..audit import AuditLog
+from ..core.disclosure import Rules
+from ..core.dp import BudgetLedger
+from ..settings import ApiSettings
+from ..tokens import TokenStore
 from .metrics import ApiMetrics
-from .settings import ApiSettings
-from .tokens import TokenStore
 
 
 @dataclass(slots=True, kw_only=True)

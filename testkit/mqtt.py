@@ -1,12 +1,10 @@
-"""Helpers for ingestor tests: a gateway-like publisher, batches, an in-test register, bounded waiting."""
+"""MQTT helpers for tests and benchmarks: a gateway-like publisher, batches, an in-test register, ingest settings."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,6 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from metalldaten.register import Member, Register
 from storage import IngestSettings
+from testkit.waiting import wait_until
 from wire import SCHEMA_VERSION, Batch, Sample, Status, encode_batch, encode_status, samples_topic, status_topic
 
 _ts = itertools.count(1_767_571_200 * 10**9, 10**9)
@@ -92,9 +91,4 @@ class Publisher:
         self.client.loop_stop()
 
 
-async def wait_until(predicate: Callable[[], bool], *, within: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
+__all__ = ["Publisher", "ingest_settings", "make_batch", "register", "wait_until"]

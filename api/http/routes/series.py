@@ -12,9 +12,9 @@ from fastapi.responses import StreamingResponse
 
 from storage import SeriesQuery
 
-from ..audit import record_rows
+from ...audit import record_rows
+from ...errors import NotAcceptable
 from ..deps import ContextDep, ReaderDep, visible_members
-from ..errors import NotAcceptable
 from ..formats import MEDIA_TYPES, encode, negotiate
 from ..paging import decode_cursor, encode_cursor
 from ..params import EVERY_PATTERN, every_seconds, to_ns, utc

@@ -1,9 +1,9 @@
-"""A real asyncua server that behaves like a factory's machines, for gateway tests.
+"""A real asyncua server that behaves like a factory's machines, for tests and benchmarks.
 
 ``MachineServer`` serves variables under ``Objects/Machines/<machine>/<signal>`` in a namespace
 given by URI, with string node ids ``<machine>.<signal>``. ``restart(reorder=True)`` stops it
 and starts it again on the same port with extra namespaces registered first, so that the
-namespace index of every node changes (DESIGN §8.2).
+namespace index of every node changes (a gateway must address nodes by namespace URI).
 """
 
 from __future__ import annotations

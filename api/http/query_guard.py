@@ -17,7 +17,7 @@ from fastapi import Request
 
 from storage.ratelog import RateLimitedLog
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 _refusal_log = RateLimitedLog(log, interval_s=10.0)

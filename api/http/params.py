@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from .errors import InvalidRequest
+from ..core.kpis import to_ns
+from ..errors import InvalidRequest
 
 #: A bucket width: up to 999999 s or min, 99999 h, 9999 d (so that the width in ns fits a 64-bit integer).
 EVERY_PATTERN = r"^([1-9][0-9]{0,5}(s|m)|[1-9][0-9]{0,4}h|[1-9][0-9]{0,3}d)$"
@@ -29,6 +30,8 @@ NOMINAL: dict[str, timedelta] = {
 EARLIEST = datetime(1971, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
+__all__ = ["DEFAULT_SPAN", "EARLIEST", "LATEST", "NOMINAL", "every_seconds", "to_ns", "utc", "window"]
+
 
 def utc(value: datetime | None) -> datetime | None:
     """``value`` as an aware UTC datetime (naive values are taken as UTC), clamped into the years
@@ -42,11 +45,6 @@ def utc(value: datetime | None) -> datetime | None:
     except OverflowError:  # an offset pushing year 1 or 9999 out of range
         value = EARLIEST if value.year < 1971 else LATEST
     return min(max(value, EARLIEST), LATEST)
-
-
-def to_ns(value: datetime) -> int:
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def every_seconds(every: str | None) -> int | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import polars as pl
@@ -92,6 +93,12 @@ KPIS: dict[str, KpiSpec] = {
         ),
     )
 }
+
+
+def to_ns(value: datetime) -> int:
+    """An aware datetime as ns since the epoch, exactly (no float rounding)."""
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def period_start(column: str | pl.Expr, period: Period) -> pl.Expr:

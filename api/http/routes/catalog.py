@@ -7,10 +7,10 @@ from fastapi import APIRouter
 from storage import RollupQuery
 from wire import ASSET_CLASSES, SIGNALS
 
+from ...core.kpis import KPIS, PERIODS
 from ..context import AppContext
 from ..deps import ContextDep, PrincipalDep
 from ..formats import MEDIA_TYPES
-from ..kpis import KPIS, PERIODS
 from ..params import to_ns
 from ..problems import problem_responses
 from ..schemas import AssetClassInfo, Catalog, KpiInfo, Me, SignalInfo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 _VERSION = 1
 

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .audit import set_principal
+from ..audit import set_principal
+from ..errors import Forbidden, Unauthorized
+from ..tokens import Principal
 from .context import AppContext
-from .errors import Forbidden, Unauthorized
-from .tokens import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`metalldaten tokens create`)")
 

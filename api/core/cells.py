@@ -33,8 +33,7 @@ from .disclosure import (
     publish,
     reason_text,
 )
-from .kpis import KPIS, Period, asset_totals, period_end, period_start, pool
-from .params import to_ns
+from .kpis import KPIS, Period, asset_totals, period_end, period_start, pool, to_ns
 
 #: Preceding periods whose median is a contributor's own history, per granularity.
 HISTORY_PERIODS: dict[str, int] = {"day": 14, "week": 8, "month": 6}

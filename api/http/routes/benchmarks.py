@@ -12,8 +12,8 @@ from metalldaten.register import DEFAULT_EMISSION_FACTOR
 from storage import ReleasedCell, RollupQuery
 from wire import ASSET_CLASSES
 
-from ..audit import record_rows
-from ..cells import (
+from ...audit import record_rows
+from ...core.cells import (
     Cell,
     cell_from_ledger,
     contributions,
@@ -25,16 +25,16 @@ from ..cells import (
     release,
     unreleased_cell,
 )
+from ...core.disclosure import Published
+from ...core.dp import private_figures
+from ...core.kpis import KPIS
+from ...errors import BudgetExhausted, InvalidRequest, NotFound
+from ...tokens import Principal
 from ..context import AppContext
 from ..deps import ContextDep, ReaderDep
-from ..disclosure import Published
-from ..dp import private_figures
-from ..errors import BudgetExhausted, InvalidRequest, NotFound
-from ..kpis import KPIS
 from ..params import to_ns, window
 from ..problems import problem_responses
 from ..schemas import BenchmarkCell, BenchmarkPeriod, BenchmarkResponse, OwnPosition, PrivacyNote
-from ..tokens import Principal
 
 router = APIRouter(tags=["benchmarks"])
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from importlib import resources
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from ..errors import NotFound
+from ...errors import NotFound
 from ..problems import problem_responses
 
 router = APIRouter(tags=["dashboard"])

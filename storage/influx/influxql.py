@@ -18,8 +18,8 @@ import polars as pl
 
 from wire.codec import MAX_TS_NS, MIN_TS_NS
 
-from .base import SeriesQuery
-from .errors import StoreRejected
+from ..base import SeriesQuery
+from ..errors import StoreRejected
 
 SERIES_TAGS: tuple[str, ...] = ("member", "asset", "asset_class", "signal")
 _AGG = {

@@ -9,7 +9,7 @@ measurement, tags and timestamp), so redelivery never duplicates.
 
 Schema (see docs/storage.md): measurement ``samples`` (tags member, asset,
 asset_class, signal; fields value / text / quality), ``rollup_dirty`` markers and
-``rollups`` (see :mod:`storage.influx_rollups`). On InfluxDB 1.x raw data lives
+``rollups`` (see :mod:`storage.influx.rollups`). On InfluxDB 1.x raw data lives
 in the retention policy ``raw`` and rollups in ``rollups`` (durations from the
 settings); on 2.x/3.x everything goes to one bucket whose retention is set on the
 bucket.
@@ -33,12 +33,13 @@ import polars as pl
 
 from wire import Sample
 
-from .base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
-from .errors import StoreError, StoreRejected, StoreUnavailable
-from .influx_rollups import InfluxRollupKeeper, dirty_markers
+from ..base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from ..errors import StoreError, StoreRejected, StoreUnavailable
+from ..ledger import ReleasedCell
+from .connection import InfluxConnection, source
 from .influxql import Rows, ident, literal, parse_response, series_query, time_range, where
-from .ledger import ReleasedCell
 from .lineprotocol import SampleEncoder, encode_lines, encode_point
+from .rollups import InfluxRollupKeeper, dirty_markers
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +138,15 @@ class InfluxStore:
         #: The release ledger is kept forever: its own retention policy where this store manages the schema.
         self.ledger_rp = "ledger" if flavour == "influxdb1" and create_database else None
         self._ledger_lock = threading.Lock()
-        self.rollups = InfluxRollupKeeper(self)
+        self.rollups = InfluxRollupKeeper(
+            InfluxConnection(
+                execute=self.execute, write_lines=self.write_lines, raw_rp=self.raw_rp, rollup_rp=self.rollup_rp
+            )
+        )
 
     # -- sources -------------------------------------------------------------------------------------
     def source(self, measurement: str, rp: str | None) -> str:
-        return f"{ident(rp)}.{ident(measurement)}" if rp else ident(measurement)
+        return source(measurement, rp)
 
     # -- writing -------------------------------------------------------------------------------------
     def write(self, member: str, samples: Sequence[Sample]) -> int:

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request
 from metalldaten.register import DEFAULT_EMISSION_FACTOR
 from storage import RollupQuery
 
-from ..audit import record_rows
-from ..cells import period_starts
+from ...audit import record_rows
+from ...core.cells import period_starts
+from ...core.kpis import compute_kpis
 from ..deps import ContextDep, ReaderDep, visible_members
-from ..kpis import compute_kpis
 from ..params import to_ns, window
 from ..problems import problem_responses
 from ..schemas import KpiResponse, KpiRow, MemberId, PeriodName

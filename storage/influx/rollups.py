@@ -25,23 +25,19 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from wire import Sample
 
-from .base import ROLLUP_SCHEMA, RollupQuery, empty_rollups
+from ..base import ROLLUP_SCHEMA, RollupQuery, empty_rollups
+from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
+from .connection import InfluxConnection, source
 from .influxql import ident, literal, tag_in, time_range, where
 from .lineprotocol import encode_lines, encode_point, escape_tag_value
-from .rollups import HOUR_NS, LOOKBACK_NS, MAX_STATE_GAP_S, compute_rollups
-
-if TYPE_CHECKING:
-    from .influx_store import InfluxStore
 
 log = logging.getLogger(__name__)
 
-GAP_NS = MAX_STATE_GAP_S * 10**9
 WATERMARK_MARGIN_NS = 60 * 10**9
 #: (member, asset) pairs per recompute query.
 KEYS_PER_QUERY = 50
@@ -97,17 +93,19 @@ def _keys_condition(keys: Sequence[tuple[str, str]]) -> str:
 
 
 class InfluxRollupKeeper:
-    def __init__(self, store: InfluxStore) -> None:
-        self._store = store
+    """Keeps the ``rollups`` measurement up to date through the store's :class:`InfluxConnection`."""
+
+    def __init__(self, connection: InfluxConnection) -> None:
+        self._db = connection
         self._lock = threading.Lock()
         self._watermark: int | None = None
 
     def _src(self, measurement: str, rp: str | None) -> str:
-        return self._store.source(measurement, rp)
+        return source(measurement, rp)
 
     def _load_watermark(self) -> int:
-        rows = self._store.execute(
-            f'SELECT last("watermark_ns") AS "w" FROM {self._src("rollup_state", self._store.rollup_rp)} '
+        rows = self._db.execute(
+            f'SELECT last("watermark_ns") AS "w" FROM {self._src("rollup_state", self._db.rollup_rp)} '
             f"WHERE {time_range(None, None)}"
         )
         values = rows.columns.get("w") or []
@@ -118,8 +116,8 @@ class InfluxRollupKeeper:
             started = time.time_ns()
             if self._watermark is None:
                 self._watermark = self._load_watermark()
-            rows = self._store.execute(
-                f'SELECT "written_ns" FROM {self._src("rollup_dirty", self._store.raw_rp)} '
+            rows = self._db.execute(
+                f'SELECT "written_ns" FROM {self._src("rollup_dirty", self._db.raw_rp)} '
                 f'WHERE {time_range(None, None)} AND "written_ns" > {int(self._watermark)} GROUP BY "member", "asset"',
                 chunked=True,
             )
@@ -138,27 +136,25 @@ class InfluxRollupKeeper:
             new_mark = max(self._watermark, started - WATERMARK_MARGIN_NS)
             if new_mark != self._watermark:
                 day = started // (24 * HOUR_NS) * (24 * HOUR_NS)
-                self._store.write_lines(
-                    f"rollup_state watermark_ns={new_mark}i {day}".encode(), rp=self._store.rollup_rp
-                )
+                self._db.write_lines(f"rollup_state watermark_ns={new_mark}i {day}".encode(), rp=self._db.rollup_rp)
                 self._watermark = new_mark
             return sum(len(k) for k in windows.values())
 
     def _recompute(self, keys: Sequence[tuple[str, str]], lo: int, hi: int) -> None:
-        raw_src = self._src("samples", self._store.raw_rp)
+        raw_src = self._src("samples", self._db.raw_rp)
         group = 'GROUP BY "member", "asset", "asset_class", "signal"'
         cond = _keys_condition(keys)
         span = where(time_range(lo, hi + GAP_NS), cond)
-        raw = self._store.execute(
+        raw = self._db.execute(
             f'SELECT "value", "text", "quality" FROM {raw_src} WHERE {span} {group}',
             chunked=True,
         ).frame(RAW_SCHEMA)
         before = where(time_range(lo - LOOKBACK_NS, lo), '"quality" < 2', cond)
-        prev_counters = self._store.execute(
+        prev_counters = self._db.execute(
             f'SELECT last("value") AS "value" FROM {raw_src} WHERE {before} '
             f"AND {tag_in('signal', _COUNTER_SIGNALS)} {group}"
         ).frame(RAW_SCHEMA)
-        prev_states = self._store.execute(
+        prev_states = self._db.execute(
             f'SELECT last("text") AS "text" FROM {raw_src} WHERE {before} AND "signal" = \'state\' {group}'
         ).frame(RAW_SCHEMA)
         prev = pl.concat([prev_counters, prev_states]).with_columns(pl.lit(0, dtype=pl.UInt8).alias("quality"))
@@ -172,7 +168,7 @@ class InfluxRollupKeeper:
             tags = {"member": row["member"], "asset": row["asset"], "asset_class": row["asset_class"]}
             fields = {f: row[f] for f in _ROLLUP_FIELDS}
             lines.append(encode_point("rollups", tags, fields, row["hour"]))
-        self._store.write_lines(encode_lines(lines), rp=self._store.rollup_rp)
+        self._db.write_lines(encode_lines(lines), rp=self._db.rollup_rp)
         log.debug("recomputed %d rollup rows for %d assets in [%d, %d)", fresh.height, len(keys), lo, hi)
 
     def query(self, query: RollupQuery) -> pl.DataFrame:
@@ -186,8 +182,8 @@ class InfluxRollupKeeper:
             tag_in("asset", query.assets),
         )
         fields = ", ".join(ident(f) for f in _ROLLUP_FIELDS)
-        rows = self._store.execute(
-            f"SELECT {fields} FROM {self._src('rollups', self._store.rollup_rp)} WHERE {cond} "
+        rows = self._db.execute(
+            f"SELECT {fields} FROM {self._src('rollups', self._db.rollup_rp)} WHERE {cond} "
             'GROUP BY "member", "asset", "asset_class"',
             chunked=True,
         )

@@ -12,18 +12,18 @@ from prometheus_client import CollectorRegistry
 from metalldaten.register import Register
 from storage import Store
 
+from ..audit import AuditLog, AuditMiddleware
+from ..cell_key import CellKey
+from ..core.dp import BudgetLedger
+from ..settings import ApiSettings
+from ..tokens import TokenStore
 from . import problems
-from .audit import AuditLog, AuditMiddleware
-from .cell_key import CellKey
 from .context import AppContext
 from .dashboard import router as dashboard_router
-from .dp import BudgetLedger
 from .metrics import ApiMetrics, MetricsMiddleware
 from .query_guard import reject_control_characters
 from .routes import benchmarks, catalog, health, kpis, series, tokens
 from .schemas import Problem
-from .settings import ApiSettings
-from .tokens import TokenStore
 
 DESCRIPTION = """\
 Pooled, pseudonymised machine data of the Metall+Daten cluster: series for analysts, KPIs per asset, and

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..audit import record_body, record_rows
+from ...audit import record_body, record_rows
+from ...errors import InvalidRequest, NotFound
+from ...tokens import TokenRecord
 from ..deps import AdminDep, ContextDep
-from ..errors import InvalidRequest, NotFound
 from ..problems import problem_responses
 from ..schemas import MemberTokenCreate, TokenCreate, TokenCreated, TokenInfo
-from ..tokens import TokenRecord
 
 router = APIRouter(tags=["tokens"])
 

@@ -1,13 +1,12 @@
-"""The embedded store: one DuckDB file (DESIGN §5).
+"""The embedded store: one DuckDB file, so a small cluster or the demo runs with ``pip`` only.
 
 Raw samples live in ``samples`` with the primary key (member, asset, signal, ts),
 so a redelivered batch inserts nothing new. Hourly rollups live in ``rollups``
-and are kept up to date on every write (see :mod:`storage.rollups`).
+and are kept up to date on every write (see :mod:`storage.duckdb.rollups`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +17,11 @@ import polars as pl
 
 from wire import SIGNALS, Sample
 
-from .base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
-from .errors import StoreRejected, StoreUnavailable
-from .ledger import ReleasedCell
+from ..base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from ..errors import StoreRejected
+from ..ledger import ReleasedCell
+from .connection import DuckDBConnection, in_clause
+from .rollups import RollupKeeper
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -93,16 +94,6 @@ def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
     )
 
 
-def in_clause(column: str, values: tuple[str, ...] | None, where: list[str], params: list[Any]) -> None:
-    if values is None:
-        return
-    if not values:
-        where.append("FALSE")
-        return
-    where.append(f"{column} IN ({', '.join('?' for _ in values)})")
-    params.extend(values)
-
-
 class DuckDBStore:
     """Embedded store on a DuckDB file (``":memory:"`` for a throw-away store)."""
 
@@ -112,17 +103,9 @@ class DuckDBStore:
         self.path = str(path)
         self.retention_days = retention_days
         self.rollup_retention_days = rollup_retention_days
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(self.path)
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"cannot open DuckDB file {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
-        self._con.execute(_DDL)
-        from .rollups import RollupKeeper  # local: rollups import this module's helpers
-
-        self._rollups = RollupKeeper(self)
+        self.connection = DuckDBConnection(self.path)
+        self.connection.execute(_DDL)
+        self._rollups = RollupKeeper(self.connection)
         self.enforce_retention()
 
     # -- writing -----------------------------------------------------------------------------------
@@ -130,8 +113,7 @@ class DuckDBStore:
         if not samples:
             return 0
         frame = samples_frame(member, samples)
-        with self._lock:
-            cur = self._con.cursor()
+        with self.connection.locked() as cur:
             try:
                 cur.execute("BEGIN")
                 cur.register("incoming", frame)
@@ -142,14 +124,12 @@ class DuckDBStore:
             except duckdb.Error as exc:
                 cur.execute("ROLLBACK")
                 raise StoreRejected(f"DuckDB refused the batch: {exc}") from exc
-            finally:
-                cur.close()
         return len(samples)
 
     # -- reading -----------------------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for one reading thread (DuckDB connections are not shared between threads)."""
-        return self._con.cursor()
+        return self.connection.cursor()
 
     def query_series(self, query: SeriesQuery) -> pl.DataFrame:
         where: list[str] = []
@@ -206,14 +186,14 @@ class DuckDBStore:
         """
         now_ns = time.time_ns() if now_ns is None else now_ns
         deleted = 0
-        with self._lock:
+        with self.connection.exclusive() as con:
             if self.retention_days is not None:
-                row = self._con.execute(
+                row = con.execute(
                     "DELETE FROM samples WHERE ts < ?", [now_ns - self.retention_days * _DAY_NS]
                 ).fetchone()
                 deleted = int(row[0]) if row else 0
             if self.rollup_retention_days is not None:
-                self._con.execute("DELETE FROM rollups WHERE hour < ?", [now_ns - self.rollup_retention_days * _DAY_NS])
+                con.execute("DELETE FROM rollups WHERE hour < ?", [now_ns - self.rollup_retention_days * _DAY_NS])
         return deleted
 
     # -- release ledger ------------------------------------------------------------------------------
@@ -239,8 +219,7 @@ class DuckDBStore:
         """Add ``cells`` to the ledger; a cell already there stays as it was (the first release wins)."""
         if not cells:
             return
-        with self._lock:
-            cur = self._con.cursor()
+        with self.connection.locked() as cur:
             try:
                 cur.executemany(
                     "INSERT INTO release_ledger VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -248,8 +227,6 @@ class DuckDBStore:
                 )
             except duckdb.Error as exc:
                 raise StoreRejected(f"DuckDB refused the release ledger entries: {exc}") from exc
-            finally:
-                cur.close()
 
     def count(self) -> int:
         cur = self.cursor()
@@ -260,5 +237,4 @@ class DuckDBStore:
         return int(row[0]) if row else 0
 
     def close(self) -> None:
-        with self._lock:
-            self._con.close()
+        self.connection.close()
