@@ -38,13 +38,16 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _missing_message(name: str, exc: ImportError) -> str:
+    return (
+        f"metalldaten {name} needs {exc.name or 'a library'}, which is not installed; "
+        "install the hub: pip install 'metalldaten-hub[hub]'"
+    )
+
+
 def _missing(name: str, exc: ImportError) -> Any:
     def command() -> None:
-        typer.echo(
-            f"metalldaten {name} needs {exc.name or 'a library'} that is not installed; "
-            "install the hub: pip install 'metalldaten-hub[hub]'",
-            err=True,
-        )
+        typer.echo(_missing_message(name, exc), err=True)
         raise typer.Exit(2)
 
     command.__doc__ = f"(not installed: pip install 'metalldaten-hub[hub]' for {name})"
@@ -89,7 +92,8 @@ def main() -> None:
     try:
         app = build_app(only)
     except ImportError as exc:
-        _missing(only or "", exc)()
+        sys.stderr.write(_missing_message(only or "", exc) + "\n")
+        sys.exit(2)
     app()
 
 

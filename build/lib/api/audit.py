@@ -1,0 +1,121 @@
+"""The audit log: one JSON line per analyst or admin request (who, when, endpoint, parameters, rows).
+
+The line is written when the response has been sent completely, so ``rows`` is
+what the client actually received. Tokens never appear: only the token id.
+Routes record the rows they return with :func:`record_rows`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .tokens import Principal
+
+log = logging.getLogger(__name__)
+
+AUDITED_ROLES = frozenset({"analyst", "admin"})
+
+
+def record_rows(request: Request, rows: int) -> None:
+    request.state.rows = rows
+
+
+def record_body(request: Request, body: dict[str, Any]) -> None:
+    """Add the (secret-free) fields of a request body to the audited parameters."""
+    request.state.body = body
+
+
+def set_principal(request: Request, principal: Principal) -> None:
+    request.state.principal = principal
+
+
+class AuditLog:
+    """Appends JSON lines to a file; safe across threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line)
+
+    def writable(self) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8"):
+                pass
+        except OSError:
+            return False
+        return True
+
+
+def _params(scope: Scope) -> dict[str, Any]:
+    from urllib.parse import parse_qsl
+
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        if key == "cursor":
+            value = "(cursor)" if value else value
+        prev = out.get(key)
+        out[key] = value if prev is None else [*(prev if isinstance(prev, list) else [prev]), value]
+    return out
+
+
+class AuditMiddleware:
+    """Pure ASGI middleware writing an audit line after each analyst or admin response."""
+
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+        self.app = app
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        done = False
+
+        async def wrapped(message: Message) -> None:
+            nonlocal status, done
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done = True
+
+        try:
+            await self.app(scope, receive, wrapped)
+        finally:
+            state = scope.get("state") or {}
+            principal = state.get("principal")
+            if isinstance(principal, Principal) and principal.role in AUDITED_ROLES:
+                entry = {
+                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "token_id": principal.token_id,
+                    "role": principal.role,
+                    "method": scope.get("method"),
+                    "endpoint": scope.get("path"),
+                    "params": _params(scope) | ({"body": state["body"]} if "body" in state else {}),
+                    "status": status,
+                    "rows": state.get("rows"),
+                    "complete": done,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+                try:
+                    self.audit.write(entry)
+                except OSError:
+                    log.exception("cannot write the audit log %s", self.audit.path)

@@ -1,0 +1,61 @@
+"""``metalldaten tokens``: make, list and revoke analytics API tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .errors import TokenFileError
+from .tokens import ROLES, TokenStore
+
+app = typer.Typer(no_args_is_help=True)
+
+_FILE = typer.Option(Path("tokens.json"), "--tokens-file", help="The API's tokens file (api.tokens_file).")
+
+
+@app.command()
+def create(
+    role: str = typer.Option(..., "--role", help="member, analyst or admin."),
+    member: str | None = typer.Option(None, "--member", help="Member pseudonym (member tokens only)."),
+    label: str = typer.Option("", "--label", help="Free note shown by 'tokens list'."),
+    tokens_file: Path = _FILE,
+) -> None:
+    """Make a token and print it once; only its hash is stored."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")
+    try:
+        token, record = TokenStore(tokens_file).create(role, member=member, label=label)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    except TokenFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"created {record.id} ({record.role}{' ' + record.member if record.member else ''})", err=True)
+    typer.echo(token)
+
+
+@app.command("list")
+def list_tokens(tokens_file: Path = _FILE) -> None:
+    """List tokens: id, role, member, created, revoked, label (never the token)."""
+    try:
+        records = TokenStore(tokens_file).records()
+    except TokenFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    for r in records:
+        typer.echo(f"{r.id}\t{r.role}\t{r.member or '-'}\t{r.created}\t{r.revoked or 'active'}\t{r.label}")
+
+
+@app.command()
+def revoke(token_id: str = typer.Argument(..., help="Token id, e.g. tk-3f9a1c2b."), tokens_file: Path = _FILE) -> None:
+    """Revoke a token; a running API refuses it from its next request on."""
+    try:
+        record = TokenStore(tokens_file).revoke(token_id)
+    except TokenFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    if record is None:
+        typer.echo(f"no token {token_id} in {tokens_file}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {record.id}")

@@ -1,0 +1,121 @@
+"""``metalldaten gateway``: run, keygen, reveal, preview, check."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import typer
+
+from metalldaten.configfile import ConfigError
+
+from .config import GatewaySettings, load_gateway_settings
+from .errors import GatewayError
+
+app = typer.Typer(no_args_is_help=True)
+
+CONFIG = typer.Option(..., "--config", "-c", help="Gateway configuration file (TOML)")
+KEY_OUT = typer.Option(Path("member.key"), "--out", "-o", help="Key file to write (mode 0600)")
+
+
+def _settings(path: Path) -> GatewaySettings:
+    try:
+        return load_gateway_settings(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(config: Path = CONFIG) -> None:
+    """Run the gateway until SIGTERM or Ctrl-C (then drain the uplink and flush the buffer)."""
+    from .runner import Gateway
+
+    settings = _settings(config)
+
+    async def main() -> None:
+        async with Gateway(settings) as gw:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, gw.stop)
+            await gw.run()
+
+    try:
+        asyncio.run(main())
+    except GatewayError as exc:
+        typer.echo(f"gateway error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def keygen(
+    out: Path = KEY_OUT,
+    key_id: str | None = typer.Option(None, "--key-id", help="Key id sent with every batch (default: date-based)"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing key: every pseudonym changes"),
+) -> None:
+    """Create the member's secret key. Keep it in the factory; back it up like a password."""
+    from .pseudonymise import generate_key
+
+    try:
+        key = generate_key(out, key_id=key_id, overwrite=force)
+    except GatewayError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {out} (key id {key.key_id})")
+
+
+@app.command()
+def reveal(
+    pseudonym: str = typer.Argument(..., help="A pseudonym such as a-1f2e3d4c5b6a7988"),
+    config: Path = CONFIG,
+) -> None:
+    """Map one of this member's pseudonyms back to the clear identifier (locally, with the key)."""
+    from .pseudonymise import Journal, load_key
+    from .pseudonymise import reveal as do_reveal
+
+    settings = _settings(config)
+    try:
+        key = load_key(settings.identity.key_file)
+    except GatewayError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    candidates = settings.known_identifiers() + Journal(settings.identity.journal_file).read()
+    found = do_reveal(key, pseudonym, candidates)
+    if not found:
+        typer.echo("not found among the identifiers in the configuration and the journal", err=True)
+        raise typer.Exit(1)
+    for kind, ident in found:
+        typer.echo(f"{pseudonym}\t{kind}\t{ident}")
+
+
+@app.command()
+def preview(
+    config: Path = CONFIG,
+    seconds: float = typer.Option(10.0, "--seconds", "-s", help="How long to read the live sources"),
+) -> None:
+    """Read the live sources and show what would leave the factory beside what it came from."""
+    from .preview import run_preview
+
+    settings = _settings(config)
+    try:
+        rows = asyncio.run(run_preview(settings, seconds))
+    except GatewayError as exc:
+        typer.echo(f"gateway error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in rows:
+        typer.echo(line)
+
+
+@app.command()
+def check(config: Path = CONFIG) -> None:
+    """Validate the configuration, the key file, and that sources and hub are reachable."""
+    from .check import run_check
+
+    settings = _settings(config)
+    results = asyncio.run(run_check(settings))
+    failed = 0
+    for name, ok, detail in results:
+        typer.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
+        failed += not ok
+    raise typer.Exit(1 if failed else 0)

@@ -1,0 +1,284 @@
+"""Gateway settings: one :class:`GatewaySettings` built from a TOML file with environment overrides.
+
+Load with :func:`load_gateway_settings` (``MDH_GATEWAY__UPLINK__HOST=...`` overrides
+``[uplink] host``). A wrong file fails at start with :class:`metalldaten.configfile.ConfigError`
+naming the file, the key and what was expected. The example ``gateway/gateway.example.toml``
+shows every section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from metalldaten.configfile import FileSettings, load_settings
+from wire.catalog import ASSET_CLASSES
+from wire.model import MEMBER_RE
+
+from .policy import PolicySettings
+
+SecurityPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
+SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IdentitySettings(_Section):
+    member: str = Field(description="Member pseudonym assigned by the trustee (m-<hex>); the broker login")
+    gateway_name: str = Field(min_length=1, description="Name of this gateway in clear; sent only as a g- pseudonym")
+    key_file: Path = Field(description="Key file made by 'metalldaten gateway keygen'")
+    journal_file: Path | None = Field(default=None, description="Local journal of identifiers seen (for reveal)")
+    pseudonym_hex: int = Field(default=16, ge=8, le=32)
+
+    @field_validator("member")
+    @classmethod
+    def _member(cls, v: str) -> str:
+        if not MEMBER_RE.fullmatch(v):
+            raise ValueError("must be a member pseudonym: 'm-' followed by 6-32 lowercase hex digits")
+        return v
+
+
+class AssetSettings(_Section):
+    id: str = Field(min_length=1, description="Machine id in clear (serial number, inventory number)")
+    model: str | None = None
+    asset_class: str | None = None
+
+    @field_validator("asset_class")
+    @classmethod
+    def _cls(cls, v: str | None) -> str | None:
+        if v is not None and v not in ASSET_CLASSES:
+            raise ValueError(f"must be one of {', '.join(ASSET_CLASSES)}")
+        return v
+
+
+class OpcuaGroup(_Section):
+    name: str
+    mode: Literal["subscription", "poll"] = "subscription"
+    publishing_interval_ms: float = Field(default=500, gt=0)
+    sampling_interval_ms: float = Field(default=250, ge=0)
+    queue_size: int = Field(default=10, ge=0)
+    deadband_abs: float | None = Field(default=None, ge=0)
+    deadband_pct: float | None = Field(default=None, ge=0, le=100)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_deadband(self) -> OpcuaGroup:
+        if self.deadband_abs is not None and self.deadband_pct is not None:
+            raise ValueError("set deadband_abs or deadband_pct, not both")
+        return self
+
+
+class OpcuaNode(_Section):
+    asset: str = Field(min_length=1, description="Clear machine id (an [[assets]] id or any id)")
+    signal: str = Field(min_length=1, description="Local signal name; the policy decides if and how it leaves")
+    node: str | None = Field(default=None, description="NodeId with namespace URI: 'nsu=URI;s=Name' (or i=, g=, b=)")
+    path: str | None = Field(default=None, description="Browse path below Objects: 'Machines/Press7/Power'")
+    path_nsu: str | None = Field(default=None, description="Namespace URI of the browse path's names")
+    group: str = "default"
+
+    @model_validator(mode="after")
+    def _one_address(self) -> OpcuaNode:
+        if (self.node is None) == (self.path is None):
+            raise ValueError("give exactly one of 'node' (nsu=...;s=...) or 'path'")
+        if self.node is not None and not self.node.startswith("nsu=") and not self.node.startswith("ns=0;"):
+            raise ValueError("node ids must name their namespace by URI ('nsu=URI;s=...'): indexes change")
+        if self.path is not None and self.path_nsu is None:
+            raise ValueError("'path' needs 'path_nsu', the namespace URI of its browse names")
+        return self
+
+
+class OpcuaSource(_Section):
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^opc\.tcp://")
+    security_policy: SecurityPolicy = "None"
+    security_mode: SecurityMode = "None"
+    username: str | None = None
+    password: SecretStr | None = None
+    client_cert: Path | None = Field(default=None, description="Client certificate (PEM/DER); made once if missing")
+    client_key: Path | None = None
+    user_cert: Path | None = Field(default=None, description="Certificate for certificate login")
+    user_key: Path | None = None
+    server_cert: Path | None = Field(default=None, description="Trusted server certificate (pinned)")
+    server_fingerprint: str | None = Field(default=None, description="SHA-256 fingerprint of the server certificate")
+    timeout_s: float = Field(default=4.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=5000, description="Monitored items created per request")
+    backoff_min_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    groups: list[OpcuaGroup] = Field(default_factory=list)
+    nodes: list[OpcuaNode] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _security(self) -> OpcuaSource:
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError("security_policy and security_mode must both be 'None' or both be set")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if (self.user_cert is None) != (self.user_key is None):
+            raise ValueError("user_cert and user_key go together (the key signs the certificate login)")
+        names = {g.name for g in self.groups} | {"default"}
+        missing = sorted({n.group for n in self.nodes} - names)
+        if missing:
+            raise ValueError(f"nodes name groups that are not defined: {missing}")
+        return self
+
+    def group(self, name: str) -> OpcuaGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        return OpcuaGroup(name="default")
+
+
+class MqttTopic(_Section):
+    filter: str = Field(min_length=1, description="Topic filter with + and # wildcards")
+    format: Literal["number", "json", "sparkplug"] = "number"
+    asset_level: int | None = Field(default=None, ge=0, description="Topic level (0-based) holding the asset id")
+    signal_level: int | None = Field(default=None, ge=0, description="Topic level holding the local signal name")
+    asset: str | None = Field(default=None, description="Fixed asset id when no level holds it")
+    signal: str | None = Field(default=None, description="Fixed local signal name when no level holds it")
+    value_path: str = Field(default="value", description="JSON: dotted path of the value")
+    ts_path: str | None = Field(default=None, description="JSON: dotted path of the timestamp")
+    ts_unit: Literal["s", "ms", "us", "ns", "iso"] = "ms"
+    asset_class: str | None = None
+
+    @model_validator(mode="after")
+    def _mapping(self) -> MqttTopic:
+        if self.format != "sparkplug":
+            if self.asset_level is None and self.asset is None:
+                raise ValueError("give 'asset_level' or 'asset'")
+            if self.signal_level is None and self.signal is None:
+                raise ValueError("give 'signal_level' or 'signal'")
+        if self.asset_class is not None and self.asset_class not in ASSET_CLASSES:
+            raise ValueError(f"asset_class must be one of {', '.join(ASSET_CLASSES)}")
+        return self
+
+
+class MqttSource(_Section):
+    name: str = Field(min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = Field(default=None, description="Fixed client id (persistent session); derived if unset")
+    ca_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5)
+    backoff_min_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    topics: list[MqttTopic] = Field(min_length=1)
+
+
+class BufferSettings(_Section):
+    path: Path = Path("buffer.sqlite")
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
+    overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    flush_interval_s: float = Field(default=0.25, gt=0, le=5)
+    live_window_s: float = Field(default=10.0, gt=0, description="Chunks younger than this count as live data")
+
+
+class UplinkSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    tls: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    #: Broker login; default the member pseudonym. A member's further gateways have their own logins
+    #: (``<member>.<label>``, from the trustee's ``add-gateway``): the broker binds each login to one connection.
+    username: str | None = None
+    password: SecretStr | None = None
+    qos: Literal[1] = 1
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    batch_time_s: float = Field(default=1.0, gt=0, le=60)
+    compression_level: int = Field(default=3, ge=1, le=19)
+    max_inflight: int = Field(default=16, ge=1, le=1000)
+    keepalive_s: int = Field(default=30, ge=5)
+    backoff_min_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    heartbeat_s: float = Field(default=60.0, gt=0, le=290, description="Repeat current values at least this often")
+    drain_timeout_s: float = Field(default=10.0, ge=0, description="On SIGTERM, wait this long for PUBACKs")
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> UplinkSettings:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+class HealthSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535, description="0 turns the endpoint off")
+
+
+class GatewaySettings(FileSettings):
+    """All settings of one gateway."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MDH_GATEWAY__", extra="forbid", env_nested_delimiter="__", validate_default=True
+    )
+
+    identity: IdentitySettings
+    assets: list[AssetSettings] = Field(default_factory=list)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    opcua: list[OpcuaSource] = Field(default_factory=list)
+    mqtt: list[MqttSource] = Field(default_factory=list)
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
+    uplink: UplinkSettings = Field(default_factory=UplinkSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewaySettings:
+        names = [s.name for s in self.opcua] + [s.name for s in self.mqtt]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"source names must be unique; repeated: {dup}")
+        ids = [a.id for a in self.assets]
+        dup = sorted({n for n in ids if ids.count(n) > 1})
+        if dup:
+            raise ValueError("asset ids must be unique (a repeated id is configured)")
+        return self
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make relative paths relative to the configuration file's folder."""
+
+        def fix(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else base / p
+
+        ident = self.identity
+        object.__setattr__(ident, "key_file", fix(ident.key_file))
+        object.__setattr__(ident, "journal_file", fix(ident.journal_file))
+        object.__setattr__(self.buffer, "path", fix(self.buffer.path))
+        for section, attrs in (
+            (self.uplink, ("ca_file", "client_cert", "client_key")),
+            *((s, ("client_cert", "client_key", "user_cert", "user_key", "server_cert")) for s in self.opcua),
+            *((s, ("ca_file",)) for s in self.mqtt),
+        ):
+            for attr in attrs:
+                object.__setattr__(section, attr, fix(getattr(section, attr)))
+
+    def asset_classes(self) -> dict[str, str]:
+        """Clear asset id -> asset class, from [[assets]] and the policy's model table."""
+        out: dict[str, str] = {}
+        for a in self.assets:
+            if a.asset_class is not None:
+                out[a.id] = a.asset_class
+            elif a.model is not None:
+                out[a.id] = self.policy.asset_classes.get(a.model, self.policy.default_asset_class)
+        return out
+
+    def known_identifiers(self) -> list[tuple[str, str]]:
+        """Clear identifiers named by this configuration, as (kind, id), for reveal."""
+        out = [("g", self.identity.gateway_name)]
+        out += [("a", a.id) for a in self.assets]
+        out += [("a", n.asset) for s in self.opcua for n in s.nodes]
+        out += [("a", t.asset) for s in self.mqtt for t in s.topics if t.asset is not None]
+        return out
+
+
+def load_gateway_settings(path: Path | str) -> GatewaySettings:
+    """Load and validate a gateway configuration file (environment variables override it)."""
+    return load_settings(GatewaySettings, path)

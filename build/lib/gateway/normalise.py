@@ -1,0 +1,214 @@
+"""The normalise step: a raw reading with clear identifiers becomes a wire :class:`~wire.Sample`
+or a counted drop. Pure: no I/O besides the pseudonymiser's local journal.
+
+One :class:`Normaliser` per source, so that counters and the last values (for the heartbeat)
+are per source; all of them share one :class:`~gateway.pseudonymise.Pseudonymiser`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from wire.codec import MAX_TS_NS, MIN_TS_NS, sample_problem
+from wire.model import MAX_STRING_VALUE, Quality, Sample
+
+from .policy import Policy, SignalRule
+from .pseudonymise import Pseudonymiser
+
+#: Why a reading did not become a sample (counter labels).
+DROP_REASONS = (
+    "not_allowed",  # local signal not in the allow-list (default deny)
+    "personal",  # looks like personal data and the policy does not name it as personal
+    "quality",  # status worse than policy.min_quality
+    "no_value",  # the source delivered no value
+    "type",  # value of a type the canonical signal cannot hold
+    "state_unmapped",  # a state code the policy does not map
+    "invalid",  # not finite, negative counter, timestamp outside 2000..2100
+    "contract",  # the sample would break the wire contract
+    "replayed",  # not newer than what was already sent for this asset and signal (re-read after a reconnect)
+)
+
+
+class Reading(msgspec.Struct, gc=False):
+    """A raw value as a source delivers it, identifiers in clear. Never leaves the gateway."""
+
+    asset: str
+    signal: str
+    value: Any
+    recv_ns: int
+    source_ns: int | None = None
+    server_ns: int | None = None
+    status: int = 0
+
+
+def quality_of(status: int) -> int:
+    """OPC UA status code -> :class:`~wire.Quality` (top two bits: 00 good, 01 uncertain, 1x bad)."""
+    severity = (status >> 30) & 0b11
+    if severity == 0:
+        return Quality.GOOD
+    if severity == 1:
+        return Quality.UNCERTAIN
+    return Quality.BAD
+
+
+def transform_number(rule: SignalRule, value: float) -> float:
+    """Scale/convert, clip, bin (floor to multiples) and round one number."""
+    v = value * rule.factor + rule.offset
+    if v < rule.clip_low:
+        v = rule.clip_low
+    elif v > rule.clip_high:
+        v = rule.clip_high
+    if rule.bin:
+        v = math.floor(v / rule.bin) * rule.bin
+    if rule.digits >= 0:
+        v = round(v, rule.digits)
+    return v
+
+
+_Prepared = tuple[str, str, SignalRule]
+
+
+class Watermarks:
+    """Newest source timestamp sent per (asset pseudonym, canonical signal), shared by a gateway's sources.
+
+    ``dirty`` collects the marks advanced since the last :meth:`take_dirty`, which the gateway writes to
+    the disk buffer in the same transaction as the samples, so that the marks survive a restart.
+    Heartbeat repeats do not advance them (they carry the gateway's clock, not the machine's).
+    """
+
+    def __init__(self, initial: dict[tuple[str, str], int] | None = None) -> None:
+        self.ts: dict[tuple[str, str], int] = dict(initial or {})
+        self.dirty: dict[tuple[str, str], int] = {}
+
+    def take_dirty(self) -> dict[tuple[str, str], int]:
+        dirty, self.dirty = self.dirty, {}
+        return dirty
+
+
+class Normaliser:
+    def __init__(
+        self,
+        policy: Policy,
+        pseudonymiser: Pseudonymiser,
+        *,
+        asset_classes: dict[str, str] | None = None,
+        watermarks: Watermarks | None = None,
+    ) -> None:
+        self.policy = policy
+        self.pseudonymiser = pseudonymiser
+        self._asset_classes = dict(asset_classes or {})
+        self._prepared: dict[tuple[str, str], _Prepared | str] = {}
+        self.accepted = 0
+        self.dropped: Counter[str] = Counter()
+        #: (asset pseudonym, canonical signal) -> (last sample, its rule); for the heartbeat.
+        self.last: dict[tuple[str, str], tuple[Sample, SignalRule]] = {}
+        #: (asset pseudonym, canonical signal) -> newest timestamp accepted; shared and persisted by the
+        #: gateway, so a value that a server delivers again after a reconnect or restart is not sent twice.
+        self.watermarks = watermarks if watermarks is not None else Watermarks()
+        self._marks = self.watermarks.ts
+
+    def classify(self, asset: str, asset_class: str) -> None:
+        """Set the asset class of a clear asset id discovered at run time."""
+        self._asset_classes[asset] = asset_class
+        self._prepared = {k: v for k, v in self._prepared.items() if k[0] != asset}
+
+    def _prepare(self, asset: str, local: str) -> _Prepared | str:
+        rule = self.policy.rules.get(local)
+        prepared: _Prepared | str
+        if rule is None:
+            prepared = "personal" if self.policy.is_personal_name(local) else "not_allowed"
+        elif self.policy.is_personal_name(local) and not rule.personal:
+            prepared = "personal"
+        else:
+            aclass = self._asset_classes.get(asset, self.policy.default_asset_class)
+            prepared = (self.pseudonymiser.asset(asset), aclass, rule)
+        self._prepared[(asset, local)] = prepared
+        return prepared
+
+    def drop(self, reason: str) -> str:
+        self.dropped[reason] += 1
+        return reason
+
+    def normalise(self, r: Reading) -> Sample | str:
+        """Return the wire sample for ``r`` or the reason it was dropped (counted)."""
+        prepared = self._prepared.get((r.asset, r.signal))
+        if prepared is None:
+            prepared = self._prepare(r.asset, r.signal)
+        if isinstance(prepared, str):
+            return self.drop(prepared)
+        asset, aclass, rule = prepared
+        status = r.status
+        q = 0 if status == 0 else quality_of(status)
+        if q > self.policy.min_quality:
+            return self.drop("quality")
+        v = r.value
+        if v is None:
+            return self.drop("no_value")
+        ts = r.source_ns if r.source_ns is not None else r.recv_ns
+        if rule.coarsen_ns:
+            ts -= ts % rule.coarsen_ns
+        if not MIN_TS_NS <= ts <= MAX_TS_NS:
+            return self.drop("invalid")
+        mark_key = (asset, rule.canonical)
+        mark = self._marks.get(mark_key)
+        if mark is not None and ts <= mark:
+            return self.drop("replayed")
+        kind = rule.kind
+        value: Any
+        if rule.personal:
+            value = self.pseudonymiser.person(str(v))
+        elif kind == "state":
+            assert rule.states is not None
+            code = ("true" if v else "false") if isinstance(v, bool) else str(v)
+            value = rule.states.get(code)
+            if value is None:
+                return self.drop("state_unmapped")
+        else:
+            t = type(v)
+            if t is not float and t is not int:
+                if t is bool or isinstance(v, bool):
+                    return self.drop("type")
+                try:
+                    v = float(v) if not isinstance(v, int) else int(v)
+                except (TypeError, ValueError, OverflowError):
+                    return self.drop("type")
+            if not rule.plain:
+                v = transform_number(rule, v)
+            if t is float or not rule.plain:
+                if not math.isfinite(v):
+                    return self.drop("invalid")
+                if rule.integral and v == int(v):
+                    v = int(v)
+            if kind == "counter" and v < 0:
+                return self.drop("invalid")
+            value = v
+        sample = Sample(ts, asset, aclass, rule.canonical, value, q)
+        checked = rule.personal or (isinstance(value, str) and len(value) > MAX_STRING_VALUE)
+        if checked and sample_problem(sample) is not None:
+            return self.drop("contract")
+        self.accepted += 1
+        self._marks[mark_key] = ts
+        self.watermarks.dirty[mark_key] = ts
+        self.last[mark_key] = (sample, rule)
+        return sample
+
+    def repeat_stale(self, now_ns: int, older_than_ns: int) -> list[Sample]:
+        """Repeat, stamped ``now_ns``, every last value not refreshed for ``older_than_ns``.
+
+        The hub caps how long a state lasts without news; repeating current values while the
+        source is connected keeps states and gauges of quiet machines alive.
+        """
+        out: list[Sample] = []
+        for key, (s, rule) in self.last.items():
+            if now_ns - s.ts >= older_than_ns:
+                ts = now_ns - now_ns % rule.coarsen_ns if rule.coarsen_ns else now_ns
+                if ts <= s.ts:
+                    continue
+                repeated = Sample(ts, s.asset, s.asset_class, s.signal, s.value, s.quality)
+                self.last[key] = (repeated, rule)
+                out.append(repeated)
+        return out

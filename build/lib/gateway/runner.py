@@ -1,0 +1,202 @@
+"""The gateway process: sources -> normalise -> disk buffer -> uplink, as one async context manager.
+
+::
+
+    async with Gateway(settings) as gw:   # opens the buffer, connects the uplink, starts /health
+        await gw.run()                    # until gw.stop() (or SIGTERM in the CLI): then drain and flush
+
+Several gateways can run in one process (the demo runs six); each has its own buffer file,
+metrics registry and health port (``health.port = 0`` turns the endpoint off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from wire.codec import Codec
+from wire.model import SCHEMA_VERSION, Batch, Sample
+
+from .buffer import DiskBuffer
+from .config import GatewaySettings
+from .errors import DiskBufferError
+from .metrics import HealthServer
+from .mqtt_source import MqttSourceRunner
+from .normalise import Normaliser, Watermarks
+from .opcua_source import OpcuaSourceRunner
+from .policy import compile_policy
+from .pseudonymise import Journal, MemberKey, Pseudonymiser, load_key
+from .uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+
+class SourceRunner(Protocol):
+    name: str
+    kind: str
+    normaliser: Normaliser
+    readings_in: int
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+    async def run(self) -> None: ...
+
+
+class Gateway:
+    """One edge gateway. ``key`` may be passed in-process instead of reading ``identity.key_file``."""
+
+    def __init__(self, settings: GatewaySettings, *, key: MemberKey | None = None) -> None:
+        self.settings = settings
+        ident = settings.identity
+        self.key = key or load_key(ident.key_file)
+        self.pseudonymiser = Pseudonymiser(self.key, length=ident.pseudonym_hex, journal=Journal(ident.journal_file))
+        self.gateway_pseudonym = self.pseudonymiser.gateway(ident.gateway_name)
+        self.member = ident.member
+        self.policy = compile_policy(settings.policy)
+        self._codec = Codec(level=settings.uplink.compression_level)
+        b = settings.buffer
+        self.buffer = DiskBuffer(
+            b.path,
+            seal=self._seal,
+            max_bytes=b.max_bytes,
+            overflow=b.overflow,
+            batch_size=settings.uplink.batch_size,
+            batch_time_s=settings.uplink.batch_time_s,
+            live_window_s=b.live_window_s,
+        )
+        self.uplink = Uplink(settings.uplink, self.buffer, member=self.member, gateway=self.gateway_pseudonym)
+        classes = settings.asset_classes()
+        self.watermarks = Watermarks()
+        self.sources: list[SourceRunner] = []
+        pki = b.path.parent / "pki"
+        for oc in settings.opcua:
+            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes, watermarks=self.watermarks)
+            self.sources.append(OpcuaSourceRunner(oc, n, self._sink, pki_dir=pki))
+        for mc in settings.mqtt:
+            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes, watermarks=self.watermarks)
+            cid = f"mdh-{self.gateway_pseudonym}-{self.pseudonymiser('g', 'source:' + mc.name)[2:10]}"
+            self.sources.append(MqttSourceRunner(mc, n, self._sink, client_id=cid))
+        self.health: HealthServer | None = None
+        self._stop = asyncio.Event()
+        self._running = False
+        self._run_done = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+
+    # -- pure helpers ------------------------------------------------------------------------------
+
+    def _seal(self, batch_id: str, samples: list[Sample]) -> bytes:
+        batch = Batch(
+            schema=SCHEMA_VERSION,
+            batch_id=batch_id,
+            member=self.member,
+            gateway=self.gateway_pseudonym,
+            key_id=self.key.key_id,
+            sent_ns=time.time_ns(),
+            samples=samples,
+        )
+        return self._codec.encode(batch)
+
+    def _flush(self, *, seal_all: bool = False) -> None:
+        marks = self.watermarks.take_dirty()
+        try:
+            self.buffer.flush(seal_all=seal_all, marks=marks)
+        except DiskBufferError as exc:
+            for key, ts in marks.items():  # saved with the next successful flush
+                self.watermarks.dirty[key] = max(ts, self.watermarks.dirty.get(key, ts))
+            log.error("gateway %s: %s; samples stay in memory and are retried", self.gateway_pseudonym, exc)
+
+    def _sink(self, samples: list[Sample], on_durable: Callable[[], None] | None = None) -> None:
+        self.buffer.add(samples, on_durable)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Gateway:
+        await self._stack.__aenter__()
+        try:
+            self.buffer.open()
+            self._stack.callback(self.buffer.close)
+            self.watermarks.ts.update(self.buffer.watermarks())
+            await self._stack.enter_async_context(self.uplink)
+            h = self.settings.health
+            if h.port:
+                self.health = await self._stack.enter_async_context(HealthServer(self, h.host, h.port))
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        log.info(
+            "gateway %s of member %s started with %d source(s)", self.gateway_pseudonym, self.member, len(self.sources)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._running:
+            self.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._run_done.wait(), self.settings.uplink.drain_timeout_s + 10)
+        await self._stack.aclose()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to drain, flush and return (safe to call from a signal handler)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run every source, the flusher, the heartbeat and the uplink until :meth:`stop`."""
+        self._running = True
+        self._run_done.clear()
+        try:
+            await self._run()
+        finally:
+            self._running = False
+            self._run_done.set()
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            source_tasks = [tg.create_task(s.run(), name=f"source-{s.name}") for s in self.sources]
+            helpers = [tg.create_task(self._flush_loop()), tg.create_task(self._heartbeat_loop())]
+            uplink = tg.create_task(self.uplink.run(), name="uplink")
+            await self._stop.wait()
+            log.info("gateway %s stopping: flushing and draining", self.gateway_pseudonym)
+            self._flush()  # acknowledges buffered source messages while their sessions still run
+            for t in source_tasks:
+                t.cancel()
+            await asyncio.gather(*source_tasks, return_exceptions=True)
+            for t in helpers:
+                t.cancel()
+            self._flush(seal_all=True)
+            self.uplink.wake()
+            drained = await self.uplink.drain(self.settings.uplink.drain_timeout_s)
+            if not drained:
+                log.warning(
+                    "gateway %s: %d samples stay buffered for the next start",
+                    self.gateway_pseudonym,
+                    self.buffer.depth_samples,
+                )
+            uplink.cancel()
+
+    async def _flush_loop(self) -> None:
+        interval = self.settings.buffer.flush_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self._flush()
+            self.uplink.wake()
+
+    async def _heartbeat_loop(self) -> None:
+        period = self.settings.uplink.heartbeat_s
+        tick = min(5.0, period / 4)
+        older = int((period - tick) * 1e9)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.time_ns()
+            for s in self.sources:
+                if s.connected:
+                    repeated = s.normaliser.repeat_stale(now, older)
+                    if repeated:
+                        self.buffer.add(repeated)

@@ -1,0 +1,150 @@
+"""Uplink to the hub broker: sealed chunks of the disk buffer, published with QoS 1.
+
+Login is the member pseudonym, the client id is derived from pseudonyms only. A birth message
+(``online``; not retained, the hub refuses retained messages) is published on every connect; the last
+will says ``offline``. A chunk is deleted from the buffer only when its PUBACK arrives; paho resends
+unacknowledged messages itself after a reconnect, and a restarted gateway resends whatever the buffer
+still holds (same batch id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import paho.mqtt.client as mqtt
+
+from wire.codec import encode_status
+from wire.model import SCHEMA_VERSION, Status
+from wire.topics import samples_topic, status_topic
+
+from .buffer import DiskBuffer
+from .config import UplinkSettings
+from .errors import UplinkError
+from .mqtt_session import MqttEndpoint, MqttSession
+
+log = logging.getLogger(__name__)
+
+
+class Uplink:
+    def __init__(self, cfg: UplinkSettings, buffer: DiskBuffer, *, member: str, gateway: str) -> None:
+        self.cfg = cfg
+        self.buffer = buffer
+        self.member = member
+        self.gateway = gateway
+        self.topic = samples_topic(member, gateway)
+        self.status_topic = status_topic(member, gateway)
+        self._inflight: dict[int, int] = {}  # paho mid -> chunk id
+        self._refused: set[int] = set()  # chunk ids the broker refused (MQTT 5 reason code); retried on reconnect
+        self._wake = asyncio.Event()
+        self.session: MqttSession | None = None
+        self.batches_sent = 0
+        self.batches_refused = 0
+        self.samples_acked = 0
+
+    def _status(self, state: str) -> bytes:
+        return encode_status(
+            Status(schema=SCHEMA_VERSION, member=self.member, gateway=self.gateway, state=state, ts_ns=time.time_ns())
+        )
+
+    def endpoint(self) -> MqttEndpoint:
+        c = self.cfg
+        return MqttEndpoint(
+            name="uplink",
+            host=c.host,
+            port=c.port,
+            client_id=f"{self.member}-{self.gateway}",
+            username=c.username or self.member,
+            password=c.password.get_secret_value() if c.password else None,
+            tls=c.tls,
+            ca_file=c.ca_file,
+            client_cert=c.client_cert,
+            client_key=c.client_key,
+            protocol=c.protocol,
+            clean_session=True,
+            keepalive_s=c.keepalive_s,
+            backoff_min_s=c.backoff_min_s,
+            backoff_max_s=c.backoff_max_s,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self.session is not None and self.session.connected.is_set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_connect(self, client: mqtt.Client) -> None:
+        self._refused.clear()
+        client.publish(self.status_topic, self._status("online"), qos=1)
+        self._wake.set()
+
+    def _on_publish(self, mid: int, reason: int) -> None:
+        chunk_id = self._inflight.pop(mid, None)
+        if chunk_id is None:
+            return  # a status message
+        if reason >= 0x80:  # MQTT 5: the broker refused it (e.g. not authorised): keep the chunk
+            self._refused.add(chunk_id)
+            self.batches_refused += 1
+            log.error("uplink: the hub broker refused a batch (reason code %d); it stays buffered", reason)
+            return
+        n_before = self.buffer.sent
+        self.buffer.ack(chunk_id)
+        self.samples_acked += self.buffer.sent - n_before
+        self._wake.set()
+
+    async def __aenter__(self) -> Uplink:
+        self.session = MqttSession(
+            self.endpoint(),
+            asyncio.get_running_loop(),
+            on_connect=self._on_connect,
+            on_publish=self._on_publish,
+            will=(self.status_topic, self._status("offline")),
+        )
+        self.session.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.session is not None:
+            if self.session.connected.is_set():
+                self.session.publish(self.status_topic, self._status("offline"))
+                await asyncio.sleep(0.1)
+            await self.session.stop()
+
+    async def run(self) -> None:
+        """Publish sealed chunks while connected, at most ``max_inflight`` unacknowledged at a time."""
+        assert self.session is not None
+        session = self.session
+        while True:
+            await session.connected.wait()
+            self._wake.clear()
+            free = self.cfg.max_inflight - len(self._inflight)
+            busy = [*self._inflight.values(), *self._refused]
+            chunks = self.buffer.take(free, exclude=busy) if free > 0 else []
+            for c in chunks:
+                try:
+                    mid = session.publish(self.topic, c.payload, qos=1)
+                except UplinkError as exc:
+                    log.warning("uplink: %s; retrying shortly", exc)
+                    break
+                self._inflight[mid] = c.id
+                self.batches_sent += 1
+            if not chunks or free <= len(chunks):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):  # (wait_for can swallow a cancellation on 3.11)
+                        await self._wake.wait()
+
+    async def drain(self, within_s: float) -> bool:
+        """Wait until nothing is buffered or in flight (at most ``within_s``); True if everything went out."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if not self._inflight and self.buffer.depth_samples == 0:
+                return True
+            await asyncio.sleep(0.05)
+        return not self._inflight and self.buffer.depth_samples == 0

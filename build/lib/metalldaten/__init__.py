@@ -1,0 +1,1 @@
+"""Metall+Daten hub: the command line, the demo, shared configuration loading and the member register."""

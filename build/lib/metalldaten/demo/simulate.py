@@ -1,0 +1,61 @@
+"""``metalldaten simulate``: only the demo's simulated factories, for real gateways to read.
+
+The five OPC UA factories listen on ``--host`` at ``--base-port + 1 … + 5``; the
+sixth publishes JSON to the MQTT broker at ``--mqtt-host:--mqtt-port`` under
+``plant/hall6/{serial}/{Variable}``. docker-compose's ``simulator`` profile runs
+this next to a gateway configured by ``deploy/gateway-sim.toml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+import typer
+
+from .machines import factory_machines
+from .mqtt_factory import MqttFactory
+from .opcua_factory import OpcUaFactory
+from .scenario import FACTORIES
+
+
+async def simulate(*, host: str, base_port: int, mqtt_host: str, mqtt_port: int, seed: int) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for i, f in enumerate(FACTORIES, start=1):
+            machines = factory_machines(i, list(f.classes), seed)
+            if f.transport == "opcua":
+                opc = OpcUaFactory(
+                    name=f.name,
+                    port=base_port + i,
+                    namespace=f"urn:demo:factory{i}:line-controller",
+                    machines=machines,
+                    seed=seed + i,
+                    host=host,
+                )
+                await stack.enter_async_context(opc.running())
+                typer.echo(f"factory {i}: {opc.endpoint}")
+            else:
+                mq = MqttFactory(
+                    name=f.name,
+                    hall=f"hall{i}",
+                    broker_port=mqtt_port,
+                    broker_host=mqtt_host,
+                    machines=machines,
+                    seed=seed + i,
+                )
+                await stack.enter_async_context(mq.running())
+                typer.echo(f"factory {i}: mqtt://{mqtt_host}:{mqtt_port} plant/hall{i}/#")
+        await asyncio.Event().wait()
+
+
+def simulate_command(
+    host: Annotated[str, typer.Option(help="Address the OPC UA servers listen on.")] = "127.0.0.1",
+    base_port: Annotated[int, typer.Option(help="Factory i listens on base-port + i.")] = 4840,
+    mqtt_host: Annotated[str, typer.Option(help="The MQTT factory's local broker.")] = "127.0.0.1",
+    mqtt_port: Annotated[int, typer.Option(help="Port of that broker.")] = 1883,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated machines.")] = 7,
+) -> None:
+    """Run the six simulated factories (OPC UA servers and one MQTT publisher) until Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(simulate(host=host, base_port=base_port, mqtt_host=mqtt_host, mqtt_port=mqtt_port, seed=seed))

@@ -1,0 +1,224 @@
+"""The hub process: ingestor and analytics API, in one process or one role each.
+
+``metalldaten hub run --config hub.toml`` runs the roles the file names (both by
+default); ``--role ingest`` or ``--role api`` runs one, so that several ingestors
+can share the load behind one broker (shared subscription) and the API can scale
+on its own. SIGTERM / SIGINT stop the process cleanly: the ingestor writes and
+acknowledges what it has batched, the API finishes the requests in flight.
+
+Every role's Prometheus metrics go into one registry, served with a health document on the
+operators' listener (``metrics_listen``, loopback by default; see :mod:`metalldaten.operators`),
+never on the API port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+import uvicorn
+from prometheus_client import CollectorRegistry
+from pydantic import Field, field_validator
+
+from api.http.app import create_app
+from api.settings import ApiSettings
+from storage import Ingestor, IngestSettings, Store, StoreSettings, open_store
+
+from .configfile import ConfigError, FileSettings, load_settings
+from .operators import is_loopback, operators_app, parse_listen
+from .register import RegisterFile
+
+log = logging.getLogger(__name__)
+
+Role = Literal["ingest", "api"]
+
+
+class HubSettings(FileSettings, env_prefix="MDH_HUB__"):
+    """The hub's configuration file (see ``metalldaten/hub.example.toml``)."""
+
+    #: The trustee's member register (``metalldaten broker add-member`` writes it).
+    register_file: Path = Path("members.toml")
+    roles: list[Role] = Field(default_factory=lambda: list[Role](["ingest", "api"]), min_length=1)
+    #: ``HOST:PORT`` of the operators' listener (Prometheus ``/metrics`` and ``/healthz``); ``""`` turns it off.
+    #: It needs no token, so keep it on loopback or an internal network.
+    metrics_listen: str = "127.0.0.1:9464"
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            parse_listen(v)
+        return v
+
+    def resolve_paths(self, base: Path) -> None:
+        """Take relative paths in the file relative to the file's folder."""
+        if not self.register_file.is_absolute():
+            self.register_file = base / self.register_file
+        self.store.resolve_paths(base)
+        self.ingest.resolve_paths(base)
+        self.api = self.api.resolve_paths(base)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the hub: :func:`run_hub` stops every role on SIGTERM / SIGINT.
+
+    (uvicorn's own handlers, one per server, would each take the signal from the one installed before.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def load_hub_settings(path: Path | str) -> HubSettings:
+    return load_settings(HubSettings, path)
+
+
+@dataclass
+class Hub:
+    """The running roles of one hub process (handles for tests and the demo)."""
+
+    settings: HubSettings
+    store: Store
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    ingestor: Ingestor | None = None
+    api_server: uvicorn.Server | None = None
+    operators_server: uvicorn.Server | None = None
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.ingestor is not None:
+            self.ingestor.stop()
+        for server in (self.api_server, self.operators_server):
+            if server is not None:
+                server.should_exit = True
+
+    async def wait_started(self, within_s: float = 20.0) -> None:
+        """Wait until the API and the operators' listener listen and the ingestor is connected (those that run)."""
+        async with asyncio.timeout(within_s):
+            for server in (self.api_server, self.operators_server):
+                while server is not None and not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
+                    await asyncio.sleep(0.05)
+            if self.ingestor is not None:
+                await self.ingestor.connected.wait()
+
+    @property
+    def operators_port(self) -> int | None:
+        """The port the operators' listener is bound to (useful with port 0), once it listens."""
+        server = self.operators_server
+        if server is None or not server.started or not server.servers:
+            return None
+        return int(server.servers[0].sockets[0].getsockname()[1])
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """The roles' state for the operators' ``/healthz``."""
+        roles: dict[str, object] = {}
+        ok = True
+        if self.ingestor is not None:
+            state = self.ingestor.health()
+            ok = ok and bool(state["ok"])
+            roles["ingest"] = state
+        if self.api_server is not None:
+            started = bool(self.api_server.started)
+            ok = ok and started
+            roles["api"] = {"ok": started, "listening": started}
+        return ok, {"roles": roles}
+
+
+@contextlib.asynccontextmanager
+async def running_hub(settings: HubSettings, roles: list[Role] | None = None) -> AsyncIterator[Hub]:
+    """Start the hub's roles in the background; leaving the block stops them and closes the store."""
+    roles = roles or settings.roles
+    store = open_store(settings.store)
+    register = RegisterFile(settings.register_file)
+    hub = Hub(settings=settings, store=store)
+    try:
+        async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+            if "ingest" in roles:
+                ingestor = Ingestor(settings.ingest, store, register, registry=hub.registry)
+                hub.ingestor = await stack.enter_async_context(ingestor)
+                tg.create_task(hub.ingestor.run(), name="ingestor")
+            if "api" in roles:
+                app = create_app(settings.api, store, register, registry=hub.registry)
+                config = uvicorn.Config(
+                    app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"
+                )
+                hub.api_server = _Server(config)
+                tg.create_task(hub.api_server.serve(), name="api")
+            if settings.metrics_listen:
+                host, port = parse_listen(settings.metrics_listen)
+                if not is_loopback(host):
+                    log.warning(
+                        "the operators' listener (metrics, no token) is bound to %s, not loopback: "
+                        "make sure only operators reach it",
+                        host,
+                    )
+                ops = uvicorn.Config(
+                    operators_app(hub.registry, hub.health), host=host, port=port, log_level="warning", lifespan="off"
+                )
+                hub.operators_server = _Server(ops)
+                tg.create_task(hub.operators_server.serve(), name="operators")
+                tg.create_task(_announce_operators(hub, host), name="operators-announce")
+            try:
+                yield hub
+            finally:
+                hub.stop()
+    finally:
+        store.close()
+
+
+async def _announce_operators(hub: Hub, host: str) -> None:
+    server = hub.operators_server
+    while server is not None and not server.started and not server.should_exit:  # noqa: ASYNC110 (no event)
+        await asyncio.sleep(0.05)
+    if hub.operators_port is not None:
+        shown = f"[{host}]" if ":" in host else host
+        log.info("operators' listener: http://%s:%d/metrics and /healthz", shown, hub.operators_port)
+
+
+async def run_hub(settings: HubSettings, roles: list[Role] | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    async with running_hub(settings, roles) as hub:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, hub.stop)
+        log.info("hub running: roles %s", ", ".join(roles or settings.roles))
+        await hub._stop.wait()
+        log.info("hub stopping")
+
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Hub configuration file (TOML).")],
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="Run only this role: ingest or api (repeatable).")
+    ] = None,
+) -> None:
+    """Run the hub: ingestor and analytics API (the roles in the file, or those given with --role)."""
+    try:
+        settings = load_hub_settings(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    roles: list[Role] | None = None
+    if role:
+        bad = [r for r in role if r not in ("ingest", "api")]
+        if bad:
+            typer.echo(f"--role: expected 'ingest' or 'api', got {', '.join(map(repr, bad))}", err=True)
+            raise typer.Exit(2)
+        roles = [r for r in ("ingest", "api") if r in role]
+    asyncio.run(run_hub(settings, roles))

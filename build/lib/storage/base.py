@@ -1,0 +1,133 @@
+"""The store interface shared by the embedded DuckDB store and the InfluxDB store.
+
+A store keeps one row per (member, asset, signal, timestamp); writing the same
+sample twice leaves one row (redelivery is harmless). Queries return polars
+frames with the fixed columns below, so the API never sees which store it runs on.
+
+Series frame (:data:`SERIES_SCHEMA`): ``ts`` (UTC, ns), ``member``, ``asset``,
+``asset_class``, ``signal``, ``value`` (float; null for state signals), ``text``
+(the state for state signals, else null), ``quality`` (0 good, 1 uncertain, 2 bad).
+
+Rollup frame (:data:`ROLLUP_SCHEMA`): one row per (member, asset, hour) with
+counter deltas, seconds per machine state and gauge statistics; see
+:mod:`storage.rollups` for how they are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import polars as pl
+
+from wire import MACHINE_STATES, Sample
+
+from .ledger import ReleasedCell
+
+Agg = Literal["mean", "min", "max", "last", "sum", "count"]
+AGGS: tuple[str, ...] = ("mean", "min", "max", "last", "sum", "count")
+
+SERIES_SCHEMA: dict[str, pl.DataType] = {
+    "ts": pl.Datetime("ns", "UTC"),
+    "member": pl.String(),
+    "asset": pl.String(),
+    "asset_class": pl.String(),
+    "signal": pl.String(),
+    "value": pl.Float64(),
+    "text": pl.String(),
+    "quality": pl.UInt8(),
+}
+
+GAUGE_STATS: tuple[str, ...] = ("power_kw", "temperature_c", "spindle_speed_rpm")
+
+ROLLUP_SCHEMA: dict[str, pl.DataType] = {
+    "member": pl.String(),
+    "asset": pl.String(),
+    "asset_class": pl.String(),
+    "hour": pl.Datetime("ns", "UTC"),
+    "energy_kwh": pl.Float64(),
+    "parts_total": pl.Float64(),
+    "parts_scrap": pl.Float64(),
+    **{f"seconds_{s}": pl.Float64() for s in MACHINE_STATES},
+    **{f"{g}_{stat}": pl.Float64() for g in GAUGE_STATS for stat in ("mean", "min", "max")},
+    "samples": pl.Int64(),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeriesQuery:
+    """Filters of a series query. ``None`` means no filter; times are ns since the epoch, UTC.
+
+    ``every`` is a duration in seconds for downsampling (bucket start as ``ts``);
+    ``limit`` bounds the rows returned, and ``after`` (the sort key of the last row
+    of the previous page: ts_ns, member, asset, signal) continues from there.
+    Rows are ordered by (ts, member, asset, signal).
+    """
+
+    signals: tuple[str, ...] | None = None
+    asset_classes: tuple[str, ...] | None = None
+    members: tuple[str, ...] | None = None
+    assets: tuple[str, ...] | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    every_s: int | None = None
+    agg: Agg = "mean"
+    limit: int | None = None
+    after: tuple[int, str, str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RollupQuery:
+    """Filters of a rollup query; ``start_ns`` inclusive, ``end_ns`` exclusive, on the hour start."""
+
+    asset_classes: tuple[str, ...] | None = None
+    members: tuple[str, ...] | None = None
+    assets: tuple[str, ...] | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the ingestor and the API need of a time-series store.
+
+    Methods are synchronous; async callers run them in a worker thread. ``write``
+    returns only after the store has durably accepted the samples.
+    """
+
+    def write(self, member: str, samples: Sequence[Sample]) -> int:
+        """Store ``samples`` of ``member``; return how many were given. Idempotent."""
+        ...
+
+    def query_series(self, query: SeriesQuery) -> pl.DataFrame: ...
+
+    def query_rollups(self, query: RollupQuery) -> pl.DataFrame: ...
+
+    def refresh_rollups(self) -> int:
+        """Bring the rollups up to date with everything written so far; return how many ranges were recomputed."""
+        ...
+
+    def enforce_retention(self, now_ns: int | None = None) -> int:
+        """Delete what is older than the retention; return how many raw samples went (0 if the server does it)."""
+        ...
+
+    def released_cells(
+        self, kpi: str, asset_class: str, start_ns: int, end_ns: int, period: str | None = None
+    ) -> list[ReleasedCell]:
+        """Release-ledger entries of ``kpi`` / ``asset_class`` whose period overlaps [start_ns, end_ns)."""
+        ...
+
+    def release(self, cells: Sequence[ReleasedCell]) -> None:
+        """Add cells to the release ledger; one already there stays as it was (see :mod:`storage.ledger`)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def empty_series() -> pl.DataFrame:
+    return pl.DataFrame(schema=SERIES_SCHEMA)
+
+
+def empty_rollups() -> pl.DataFrame:
+    return pl.DataFrame(schema=ROLLUP_SCHEMA)

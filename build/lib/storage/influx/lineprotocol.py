@@ -1,0 +1,233 @@
+"""A fast InfluxDB line-protocol encoder (pure; no I/O).
+
+influxdb-client's ``Point`` is the reference: for every input this module accepts,
+the output is byte-for-byte what ``Point.to_line_protocol()`` produces (property
+tests check this). It is several times faster because it caches the escaped
+series key of each (asset, asset class, signal) and formats values directly.
+
+Escaping (as ``Point`` does it):
+
+* measurement: ``,`` and space escaped with ``\\``; ``\\n``, ``\\t``, ``\\r`` written as escapes;
+* tag keys, tag values and field keys: additionally ``=``; a tag value ending in a
+  backslash gets a trailing space so that it cannot escape the separator;
+* string field values: inside double quotes, with ``"`` and ``\\`` escaped.
+
+Tags and fields are written sorted by key; tags with empty values and ``None``
+fields are left out. Floats are written with Python's shortest round-trip repr
+(a trailing ``.0`` dropped), integers with the ``i`` suffix, booleans as
+``true`` / ``false``. Timestamps are integers in nanoseconds.
+
+Samples are encoded as one point each in the measurement ``samples``, tagged by
+``asset``, ``asset_class``, ``member`` and ``signal``; numbers go to the float field
+``value``, machine states to the string field ``text``, and the quality to the
+integer field ``quality`` (see docs/storage.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import polars as pl
+
+from wire import Sample
+
+FieldValue = float | int | bool | str | None
+
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+SAMPLES_MEASUREMENT = "samples"
+
+
+def escape_measurement(name: str) -> str:
+    return name.translate(_ESCAPE_MEASUREMENT)
+
+
+def escape_key(key: str) -> str:
+    """Escape a tag key or a field key."""
+    return key.translate(_ESCAPE_KEY)
+
+
+def escape_tag_value(value: str) -> str:
+    out = value.translate(_ESCAPE_KEY)
+    return out + " " if out.endswith("\\") else out
+
+
+def format_float(value: float) -> str:
+    s = repr(value)
+    return s[:-2] if s.endswith(".0") else s
+
+
+def format_field(value: float | int | bool | str) -> str | None:
+    """The line-protocol text of one field value, or ``None`` when it cannot be written (NaN, inf)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return format_float(value) if math.isfinite(value) else None
+    return '"' + value.translate(_ESCAPE_STRING) + '"'
+
+
+def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ns: int | None) -> str:
+    """One line (without the newline); ``""`` when no field can be written, as ``Point`` does."""
+    parts: list[str] = []
+    for key, value in sorted(fields.items()):
+        if value is None:
+            continue
+        text = format_field(value)
+        if text is not None:
+            parts.append(f"{escape_key(key)}={text}")
+    if not parts:
+        return ""
+    tag_text = ""
+    for key, tag in sorted(tags.items()):
+        k, v = escape_key(key), escape_tag_value(tag)
+        if k and v:
+            tag_text += f",{k}={v}"
+    line = f"{escape_measurement(measurement)}{tag_text} {','.join(parts)}"
+    return line if ts_ns is None else f"{line} {int(ts_ns)}"
+
+
+def encode_lines(lines: Iterable[str]) -> bytes:
+    """Join lines into a request body (one point per line, empty lines dropped)."""
+    return "\n".join(line for line in lines if line).encode("utf-8")
+
+
+class SampleEncoder:
+    """Encodes wire samples as points of :data:`SAMPLES_MEASUREMENT`, caching escaped series keys.
+
+    Not thread-safe (the cache is a plain dict); use one per writer thread.
+    """
+
+    def __init__(self, measurement: str = SAMPLES_MEASUREMENT, *, max_cached_series: int = 200_000) -> None:
+        self._measurement = escape_measurement(measurement)
+        self._members: dict[str, dict[tuple[str, str, str, int], str]] = {}
+        self._size = 0
+        self._max = max_cached_series
+
+    def _prefix(self, member: str, cache: dict[tuple[str, str, str, int], str], key: tuple[str, str, str, int]) -> str:
+        """``samples,asset=..,asset_class=..,member=..,signal=.. quality=<q>i,`` for one series and quality."""
+        if self._size >= self._max:
+            for c in self._members.values():
+                c.clear()
+            self._size = 0
+        asset, asset_class, signal, quality = key
+        # Already in key order: asset, asset_class, member, signal.
+        tags = (("asset", asset), ("asset_class", asset_class), ("member", member), ("signal", signal))
+        text = (
+            self._measurement
+            + "".join(f",{escape_key(k)}={escape_tag_value(v)}" for k, v in tags if v)
+            + f" quality={int(quality)}i,"
+        )
+        cache[key] = text
+        self._size += 1
+        return text
+
+    def encode(self, member: str, samples: Sequence[Sample]) -> bytes:
+        """The request body for ``samples`` of ``member``; non-finite numbers are skipped (the wire forbids them).
+
+        Built column-wise with polars (the string work runs in Rust, off the GIL); the output is
+        byte-for-byte what :meth:`encode_python` and influxdb-client's ``Point`` produce.
+        """
+        if len(samples) < 64:
+            return self.encode_python(member, samples)
+        values = [s.value for s in samples]
+        frame = pl.DataFrame(
+            {
+                "ts": [s.ts for s in samples],
+                "asset": [s.asset for s in samples],
+                "asset_class": [s.asset_class for s in samples],
+                "signal": [s.signal for s in samples],
+                "quality": [s.quality for s in samples],
+                "value": [None if v.__class__ is str else float(v) for v in values],
+                "text": [v if v.__class__ is str else None for v in values],
+            },
+            schema=_FRAME_SCHEMA,
+        )
+        tags = [pl.lit(f"{self._measurement},asset=")]
+        for name, lead in (("asset", ""), ("asset_class", ",asset_class=")):
+            if lead:
+                tags.append(pl.lit(lead))
+            tags.append(_escaped_tag(frame, name))
+        tags += [pl.lit(f",member={escape_tag_value(member)},signal="), _escaped_tag(frame, "signal")]
+        value_text = pl.col("value").cast(pl.String)
+        # polars writes magnitudes under 1e-4 differently from Python's repr (2.5e-5 vs 2.5e-05): take repr there.
+        tiny = frame.select(((pl.col("value").abs() < 1e-4) & (pl.col("value") != 0)).arg_true()).to_series()
+        if tiny.len():
+            override: list[str | None] = [None] * frame.height
+            column = frame.get_column("value")
+            for i in tiny.to_list():
+                override[i] = repr(column[i])
+            frame = frame.with_columns(pl.Series("value_repr", override, dtype=pl.String))
+            value_text = pl.coalesce(pl.col("value_repr"), value_text)
+        text = pl.col("text").str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        field = (
+            pl.when(pl.col("text").is_null())
+            .then(pl.lit("value=") + value_text.str.strip_suffix(".0"))
+            .otherwise(pl.lit('text="') + text + pl.lit('"'))
+        )
+        line = pl.concat_str(
+            [
+                *tags,
+                pl.lit(" quality="),
+                pl.col("quality").cast(pl.String),
+                pl.lit("i,"),
+                field,
+                pl.lit(" "),
+                pl.col("ts").cast(pl.String),
+            ]
+        )
+        keep = pl.col("text").is_not_null() | pl.col("value").is_finite()
+        body: str = frame.lazy().filter(keep).select(line.str.join("\n")).collect().item()
+        return (body or "").encode("utf-8")
+
+    def encode_python(self, member: str, samples: Sequence[Sample]) -> bytes:
+        """The same as :meth:`encode`, sample by sample in Python (faster for a few samples)."""
+        cache = self._members.get(member)
+        if cache is None:
+            cache = self._members[member] = {}
+        get = cache.get
+        out: list[str] = []
+        append = out.append
+        for s in samples:
+            key = (s.asset, s.asset_class, s.signal, s.quality)
+            prefix = get(key) or self._prefix(member, cache, key)
+            v = s.value
+            if v.__class__ is str:
+                append(f'{prefix}text="{v.translate(_ESCAPE_STRING)}" {s.ts}')
+                continue
+            r = repr(v if v.__class__ is float else float(v))
+            if r[-1] in "fn":  # inf, -inf, nan
+                continue
+            if r[-2:] == ".0":
+                r = r[:-2]
+            append(f"{prefix}value={r} {s.ts}")
+        return "\n".join(out).encode("utf-8")
+
+
+_FRAME_SCHEMA = {
+    "ts": pl.Int64,
+    "asset": pl.String,
+    "asset_class": pl.String,
+    "signal": pl.String,
+    "quality": pl.Int64,
+    "value": pl.Float64,
+    "text": pl.String,
+}
+
+
+def _escaped_tag(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """The column with tag-value escaping; computed on the distinct values only, and skipped when none need it."""
+    distinct = frame.get_column(column).unique().to_list()
+    mapping = {v: escape_tag_value(v) for v in distinct if v is not None and escape_tag_value(v) != v}
+    if not mapping:
+        return pl.col(column)
+    return pl.col(column).replace(mapping)
+
+
+def encode_samples(member: str, samples: Sequence[Sample]) -> bytes:
+    """Convenience: :meth:`SampleEncoder.encode` with a fresh encoder."""
+    return SampleEncoder().encode(member, samples)

@@ -1,0 +1,101 @@
+"""Prometheus metrics of one ingestor, registered in a registry the caller passes (several can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry, *, instance: str) -> None:
+        labels = {"instance": instance}
+        self.messages = Counter(
+            "mdh_ingest_messages",
+            "MQTT messages handled, by result (stored, dead_letter, status)",
+            ["instance", "result"],
+            registry=registry,
+        )
+        self.samples = Counter("mdh_ingest_samples", "Samples written to the store", ["instance"], registry=registry)
+        self.dead_letters = Counter(
+            "mdh_ingest_dead_letters",
+            "Messages refused into the dead letters, by reason code",
+            ["instance", "code"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "mdh_ingest_refused",
+            "Messages refused, by reason (the dead-letter code: schema, invalid, member_mismatch, retained, ...); "
+            "a refused message whose dead letter could not be written is redelivered and counted again",
+            ["instance", "reason"],
+            registry=registry,
+        )
+        self.store_errors = Counter(
+            "mdh_ingest_store_errors",
+            "Failed store writes, by kind (unavailable, rejected)",
+            ["instance", "kind"],
+            registry=registry,
+        )
+        self.write_seconds = Histogram(
+            "mdh_ingest_store_write_seconds",
+            "Duration of successful store writes",
+            ["instance"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.pending = Gauge(
+            "mdh_ingest_pending_messages",
+            "Messages received but not yet acknowledged",
+            ["instance"],
+            registry=registry,
+        )
+        self.connected = Gauge(
+            "mdh_ingest_broker_connected", "1 while connected to the broker", ["instance"], registry=registry
+        )
+        self.store_up = Gauge(
+            "mdh_ingest_store_up", "0 while store writes fail and are being retried", ["instance"], registry=registry
+        )
+        self.gateways_online = Gauge(
+            "mdh_ingest_gateways_online", "Gateways whose last status was online", ["instance"], registry=registry
+        )
+        self.gateway_last_seen = Gauge(
+            "mdh_ingest_gateway_last_seen_timestamp_seconds",
+            "When a gateway was last heard of",
+            ["instance", "member", "gateway"],
+            registry=registry,
+        )
+        self._instance = instance
+        self.store_up.labels(**labels).set(1)
+        self.connected.labels(**labels).set(0)
+
+    def inc_messages(self, result: str, n: int = 1) -> None:
+        self.messages.labels(self._instance, result).inc(n)
+
+    def inc_refused(self, reason: str) -> None:
+        self.refused.labels(self._instance, reason).inc()
+
+    def inc_dead(self, code: str) -> None:
+        self.dead_letters.labels(self._instance, code).inc()
+        self.inc_messages("dead_letter")
+
+    def inc_samples(self, n: int) -> None:
+        self.samples.labels(self._instance).inc(n)
+
+    def store_error(self, kind: str) -> None:
+        self.store_errors.labels(self._instance, kind).inc()
+
+    def observe_write(self, seconds: float) -> None:
+        self.write_seconds.labels(self._instance).observe(seconds)
+
+    def set_pending(self, n: int) -> None:
+        self.pending.labels(self._instance).set(n)
+
+    def set_connected(self, up: bool) -> None:
+        self.connected.labels(self._instance).set(1 if up else 0)
+
+    def set_store_up(self, up: bool) -> None:
+        self.store_up.labels(self._instance).set(1 if up else 0)
+
+    def set_gateways(self, online: int) -> None:
+        self.gateways_online.labels(self._instance).set(online)
+
+    def gateway_seen(self, member: str, gateway: str, ts_s: float) -> None:
+        self.gateway_last_seen.labels(self._instance, member, gateway).set(ts_s)

@@ -1,0 +1,424 @@
+"""The ingestor: MQTT → validate → batch → store → acknowledge (DESIGN §4, §5, §10).
+
+::
+
+    paho thread ──call_soon_threadsafe──► queue ──► consume(): check, dead-letter, batch
+                                                        │ (every batch_max_samples or batch_max_delay_s)
+                                                        ▼
+                                           flush(): store.write per member (worker thread)
+                                                        │ success                │ StoreUnavailable
+                                                        ▼                        ▼
+                                           ack every message of the batch   keep them unacked, back off
+                                                                            (capped, with jitter), retry
+
+A message is acknowledged only after its samples are in the store (or after it was
+written to the dead letters). While the store is down nothing is acknowledged. The
+broker is asked to deliver at most ``max_inflight_messages`` unacknowledged messages
+(MQTT v5 Receive Maximum), but brokers do not all keep to it exactly (Mosquitto 2.0
+sends a further window after each acknowledgement), so the ingestor also enforces
+its own bound: beyond ``max_pending_messages`` held messages it *sheds* arrivals
+(neither keeps nor acknowledges them) and, once the store has caught up, reconnects
+with its persistent session so that the broker redelivers them. Memory stays
+bounded; the backlog waits in the broker. Redelivered messages are written again,
+which the stores make harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from wire import Sample
+
+from .base import Store
+from .deadletter import DeadLetter, DeadLetterFile
+from .errors import StoreError, StoreRejected, StoreUnavailable
+from .gateways import GatewayState, GatewayTracker
+from .housekeeping import housekeep
+from .ingest_metrics import IngestMetrics
+from .mqtt_link import Message, MqttLink
+from .ratelog import RateLimitedLog
+from .settings import IngestSettings
+from .validate import Accepted, Refused, check_message
+
+log = logging.getLogger(__name__)
+
+
+class MemberRegister(Protocol):
+    def is_active(self, pseudonym: str) -> bool: ...
+
+
+#: Returns the current register (e.g. :class:`metalldaten.register.RegisterFile`, which re-reads on change).
+RegisterProvider = Callable[[], MemberRegister]
+
+
+@dataclass
+class _Pending:
+    messages: list[Message] = field(default_factory=list)
+    samples: dict[str, list[Sample]] = field(default_factory=lambda: defaultdict(list))
+    count: int = 0
+    since: float = 0.0
+
+
+class Ingestor:
+    """``async with Ingestor(settings, store, register_provider) as ing: await ing.run()``.
+
+    ``run()`` returns after :meth:`stop` (or is cancelled); leaving the context drains:
+    what is batched is written once more and acknowledged, the rest stays with the broker.
+    """
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        store: Store,
+        register_provider: RegisterProvider,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._register = register_provider
+        self._last_register: MemberRegister | None = None
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = IngestMetrics(self.registry, instance=f"{socket.gethostname()}/{settings.client_id}")
+        #: One line per refusal reason per ten seconds: a member flooding bad input cannot flood the log.
+        self._refusal_log = RateLimitedLog(log, interval_s=10.0)
+        #: Refusals since start, by reason (also in ``mdh_ingest_refused_total``).
+        self.refusals: dict[str, int] = defaultdict(int)
+        self.dead_letters = DeadLetterFile(settings.dead_letter_path, max_bytes=settings.dead_letter_max_bytes)
+        self.gateways_tracker = GatewayTracker()
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._pending = _Pending()
+        self._writer: asyncio.Task[None] | None = None
+        self._writing = 0
+        self._taking = 0
+        self._link: MqttLink | None = None
+        self._generations = itertools.count(1)
+        self._shed = 0
+        self._stopping = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.store_ok = True
+        self.stored_samples = 0
+        self.dead_lettered = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def __aenter__(self) -> Ingestor:
+        self._start_link()
+        return self
+
+    def _start_link(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._link = MqttLink(
+            self.settings, loop, self._arrived, self._connection_changed, lambda: next(self._generations)
+        )
+        self._link.start()
+
+    async def _resync(self) -> None:
+        """Reconnect (resuming the session) so that the broker redelivers the messages we shed."""
+        log.info("reconnecting to have %d shed messages redelivered", self._shed)
+        self._shed = 0
+        if self._link is not None:
+            await asyncio.to_thread(self._link.stop)
+        self._start_link()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(self._drain(), timeout=10)
+        except Exception as e:
+            log.warning("could not write the last batch on shutdown (%s); the broker will redeliver it", e)
+        finally:
+            if self._link is not None:
+                await asyncio.to_thread(self._link.stop)
+
+    async def _drain(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # Let a running write finish; one still retrying an unavailable store is given up
+            # (its messages stay unacknowledged, with the broker).
+            await asyncio.wait({writer}, timeout=5)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await writer
+        if self._pending.messages:
+            await self._flush(final=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            consumer = tg.create_task(self._consume())
+            housekeeping = tg.create_task(housekeep(self.store, self.settings))
+            await self._stopping.wait()
+            consumer.cancel()
+            housekeeping.cancel()
+
+    # -- state --------------------------------------------------------------------------------------
+    def gateways(self) -> list[GatewayState]:
+        """Birth/death and last-seen of every gateway heard of."""
+        return self.gateways_tracker.snapshot()
+
+    def health(self) -> dict[str, object]:
+        """The ingestor's state for an operators' health check: ``ok`` while connected and the store accepts writes."""
+        connected = self.connected.is_set()
+        return {
+            "ok": connected and self.store_ok,
+            "broker_connected": connected,
+            "store_ok": self.store_ok,
+            "pending_messages": self.pending_messages,
+            "stored_samples": self.stored_samples,
+            "dead_lettered": self.dead_lettered,
+            "refused": dict(sorted(self.refusals.items())),
+        }
+
+    @property
+    def pending_messages(self) -> int:
+        return self._writing + self._taking + len(self._pending.messages) + self._queue.qsize()
+
+    def _arrived(self, message: Message) -> None:
+        """A message arrived (on the event loop). Over the memory bound it is shed: not kept, not acknowledged."""
+        if self.pending_messages >= self.settings.max_pending_messages:
+            if self._shed == 0:
+                log.warning(
+                    "%d messages held unacknowledged; shedding further ones until the store catches up "
+                    "(the broker keeps them and redelivers them after a reconnect)",
+                    self.pending_messages,
+                )
+            self._shed += 1
+            self.metrics.inc_messages("shed")
+            return
+        self._queue.put_nowait(message)
+
+    def _connection_changed(self, up: bool) -> None:
+        self.metrics.set_connected(up)
+        if up:
+            self.connected.set()
+        else:
+            self.connected.clear()
+
+    # -- consuming ----------------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        while True:
+            timeout = None
+            if self._pending.messages:
+                timeout = max(0.0, self._pending.since + self.settings.batch_max_delay_s - time.monotonic())
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                await self._flush()
+                continue
+            messages = [first]
+            while not self._queue.empty() and len(messages) < 32:
+                messages.append(self._queue.get_nowait())
+            self._taking = len(messages)
+            try:
+                await self._take(messages)
+            finally:
+                self._taking = 0
+            if self._pending.count >= self.settings.batch_max_samples:
+                await self._flush()
+
+    def _current_register(self) -> MemberRegister:
+        try:
+            self._last_register = self._register()
+        except Exception as exc:
+            if self._last_register is None:
+                raise
+            log.error("cannot read the member register (%s); keeping the last one read", exc)
+        assert self._last_register is not None
+        return self._last_register
+
+    async def _take(self, messages: list[Message]) -> None:
+        register = self._current_register()
+        max_bytes = self.settings.max_payload_bytes
+        verdicts = await asyncio.to_thread(
+            lambda: [
+                check_message(m.topic, m.payload, register.is_active, max_payload_bytes=max_bytes, retained=m.retain)
+                for m in messages
+            ]
+        )
+        refused: list[tuple[Message, Refused]] = []
+        done: list[Message] = []
+        now_ns = time.time_ns()
+        for message, verdict in zip(messages, verdicts, strict=True):
+            if isinstance(verdict, Refused):
+                self._count_refusal(verdict.code)
+                refused.append((message, verdict))
+                continue
+            assert isinstance(verdict, Accepted)
+            if verdict.status is not None:
+                state = self.gateways_tracker.status(
+                    verdict.member, verdict.gateway, verdict.status.state == "online", now_ns
+                )
+                self.metrics.inc_messages("status")
+                done.append(message)
+            else:
+                assert verdict.batch is not None
+                state = self.gateways_tracker.seen(verdict.member, verdict.gateway, now_ns)
+                p = self._pending
+                if not p.messages:
+                    p.since = time.monotonic()
+                p.messages.append(message)
+                p.samples[verdict.member].extend(verdict.batch.samples)
+                p.count += len(verdict.batch.samples)
+            self.metrics.gateway_seen(state.member, state.gateway, now_ns / 1e9)
+        self.metrics.set_gateways(self.gateways_tracker.online_count())
+        if refused and await self._dead_letter(refused):
+            done.extend(m for m, _ in refused)
+        self._ack(done)
+        self.metrics.set_pending(self.pending_messages)
+
+    async def _dead_letter(self, refused: list[tuple[Message, Refused]]) -> bool:
+        """Record refused messages; ``False`` if the dead letters could not be written (then do not acknowledge)."""
+        now = datetime.now(UTC)
+        letters = [DeadLetter(m.topic, r.code, r.reason, m.payload, now) for m, r in refused]
+        try:
+            await asyncio.to_thread(self.dead_letters.append, letters)
+        except OSError as exc:
+            log.error(
+                "cannot write %d dead letters to %s (%s); leaving them unacknowledged",
+                len(letters),
+                self.dead_letters.path,
+                exc,
+            )
+            return False
+        for m, r in refused:
+            self._refusal_log.warning(r.code, "dead letter from %r: %s (%s)", m.topic[:120], r.reason, r.code)
+            self.metrics.inc_dead(r.code)
+        self.dead_lettered += len(letters)
+        return True
+
+    def _ack(self, messages: list[Message]) -> None:
+        if self._link is None:
+            return
+        for m in messages:
+            if m.qos > 0 and not self._link.ack(m):
+                log.debug("message %d arrived on an earlier connection; the broker redelivers it", m.mid)
+
+    # -- writing ------------------------------------------------------------------------------------
+    async def _flush(self, *, final: bool = False) -> None:
+        """Hand the pending batch to the writer; at most one write is in flight while the next batch fills.
+
+        With ``final`` the batch is written now (shutdown), without retrying an unavailable store.
+        """
+        await self._wait_writer()
+        batch, self._pending = self._pending, _Pending()
+        if not batch.messages:
+            return
+        if final:
+            await self._write_batch(batch, final=True)
+            return
+        self._writer = asyncio.create_task(self._write_batch(batch), name="ingest-write")
+
+    async def _wait_writer(self) -> None:
+        """Wait for the write in flight; cancelling the waiter does not cancel the write."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+            self._writer = None
+
+    async def _write_batch(self, p: _Pending, *, final: bool = False) -> None:
+        """Write ``p``, retrying while the store is unavailable (capped back-off with jitter); then acknowledge."""
+        self._writing = len(p.messages)
+        try:
+            if not await self._write_with_retries(p, final=final):
+                return
+        finally:
+            self._writing = 0
+        self._set_store_ok(True)
+        self.stored_samples += p.count
+        self.metrics.inc_samples(p.count)
+        self.metrics.inc_messages("stored", len(p.messages))
+        self._ack(p.messages)
+        self.metrics.set_pending(self.pending_messages)
+        if self._shed and not final:
+            await self._resync()
+
+    async def _write_with_retries(self, p: _Pending, *, final: bool) -> bool:
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                t0 = time.perf_counter()
+                await asyncio.to_thread(self._write_all, p.samples)
+                self.metrics.observe_write(time.perf_counter() - t0)
+                return True
+            except StoreUnavailable as exc:
+                self.metrics.store_error("unavailable")
+                self._set_store_ok(False)
+                if final:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else delay
+                wait = min(wait, self.settings.retry_max_s) * (0.8 + 0.4 * random.random())
+                log.warning(
+                    "store unavailable (%s); %d messages wait unacknowledged; retrying in %.1f s",
+                    exc,
+                    len(p.messages),
+                    wait,
+                )
+                delay = min(delay * 2, self.settings.retry_max_s)
+                await asyncio.sleep(wait)
+            except StoreRejected as exc:
+                self.metrics.store_error("rejected")
+                log.error("store rejected a batch (%s); writing its messages one by one", exc)
+                await self._isolate_rejected(p.messages)
+                return False
+            except Exception:
+                # A store error nobody wrapped: keep the data and retry like an outage rather than stop ingesting.
+                self.metrics.store_error("unexpected")
+                self._set_store_ok(False)
+                log.exception("unexpected error writing %d messages; retrying in %.1f s", len(p.messages), delay)
+                if final:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    def _write_all(self, samples: dict[str, list[Sample]]) -> None:
+        for member, member_samples in samples.items():
+            self.store.write(member, member_samples)
+
+    async def _isolate_rejected(self, messages: list[Message]) -> None:
+        register = self._current_register()
+        for m in messages:
+            verdict = check_message(
+                m.topic, m.payload, register.is_active, max_payload_bytes=self.settings.max_payload_bytes
+            )
+            if not isinstance(verdict, Accepted) or verdict.batch is None:
+                continue
+            try:
+                await asyncio.to_thread(self.store.write, verdict.member, verdict.batch.samples)
+            except StoreRejected as exc:
+                self._count_refusal("store_rejected")
+                if not await self._dead_letter([(m, Refused("store_rejected", str(exc)[:500]))]):
+                    continue
+            except StoreUnavailable:
+                # Leave it unacknowledged: the broker redelivers it after a reconnect.
+                continue
+            else:
+                self.stored_samples += len(verdict.batch.samples)
+                self.metrics.inc_samples(len(verdict.batch.samples))
+                self.metrics.inc_messages("stored")
+            self._ack([m])
+
+    def _count_refusal(self, reason: str) -> None:
+        self.refusals[reason] += 1
+        self.metrics.inc_refused(reason)
+
+    def _set_store_ok(self, ok: bool) -> None:
+        if ok != self.store_ok:
+            log.info("store writes %s", "succeed again" if ok else "fail; holding acknowledgements")
+        self.store_ok = ok
+        self.metrics.set_store_up(ok)

@@ -1,0 +1,160 @@
+"""Settings of the hub's storage side, and the factory that opens a store from them.
+
+Plain pydantic models: the hub composes them into its one settings class
+(``[store]`` and ``[ingest]`` tables of the hub configuration file).
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from .base import Store
+
+StoreKind = Literal["duckdb", "influxdb1", "influxdb2"]
+
+
+class StoreSettings(BaseModel):
+    """Which store to use and how to reach it.
+
+    * ``duckdb``: ``path`` of the DuckDB file.
+    * ``influxdb1``: ``url``, ``database``, ``username`` / ``password`` (InfluxDB 1.x; v1 write and query).
+    * ``influxdb2``: ``url``, ``org``, ``bucket``, ``token`` for writing through ``/api/v2/write``
+      (InfluxDB 2.x / 3.x); queries go to the v1 ``/query`` endpoint with ``database`` as the
+      database name (2.x maps it to the bucket through DBRP; by default it is the bucket's name).
+      InfluxDB 1.8's v2 compatibility takes ``username`` / ``password`` instead of a token.
+
+    ``retention_days`` keeps raw samples that long (``None``: for ever), ``rollup_retention_days``
+    the hourly rollups. They apply to the DuckDB store and to InfluxDB 1.x (retention policies
+    ``raw`` and ``rollups``); on 2.x/3.x retention is a property of the bucket.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: StoreKind = "duckdb"
+    path: Path = Path("data/hub.duckdb")
+    url: str = "http://127.0.0.1:8086"
+    database: str = "metalldaten"
+    org: str = ""
+    bucket: str = ""
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    create_database: bool = Field(default=True, description="InfluxDB 1.x: create database and retention policies")
+    retention_days: int | None = Field(default=None, ge=1)
+    rollup_retention_days: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    write_attempts: int = Field(default=3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreSettings:
+        if self.kind == "influxdb2" and self.token is None and self.username is None:
+            raise ValueError("kind 'influxdb2' needs a token (or username and password for InfluxDB 1.8)")
+        if (
+            self.rollup_retention_days is not None
+            and self.retention_days is not None
+            and self.rollup_retention_days < self.retention_days
+        ):
+            raise ValueError("rollup_retention_days must not be shorter than retention_days")
+        return self
+
+    def resolve_paths(self, base: Path) -> None:
+        if not self.path.is_absolute() and str(self.path) != ":memory:":
+            self.path = base / self.path
+        if self.ca_file is not None and not self.ca_file.is_absolute():
+            self.ca_file = base / self.ca_file
+
+
+def open_store(settings: StoreSettings) -> Store:
+    """Open the store ``settings`` describe. Raises :class:`~storage.errors.StoreError` if it cannot."""
+    if settings.kind == "duckdb":
+        from .duckdb import DuckDBStore
+
+        return DuckDBStore(
+            settings.path,
+            retention_days=settings.retention_days,
+            rollup_retention_days=settings.rollup_retention_days,
+        )
+    from .influx import InfluxStore
+
+    return InfluxStore(
+        flavour=settings.kind,
+        url=settings.url,
+        database=settings.database,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        token=settings.token.get_secret_value() if settings.token else None,
+        org=settings.org,
+        bucket=settings.bucket or settings.database,
+        retention_days=settings.retention_days,
+        rollup_retention_days=settings.rollup_retention_days,
+        create_database=settings.create_database,
+        timeout_s=settings.timeout_s,
+        write_attempts=settings.write_attempts,
+        verify=str(settings.ca_file) if settings.ca_file else True,
+    )
+
+
+def _default_client_id() -> str:
+    return f"mdh-ingestor-{socket.gethostname()[:24]}-{secrets.token_hex(8)}"
+
+
+class IngestSettings(BaseModel):
+    """How the ingestor reaches the broker, and how it batches.
+
+    ``max_inflight_messages`` is sent to the broker as the MQTT v5 *Receive Maximum*: the broker
+    delivers at most that many unacknowledged messages, so when the store is slow or down
+    the ingestor stops acknowledging and the broker stops sending (memory stays bounded;
+    the backlog waits in the broker's queue). ``shared_group`` ``None`` subscribes without a
+    shared-subscription group (MQTT 3.1.1 brokers, a single ingestor).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    #: The broker's ingestor listener (broker_config/mosquitto.conf), where client ids are the ingestors' own.
+    port: int = Field(default=8885, ge=1, le=65535)
+    tls: bool = True
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = "ingestor"
+    password: SecretStr | None = None
+    #: Unique per ingestor instance and unguessable (the broker keeps each one's session and unacknowledged
+    #: messages under it): the host name for the operator's eye plus a random part drawn at start. Set it
+    #: explicitly to resume the same broker session after a restart.
+    client_id: str = Field(default_factory=lambda: _default_client_id(), min_length=1, max_length=64)
+    protocol: Literal["5", "3.1.1"] = "5"
+    #: Shared-subscription group; "" (or none) subscribes without one (MQTT 3.1.1 brokers, a single ingestor).
+    shared_group: str | None = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]{0,64}$")
+    session_expiry_s: int = Field(default=3600, ge=0)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    batch_max_samples: int = Field(default=20_000, ge=1)
+    batch_max_delay_s: float = Field(default=0.25, gt=0, le=60)
+    max_inflight_messages: int = Field(default=500, ge=1, le=65535)
+    #: Hard bound on messages held unacknowledged in memory (see storage.ingestor); at least max_inflight_messages.
+    max_pending_messages: int = Field(default=2000, ge=1)
+    max_payload_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0, le=600)
+    dead_letter_path: Path = Path("data/dead-letters.jsonl")
+    dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
+    rollup_refresh_s: float | None = Field(default=60.0, gt=0)
+    retention_check_s: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> IngestSettings:
+        if self.max_pending_messages < self.max_inflight_messages:
+            raise ValueError("max_pending_messages must be at least max_inflight_messages")
+        return self
+
+    def resolve_paths(self, base: Path) -> None:
+        for name in ("ca_file", "cert_file", "key_file", "dead_letter_path"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                setattr(self, name, base / value)

@@ -1,0 +1,68 @@
+"""What the ingestor accepts (pure): the wire contract, topic and payload agreeing, a registered active member."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wire import Batch, Status, WireError, decode_batch, decode_status, parse_topic
+
+#: Answers whether a member pseudonym may send now (the register's ``is_active``).
+MemberCheck = Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    member: str
+    gateway: str
+    batch: Batch | None = None
+    status: Status | None = None
+
+
+#: Why a retained message is refused.
+RETAINED_REASON = (
+    "retained message: gateways never publish retained, and a retained message is replayed by the broker to "
+    "every new subscriber, so it is not live data of a gateway; the hub stores only live messages"
+)
+
+
+def check_message(
+    topic: str, payload: bytes, is_active: MemberCheck, *, max_payload_bytes: int, retained: bool = False
+) -> Accepted | Refused:
+    """Decide about one MQTT message; never raises on any input.
+
+    ``retained`` is the MQTT retain flag of the message as delivered (see
+    :attr:`storage.mqtt_link.Message.retain`); a retained message is refused.
+    """
+    if retained:
+        return Refused("retained", RETAINED_REASON)
+    try:
+        member, gateway, kind = parse_topic(topic)
+    except WireError as exc:
+        return Refused(exc.code, exc.reason)
+    if not is_active(member):
+        return Refused("member", f"member {member} is not an active member in the register")
+    try:
+        if kind == "status":
+            status = decode_status(payload)
+            found: tuple[str, str] = (status.member, status.gateway)
+        else:
+            batch = decode_batch(payload, max_payload_bytes=max_payload_bytes)
+            found = (batch.member, batch.gateway)
+    except WireError as exc:
+        return Refused(exc.code, exc.reason)
+    except Exception as exc:
+        return Refused("decode", f"payload could not be decoded: {type(exc).__name__}")
+    if found[0] != member:
+        return Refused("member_mismatch", f"payload member {found[0][:40]!r} does not match topic member {member}")
+    if found[1] != gateway:
+        return Refused("gateway_mismatch", f"payload gateway {found[1][:40]!r} does not match the topic's")
+    if kind == "status":
+        return Accepted(member, gateway, status=status)
+    return Accepted(member, gateway, batch=batch)
