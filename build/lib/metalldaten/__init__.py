@@ -1,1 +1,0 @@
-"""Metall+Daten hub: the command line, the demo, shared configuration loading and the member register."""
