@@ -7,7 +7,8 @@ COPY gateway ./gateway
 COPY storage ./storage
 COPY api ./api
 COPY metalldaten ./metalldaten
-RUN pip install --no-cache-dir . && useradd --system --home /var/lib/metalldaten metalldaten \
+COPY broker_config ./broker_config
+RUN pip install --no-cache-dir ".[hub]" && useradd --system --home /var/lib/metalldaten metalldaten \
     && mkdir -p /var/lib/metalldaten && chown metalldaten /var/lib/metalldaten
 USER metalldaten
 ENTRYPOINT ["metalldaten"]

@@ -80,7 +80,7 @@ class ApiSettings(BaseModel):
 
     @model_validator(mode="after")
     def _known_kpis(self) -> ApiSettings:
-        from .kpis import KPIS
+        from .core.kpis import KPIS
 
         for kpi, days in self.release_delay_days_by_kpi.items():
             if kpi not in KPIS:

@@ -25,20 +25,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# This file is named api.py: keep its folder off the import path so that ``api`` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import _common  # first: the import path (this file is api.py; ``api`` must be the package)
+import httpx
+import polars as pl
+import uvicorn
 
-import httpx  # noqa: E402
-import polars as pl  # noqa: E402
-import uvicorn  # noqa: E402
-
-from api.app import create_app  # noqa: E402
-from api.cells import contributions, period_starts, release  # noqa: E402
-from api.disclosure import Rules  # noqa: E402
-from api.settings import ApiSettings  # noqa: E402
-from api.tokens import TokenStore  # noqa: E402
-from metalldaten.register import DEFAULT_EMISSION_FACTOR, Member, Register  # noqa: E402
-from storage import DuckDBStore, RollupQuery  # noqa: E402
+from api.core.cells import contributions, period_starts, release
+from api.core.disclosure import Rules
+from api.http.app import create_app
+from api.settings import ApiSettings
+from api.tokens import TokenStore
+from metalldaten.register import DEFAULT_EMISSION_FACTOR, Member, Register
+from storage import DuckDBStore, RollupQuery
 
 ASSETS = 100
 DAYS = 30
@@ -69,38 +67,34 @@ def plan() -> tuple[Register, list[tuple[str, str, str, int]]]:
 
 def generate(store: DuckDBStore, assets: list[tuple[str, str, str, int]], t0_ns: int) -> int:
     """Bulk-insert minute samples with SQL, then mark every asset's range for the store's rollup keeper."""
-    con = store._con  # bulk generation only; the API reads through the Store interface
-    con.execute("CREATE TEMP TABLE plan (member VARCHAR, asset VARCHAR, asset_class VARCHAR, n INTEGER)")
-    con.executemany("INSERT INTO plan VALUES (?, ?, ?, ?)", assets)
-    minute = 60 * 10**9
-    common = f"""
-        FROM plan CROSS JOIN range({MINUTES}) AS r(i)
-    """
-    # energy: 0.05..0.15 kWh per minute while running; parts: one per 2..5 minutes; scrap: one in 20..50 parts;
-    # every tenth asset restarts on day 12 (its counters count from zero again).
-    running = "((i // 30 + n) % 5 <> 0)"
-    restart = f"CASE WHEN n % 10 = 0 AND i >= {12 * 1440} THEN i - {12 * 1440} ELSE i END"
-    selects = {
-        "state": f"NULL, CASE WHEN {running} THEN 'running' ELSE 'idle' END",
-        "energy_kwh": f"({restart}) * (0.05 + (n % 11) / 100.0), NULL",
-        "parts_total": f"floor(({restart}) / (2 + n % 4))::DOUBLE, NULL",
-        "parts_scrap_total": f"floor(({restart}) / (2 + n % 4) / (20 + n % 31))::DOUBLE, NULL",
-    }
-    for signal, value_text in selects.items():
+    with store.connection.exclusive() as con:  # bulk generation only; the API reads through the Store interface
+        con.execute("CREATE TEMP TABLE plan (member VARCHAR, asset VARCHAR, asset_class VARCHAR, n INTEGER)")
+        con.executemany("INSERT INTO plan VALUES (?, ?, ?, ?)", assets)
+        minute = 60 * 10**9
+        common = f"""
+            FROM plan CROSS JOIN range({MINUTES}) AS r(i)
+        """
+        # energy: 0.05..0.15 kWh per minute while running; parts: one per 2..5 minutes; scrap: one in 20..50 parts;
+        # every tenth asset restarts on day 12 (its counters count from zero again).
+        running = "((i // 30 + n) % 5 <> 0)"
+        restart = f"CASE WHEN n % 10 = 0 AND i >= {12 * 1440} THEN i - {12 * 1440} ELSE i END"
+        selects = {
+            "state": f"NULL, CASE WHEN {running} THEN 'running' ELSE 'idle' END",
+            "energy_kwh": f"({restart}) * (0.05 + (n % 11) / 100.0), NULL",
+            "parts_total": f"floor(({restart}) / (2 + n % 4))::DOUBLE, NULL",
+            "parts_scrap_total": f"floor(({restart}) / (2 + n % 4) / (20 + n % 31))::DOUBLE, NULL",
+        }
+        for signal, value_text in selects.items():
+            con.execute(
+                "INSERT INTO samples (member, asset, asset_class, signal, ts, value, text, quality) "
+                f"SELECT member, asset, asset_class, '{signal}', {t0_ns} + i * {minute}, {value_text}, 0 {common}"
+            )
         con.execute(
-            "INSERT INTO samples (member, asset, asset_class, signal, ts, value, text, quality) "
-            f"SELECT member, asset, asset_class, '{signal}', {t0_ns} + i * {minute}, {value_text}, 0 {common}"
+            "INSERT INTO rollup_dirty SELECT member, asset, "
+            f"{t0_ns}, {t0_ns + MINUTES * minute + 3600 * 10**9} FROM plan"
         )
-    con.execute(
-        f"INSERT INTO rollup_dirty SELECT member, asset, {t0_ns}, {t0_ns + MINUTES * minute + 3600 * 10**9} FROM plan"
-    )
-    row = con.execute("SELECT count(*) FROM samples").fetchone()
+        row = con.execute("SELECT count(*) FROM samples").fetchone()
     return int(row[0]) if row else 0
-
-
-def percentile_ms(samples: list[float], p: float) -> float:
-    xs = sorted(samples)
-    return xs[min(len(xs) - 1, round(p * (len(xs) - 1)))] * 1000
 
 
 def direct_cells(
@@ -194,13 +188,14 @@ def main() -> int:
                         t = time.perf_counter()
                         direct_cells(store, register, kpi, cls, start, end, now)
                         direct_times.append(time.perf_counter() - t)
-            benchmark_p95 = percentile_ms(api_times, 0.95)
-            direct_p95 = percentile_ms(direct_times, 0.95)
+            benchmark_p95 = _common.percentile(api_times, 0.95) * 1000
+            direct_p95 = _common.percentile(direct_times, 0.95) * 1000
+            benchmark_p50 = _common.percentile(api_times, 0.5) * 1000
             log(
-                f"benchmark endpoint: {len(api_times)} requests, p50 {percentile_ms(api_times, 0.5):.0f} ms, "
+                f"benchmark endpoint: {len(api_times)} requests, p50 {benchmark_p50:.0f} ms, "
                 f"p95 {benchmark_p95:.0f} ms; direct DuckDB+polars p95 {direct_p95:.0f} ms; "
                 f"{published} published cells; first requests (release into the ledger) p95 "
-                f"{percentile_ms(release_times, 0.95):.0f} ms"
+                f"{_common.percentile(release_times, 0.95) * 1000:.0f} ms"
             )
 
             # -- Arrow export --------------------------------------------------------------------------
@@ -252,7 +247,7 @@ def main() -> int:
         "rollups_s": round(rollup_s, 1),
         "benchmark_requests": len(api_times),
         "benchmark_p95_ms": round(benchmark_p95, 1),
-        "benchmark_release_p95_ms": round(percentile_ms(release_times, 0.95), 1),
+        "benchmark_release_p95_ms": round(_common.percentile(release_times, 0.95) * 1000, 1),
         "direct_benchmark_p95_ms": round(direct_p95, 1),
         "arrow_rows": exported,
         "arrow_rows_per_s": round(arrow_rate),

@@ -27,15 +27,12 @@ import json
 import math
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
+import _common  # noqa: F401  (the import path)
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from api.disclosure import Contribution, Published, Rules, plausible, publish
+from api.core.disclosure import Contribution, Published, Rules, plausible, publish
 
 HORIZON = 2_000
 TIME_LIMIT_S = 60.0

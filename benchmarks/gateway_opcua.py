@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import _common  # noqa: F401  (the import path)
+
 NODES = 5000
 URI = "urn:metalldaten:bench"
 
@@ -141,8 +143,7 @@ def main() -> None:
         asyncio.run(serve(int(args.serve[0]), NODES, Path(args.serve[1])))
         return
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.servers import free_port, start_mosquitto
+    from testkit.servers import free_port, start_mosquitto
 
     tmp = Path(tempfile.mkdtemp(prefix="mdh-bench-"))
     broker = start_mosquitto(tmp / "mosquitto")

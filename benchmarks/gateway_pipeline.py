@@ -15,6 +15,8 @@ import json
 import os
 import time
 
+import _common  # noqa: F401  (the import path)
+
 from gateway.normalise import Normaliser, Reading
 from gateway.policy import PolicySettings, compile_policy
 from gateway.pseudonymise import MemberKey, Pseudonymiser

@@ -28,17 +28,16 @@ import time
 import uuid
 from pathlib import Path
 
+import _common  # noqa: F401  (the import path)
 import duckdb
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from metalldaten.register import Member, Register
 from storage import DuckDBStore, Ingestor, IngestSettings, Store, StoreSettings, open_store
-from storage.duckdb_store import _DDL, samples_frame
-from storage.lineprotocol import SampleEncoder
-from tests.servers import start_influxdb, start_mosquitto
-from tests.storage.mqttkit import Publisher
+from storage.duckdb.store import _DDL, samples_frame
+from storage.influx.lineprotocol import SampleEncoder
+from testkit.mqtt import Publisher
+from testkit.servers import start_influxdb, start_mosquitto
 from wire import SCHEMA_VERSION, Batch, Codec, Sample, samples_topic
 
 MEMBER = "m-0be4c1"

@@ -9,13 +9,14 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from wire.model import MEMBER_RE
 
-#: The templates shipped in broker_config/ (next to the metalldaten package in a source checkout).
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "broker_config"
+#: The templates of the package ``broker_config`` (package data: found the same way in a wheel and a checkout).
+TEMPLATE_DIR = Path(str(resources.files("broker_config")))
 _IMAGE_CONFIG = "/mosquitto/config"
 _IMAGE_DATA = "/mosquitto/data"
 _IMAGE_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"

@@ -27,7 +27,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from pydantic import Field, field_validator
 
-from api.app import create_app
+from api.http.app import create_app
 from api.settings import ApiSettings
 from storage import Ingestor, IngestSettings, Store, StoreSettings, open_store
 

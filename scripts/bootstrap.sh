@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/demo.sh and scripts/test.sh: a virtual environment in .venv with the project installed.
-# Usage: EXTRA=test source scripts/bootstrap.sh   (EXTRA=test installs the test tools too)
+# Usage: EXTRA=hub|gateway|test source scripts/bootstrap.sh   (hub: the whole hub and the demo; gateway: an edge
+# device only; test: the hub and the test tools; default hub)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,7 +26,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-extra="${EXTRA:-}"
+extra="${EXTRA:-hub}"
 spec="."
 [ -n "$extra" ] && spec=".[$extra]"
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extra:-base}"

@@ -1,6 +1,11 @@
 """Hub storage: the store interface, the embedded DuckDB store, the InfluxDB store,
 hourly rollups and the ingestor that feeds them (reference: docs/storage.md).
 
+Layout: ``base`` (the :class:`Store` protocol and frame schemas), ``rollups`` (the
+pure rollup computation both stores share), ``duckdb/`` and ``influx/`` (one
+package per backend: store, connection, rollup keeper), ``ingestor`` with its
+helpers (``validate``, ``deadletter``, ``gateways``, ``housekeeping``).
+
 Public API::
 
     open_store(settings: StoreSettings) -> Store
@@ -10,8 +15,10 @@ Public API::
         def write(self, member: str, samples: Sequence[Sample]) -> int   # synchronous, idempotent
         def query_series(self, query: SeriesQuery) -> pl.DataFrame       # SERIES_SCHEMA
         def query_rollups(self, query: RollupQuery) -> pl.DataFrame      # ROLLUP_SCHEMA
+        def refresh_rollups(self) -> int                                 # housekeeping
+        def enforce_retention(self, now_ns: int | None = None) -> int   # housekeeping
+        def released_cells(...) -> list[ReleasedCell]; def release(cells) -> None   # release ledger
         def close(self) -> None
-    # both stores also have refresh_rollups() -> int and enforce_retention(now_ns: int | None = None) -> int
 
     class Ingestor:                                  # async context manager
         def __init__(self, settings: IngestSettings, store: Store,
@@ -44,10 +51,10 @@ from .base import (
     empty_series,
 )
 from .deadletter import read_dead_letters
-from .duckdb_store import DuckDBStore
+from .duckdb import DuckDBStore
 from .errors import StoreError, StoreRejected, StoreUnavailable
 from .gateways import GatewayState
-from .influx_store import InfluxStore
+from .influx import InfluxStore
 from .ingestor import Ingestor, MemberRegister, RegisterProvider
 from .ledger import ReleasedCell
 from .rollups import compute_rollups

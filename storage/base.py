@@ -104,6 +104,14 @@ class Store(Protocol):
 
     def query_rollups(self, query: RollupQuery) -> pl.DataFrame: ...
 
+    def refresh_rollups(self) -> int:
+        """Bring the rollups up to date with everything written so far; return how many ranges were recomputed."""
+        ...
+
+    def enforce_retention(self, now_ns: int | None = None) -> int:
+        """Delete what is older than the retention; return how many raw samples went (0 if the server does it)."""
+        ...
+
     def released_cells(
         self, kpi: str, asset_class: str, start_ns: int, end_ns: int, period: str | None = None
     ) -> list[ReleasedCell]:

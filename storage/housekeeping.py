@@ -14,21 +14,19 @@ log = logging.getLogger(__name__)
 
 
 async def housekeep(store: Store, settings: IngestSettings) -> None:
-    """Refresh rollups every ``rollup_refresh_s`` and enforce retention every ``retention_check_s``,
-    if ``store`` offers ``refresh_rollups()`` / ``enforce_retention()``. Runs until cancelled."""
+    """Refresh rollups every ``rollup_refresh_s`` (never if it is 0) and enforce retention every
+    ``retention_check_s``. Runs until cancelled."""
     next_rollups = time.monotonic() + (settings.rollup_refresh_s or 0)
     next_retention = time.monotonic()
-    refresh = getattr(store, "refresh_rollups", None)
-    enforce = getattr(store, "enforce_retention", None)
     while True:
         await asyncio.sleep(1.0)
         now = time.monotonic()
         try:
-            if settings.rollup_refresh_s and refresh is not None and now >= next_rollups:
+            if settings.rollup_refresh_s and now >= next_rollups:
                 next_rollups = now + settings.rollup_refresh_s
-                await asyncio.to_thread(refresh)
-            if enforce is not None and now >= next_retention:
+                await asyncio.to_thread(store.refresh_rollups)
+            if now >= next_retention:
                 next_retention = now + settings.retention_check_s
-                await asyncio.to_thread(enforce)
+                await asyncio.to_thread(store.enforce_retention)
         except StoreError as exc:
             log.warning("store housekeeping failed: %s", exc)

@@ -14,31 +14,22 @@
   next one arrives.
 * gauges: mean, min and max of the samples in the hour.
 
-Samples of bad quality are ignored. :class:`RollupKeeper` keeps the ``rollups``
-table of the DuckDB store up to date: a write only records which (asset, hour)
-ranges it touched (in the same transaction), and the ranges are recomputed from
-raw data before the next rollup query, so bursts of writes cost one recompute.
+Samples of bad quality are ignored. This module is pure (frames in, frames out)
+and shared by both stores: :mod:`storage.duckdb.rollups` and
+:mod:`storage.influx.rollups` keep the rollups of their backend up to date with it.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from wire import MACHINE_STATES, Quality
 
-from .base import GAUGE_STATS, ROLLUP_SCHEMA, RollupQuery, empty_rollups
-from .duckdb_store import in_clause
-
-if TYPE_CHECKING:
-    import duckdb
-
-    from .duckdb_store import DuckDBStore
+from .base import GAUGE_STATS, ROLLUP_SCHEMA, empty_rollups
 
 HOUR_NS = 3600 * 10**9
 MAX_STATE_GAP_S = 300
-_GAP_NS = MAX_STATE_GAP_S * 10**9
+GAP_NS = MAX_STATE_GAP_S * 10**9
 #: How far back a recompute looks for the predecessor of a counter sample.
 LOOKBACK_NS = 24 * HOUR_NS
 
@@ -76,7 +67,7 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
         .sort(["member", "asset", "ts"])
         .with_columns(nxt=pl.col("ts").shift(-1).over(["member", "asset"]))
         .filter(pl.col("nxt").is_not_null())
-        .with_columns(end=pl.min_horizontal(pl.col("nxt"), pl.col("ts") + _GAP_NS))
+        .with_columns(end=pl.min_horizontal(pl.col("nxt"), pl.col("ts") + GAP_NS))
         .with_columns(h0=hour, boundary=hour + HOUR_NS)
     )
     first = states.select(
@@ -126,92 +117,3 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
     fill.update({f"seconds_{st}": pl.col(f"seconds_{st}").fill_null(0.0) for st in MACHINE_STATES})
     out = out.with_columns(**fill).with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC")))
     return out.select([pl.col(c).cast(t) for c, t in ROLLUP_SCHEMA.items()]).sort(_KEYS)
-
-
-_ROLLUP_DDL = (
-    "CREATE TABLE IF NOT EXISTS rollups ("
-    + ", ".join(
-        f"{c} {'BIGINT' if c in ('hour', 'samples') else 'VARCHAR' if t == pl.String() else 'DOUBLE'}"
-        for c, t in ROLLUP_SCHEMA.items()
-    )
-    + ", PRIMARY KEY (member, asset, hour));"
-    "CREATE TABLE IF NOT EXISTS rollup_dirty (member VARCHAR, asset VARCHAR, lo BIGINT, hi BIGINT);"
-)
-
-
-class RollupKeeper:
-    """Maintains the ``rollups`` table of a :class:`~storage.duckdb_store.DuckDBStore`."""
-
-    def __init__(self, store: DuckDBStore) -> None:
-        self._store = store
-        store._con.execute(_ROLLUP_DDL)
-
-    def update(self, cur: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
-        """Record the hours ``frame`` (a batch just inserted) touches; called inside the write transaction."""
-        touched = frame.group_by(["member", "asset"]).agg(
-            lo=((pl.col("ts").min() - _GAP_NS) // HOUR_NS) * HOUR_NS,
-            hi=((pl.col("ts").max() + _GAP_NS) // HOUR_NS + 1) * HOUR_NS,
-        )
-        cur.register("touched", touched)
-        cur.execute("INSERT INTO rollup_dirty SELECT member, asset, lo, hi FROM touched")
-        cur.unregister("touched")
-
-    def refresh(self) -> int:
-        """Recompute all dirty ranges; return how many (asset, range) pairs were recomputed."""
-        with self._store._lock:
-            cur = self._store._con.cursor()
-            try:
-                dirty = cur.execute(
-                    "SELECT member, asset, min(lo) AS lo, max(hi) AS hi FROM rollup_dirty GROUP BY member, asset"
-                ).fetchall()
-                if not dirty:
-                    return 0
-                cur.execute("BEGIN")
-                for member, asset, lo, hi in dirty:
-                    raw = cur.sql(
-                        "SELECT member, asset, asset_class, signal, ts, value, text, quality FROM samples "
-                        "WHERE member = ? AND asset = ? AND ts >= ? AND ts < ?",
-                        params=[member, asset, lo - LOOKBACK_NS, hi + _GAP_NS],
-                    ).pl()
-                    fresh = compute_rollups(raw).filter(pl.col("hour").cast(pl.Int64).is_between(lo, hi, closed="left"))
-                    cur.execute(
-                        "DELETE FROM rollups WHERE member = ? AND asset = ? AND hour >= ? AND hour < ?",
-                        [member, asset, lo, hi],
-                    )
-                    if fresh.height:
-                        cur.register("fresh", fresh.with_columns(pl.col("hour").cast(pl.Int64)))
-                        cur.execute("INSERT INTO rollups BY NAME SELECT * FROM fresh")
-                        cur.unregister("fresh")
-                cur.execute("DELETE FROM rollup_dirty")
-                cur.execute("COMMIT")
-                return len(dirty)
-            except Exception:
-                cur.execute("ROLLBACK")
-                raise
-            finally:
-                cur.close()
-
-    def query(self, query: RollupQuery) -> pl.DataFrame:
-        self.refresh()
-        where: list[str] = []
-        params: list[Any] = []
-        in_clause("asset_class", query.asset_classes, where, params)
-        in_clause("member", query.members, where, params)
-        in_clause("asset", query.assets, where, params)
-        if query.start_ns is not None:
-            where.append("hour >= ?")
-            params.append(query.start_ns)
-        if query.end_ns is not None:
-            where.append("hour < ?")
-            params.append(query.end_ns)
-        sql = f"SELECT * FROM rollups WHERE {' AND '.join(where) or 'TRUE'} ORDER BY member, asset, hour"
-        cur = self._store.cursor()
-        try:
-            frame: pl.DataFrame = cur.sql(sql, params=params).pl()
-        finally:
-            cur.close()
-        if frame.height == 0:
-            return empty_rollups()
-        return frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC"))).select(
-            [pl.col(c).cast(t) for c, t in ROLLUP_SCHEMA.items()]
-        )

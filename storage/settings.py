@@ -73,14 +73,14 @@ class StoreSettings(BaseModel):
 def open_store(settings: StoreSettings) -> Store:
     """Open the store ``settings`` describe. Raises :class:`~storage.errors.StoreError` if it cannot."""
     if settings.kind == "duckdb":
-        from .duckdb_store import DuckDBStore
+        from .duckdb import DuckDBStore
 
         return DuckDBStore(
             settings.path,
             retention_days=settings.retention_days,
             rollup_retention_days=settings.rollup_retention_days,
         )
-    from .influx_store import InfluxStore
+    from .influx import InfluxStore
 
     return InfluxStore(
         flavour=settings.kind,

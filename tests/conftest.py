@@ -1,4 +1,5 @@
-"""Shared fixtures. Server fixtures (Mosquitto, InfluxDB, VictoriaMetrics) live in tests/servers.py."""
+"""Shared fixtures. Server fixtures (Mosquitto, InfluxDB, VictoriaMetrics) live in tests/servers.py, on the
+starters of testkit/servers.py."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from gateway.config import GatewaySettings
 from metalldaten.cli import app
 from metalldaten.configfile import load_settings
 from metalldaten.hub import load_hub_settings
-from tests.servers import require_binary
+from testkit.servers import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Made before the first start by `metalldaten broker init-ca / add-ingestor / add-member` (see the README).

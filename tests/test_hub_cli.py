@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from metalldaten.register import Member, Register, dump_register
-from tests.servers import MosquittoServer, free_port
-from tests.storage.mqttkit import Publisher, make_batch
+from testkit.mqtt import Publisher, make_batch
+from testkit.servers import MosquittoServer, free_port
 from wire import Status, encode_status, status_topic
 
 pytestmark = [pytest.mark.integration]

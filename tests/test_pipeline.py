@@ -34,8 +34,8 @@ from metalldaten.demo.scenario import FACTORIES, MODEL_CLASSES, PRIVATE_SIGNALS,
 from metalldaten.hub import HubSettings, running_hub
 from metalldaten.register import Member, Register, dump_register
 from storage import SeriesQuery
-from tests.servers import InfluxServer, MosquittoServer, free_port
-from tests.storage.mqttkit import wait_until
+from testkit.mqtt import wait_until
+from testkit.servers import InfluxServer, MosquittoServer, free_port
 from wire import ASSET_CLASSES, MACHINE_STATES, SIGNALS
 from wire.codec import MAGIC
 from wire.model import KEY_ID_RE, MEMBER_RE, PSEUDONYM_RE

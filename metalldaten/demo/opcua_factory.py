@@ -1,4 +1,4 @@
-"""A simulated factory that exposes its machines on an asyncua OPC UA server."""
+"""A simulated factory that exposes its machines on an asyncua OPC UA server (:class:`~.opcua_server.MachineServer`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, cast
 
 from asyncua import ua
-from asyncua.server.server import Server
 
 from .machines import MachineSpec, build_machines
+from .opcua_server import MachineServer
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +26,6 @@ _TYPES = {
     "OperatorBadge": ua.VariantType.String,
     "SerialNumber": ua.VariantType.String,
 }
-
-
-def _node_id(name: str, ns: int) -> ua.NodeId:
-    return ua.NodeId(ua.String(name), ua.Int16(ns))
 
 
 class OpcUaFactory:
@@ -56,38 +51,28 @@ class OpcUaFactory:
         self.namespace = namespace
         self.tick_s = tick_s
         self.machines = build_machines(machines, seed)
-        self._server = Server()
-        self._nodes: dict[tuple[str, str], Any] = {}
+        readings = {m.spec.serial: m.readings() for m in self.machines}
+        self._server = MachineServer(
+            port=port,
+            machines={serial: list(values) for serial, values in readings.items()},
+            uri=namespace,
+            initial={(serial, k): v for serial, values in readings.items() for k, v in values.items()},
+            types=_TYPES,
+            properties={m.spec.serial: {"Model": m.spec.model} for m in self.machines},
+            folder=None,
+            server_name=f"{name} line controller",
+            host=host,
+        )
 
     @property
     def endpoint(self) -> str:
         return f"opc.tcp://{self.host}:{self.port}"
 
-    async def _setup(self) -> None:
-        await self._server.init()
-        self._server.set_endpoint(self.endpoint)
-        self._server.set_server_name(f"{self.name} line controller")
-        self._server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        idx = await self._server.register_namespace(self.namespace)
-        objects = self._server.nodes.objects
-        for m in self.machines:
-            obj = await objects.add_object(_node_id(m.spec.serial, idx), ua.QualifiedName(m.spec.serial, idx))
-            for name, value in m.readings().items():
-                node = await obj.add_variable(
-                    _node_id(f"{m.spec.serial}.{name}", idx),
-                    ua.QualifiedName(name, idx),
-                    ua.Variant(value, _TYPES[name]),
-                )
-                self._nodes[(m.spec.serial, name)] = node
-            model = await obj.add_property(_node_id(f"{m.spec.serial}.Model", idx), "Model", m.spec.model)
-            self._nodes[(m.spec.serial, "Model")] = model
-
     async def _publish(self) -> None:
-        now = cast(ua.DateTime, dt.datetime.now(dt.UTC))  # asyncua types timestamps as its datetime subclass
+        now = dt.datetime.now(dt.UTC)
         for m in self.machines:
             for name, value in m.readings().items():
-                dv = ua.DataValue(ua.Variant(value, _TYPES[name]), SourceTimestamp=now, ServerTimestamp=now)
-                await self._nodes[(m.spec.serial, name)].write_value(dv)
+                await self._server.write(m.spec.serial, name, value, ts=now)
 
     async def _run(self) -> None:
         while True:
@@ -98,8 +83,8 @@ class OpcUaFactory:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OpcUaFactory]:
-        await self._setup()
-        async with self._server:
+        await self._server.start()
+        try:
             task = asyncio.create_task(self._run(), name=f"factory-{self.name}")
             try:
                 yield self
@@ -107,3 +92,5 @@ class OpcUaFactory:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        finally:
+            await self._server.stop()

@@ -16,7 +16,7 @@ from typing import Any
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
-from tests.servers import require_binary
+from testkit.servers import require_binary
 
 FLAGS = (
     "--headless",

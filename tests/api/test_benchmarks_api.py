@@ -159,8 +159,8 @@ def test_catalog_shows_no_more_than_released_cells(hub: Hub) -> None:
 
 def test_released_cells_are_frozen_against_late_data(tmp_path: Path) -> None:
     """A batch backdated into a released day is stored, and the released cell stays as it was."""
-    from api.cells import contributions, release
-    from api.params import to_ns
+    from api.core.cells import contributions, release
+    from api.http.params import to_ns
     from storage import RollupQuery
     from wire import Sample
 

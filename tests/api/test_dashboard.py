@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from storage import DuckDBStore
-from tests.servers import free_port
+from testkit.servers import free_port
 
 from .browser import chromium_page
 from .conftest import Hub, make_hub

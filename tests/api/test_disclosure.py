@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.disclosure import (
+from api.core.disclosure import (
     Contribution,
     Published,
     Rules,

@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from api.cells import release
-from api.disclosure import (
+from api.core.cells import release
+from api.core.disclosure import (
     Contribution,
     Published,
     Rules,

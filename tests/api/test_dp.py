@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.dp import BudgetLedger, dp_percentile, laplace, noisy_count, private_figures
+from api.core.dp import BudgetLedger, dp_percentile, laplace, noisy_count, private_figures
 
 
 def test_laplace_has_the_right_spread() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.kpis import KPIS, PERIODS, asset_totals, compute_kpis, pool
+from api.core.kpis import KPIS, PERIODS, asset_totals, compute_kpis, pool
 from storage import ROLLUP_SCHEMA, DuckDBStore, RollupQuery
 from wire import Sample
 

@@ -42,7 +42,7 @@ def api_schema(schema_hub: Hub) -> OpenApiSchema:
 
 def _operations() -> list[tuple[str, str]]:
     """(method, path) of every operation, read from a throw-away app (the schema does not depend on data)."""
-    from api.app import create_app
+    from api.http.app import create_app
     from api.settings import ApiSettings
     from metalldaten.register import Register
 

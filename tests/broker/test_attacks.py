@@ -34,8 +34,8 @@ from typer.testing import CliRunner
 from metalldaten.broker_cli import app
 from metalldaten.register import load_register
 from storage import DuckDBStore, Ingestor, IngestSettings, SeriesQuery
-from tests.servers import MosquittoServer, free_port, require_binary
-from tests.storage.mqttkit import make_batch, wait_until
+from testkit.mqtt import make_batch, wait_until
+from testkit.servers import MosquittoServer, free_port, require_binary
 from tests.storage.test_ingestor import running
 from wire import encode_batch, samples_topic, status_topic
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from metalldaten.broker_cli import app
 from metalldaten.broker_files import TEMPLATE_DIR, logins, render_config
 from metalldaten.register import load_register
-from tests.servers import require_binary
+from testkit.servers import require_binary
 
 runner = CliRunner()
 

@@ -28,7 +28,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from metalldaten.register import load_register
-from tests.servers import free_port, require_binary, wait_for_port
+from testkit.servers import free_port, require_binary, wait_for_port
 
 pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[2] / "broker_config" / "README.md"

@@ -18,9 +18,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import Gateway, GatewaySettings
+from testkit.machines import MachineServer
+from testkit.waiting import wait_until
 from wire import Batch, decode_batch
-
-from .machines import MachineServer
 
 
 @dataclass
@@ -76,16 +76,6 @@ class RawSubscriber:
 
     async def wait_for(self, predicate: Callable[[], bool], within_s: float, what: str) -> None:
         await wait_until(predicate, within_s, what)
-
-
-async def wait_until(predicate: Callable[[], bool], within_s: float, what: str) -> None:
-    """Poll ``predicate`` every 50 ms; fail after ``within_s`` naming ``what``."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {within_s} s waiting for {what}")
 
 
 class Relay:

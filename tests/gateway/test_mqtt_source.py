@@ -11,7 +11,7 @@ import pytest
 
 from gateway import Gateway
 from gateway.pseudonymise import load_key, pseudonym
-from tests.servers import MosquittoServer, require_binary
+from testkit.servers import MosquittoServer, require_binary
 
 from .conftest import gateway_settings
 from .hub import RawSubscriber, wait_until

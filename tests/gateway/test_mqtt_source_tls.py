@@ -14,7 +14,7 @@ import pytest
 
 from gateway import Gateway
 from gateway.pseudonymise import load_key, pseudonym
-from tests.servers import MosquittoServer, require_binary, start_mosquitto
+from testkit.servers import MosquittoServer, require_binary, start_mosquitto
 
 from .conftest import gateway_settings
 from .hub import RawSubscriber, wait_until

@@ -17,11 +17,11 @@ import pytest
 from asyncua import ua
 from asyncua.server.monitored_item_service import MonitoredItemService, MonitoredItemValues
 
-from tests.servers import MosquittoServer, free_port
+from testkit.machines import MachineServer
+from testkit.servers import MosquittoServer, free_port
 
 from .conftest import gateway_settings
 from .hub import values_forwarded
-from .machines import MachineServer
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway import Gateway
-from tests.servers import MosquittoServer, free_port
+from testkit.machines import URI
+from testkit.servers import MosquittoServer, free_port
 
 from .conftest import gateway_settings
 from .hub import wait_until
-from .machines import URI
 
 pytestmark = pytest.mark.integration
 

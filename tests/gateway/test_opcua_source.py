@@ -10,12 +10,12 @@ import pytest
 
 from gateway import Gateway
 from gateway.pseudonymise import load_key, pseudonym
-from tests.servers import MosquittoServer, free_port
+from testkit.machines import URI, MachineServer
+from testkit.servers import MosquittoServer, free_port
 from wire import Quality
 
 from .conftest import gateway_settings
 from .hub import RawSubscriber, values_forwarded
-from .machines import URI, MachineServer
 
 pytestmark = pytest.mark.integration
 

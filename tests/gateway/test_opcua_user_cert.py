@@ -21,11 +21,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway import Gateway
 from metalldaten.configfile import ConfigError
-from tests.servers import MosquittoServer, free_port
+from testkit.machines import URI
+from testkit.servers import MosquittoServer, free_port
 
 from .conftest import gateway_settings
 from .hub import RawSubscriber, wait_until
-from .machines import URI
 
 
 class RecordingUsers(CertificateUserManager):

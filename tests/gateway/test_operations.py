@@ -14,11 +14,11 @@ import pytest
 
 from gateway import Gateway
 from gateway.pseudonymise import load_key, pseudonym
-from tests.servers import MosquittoServer, free_port
+from testkit.machines import MachineServer
+from testkit.servers import MosquittoServer, free_port
 
 from .conftest import MEMBER, gateway_settings
 from .hub import RawSubscriber, wait_until
-from .machines import MachineServer
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import Gateway
-from tests.servers import free_port, start_mosquitto
+from testkit.machines import MachineServer
+from testkit.servers import free_port, start_mosquitto
 
 from .conftest import gateway_settings
 from .hub import RawSubscriber, Relay
-from .machines import MachineServer
 
 pytestmark = pytest.mark.integration
 

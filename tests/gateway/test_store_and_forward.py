@@ -17,12 +17,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.servers import free_port, start_mosquitto
+from testkit.machines import MachineServer
+from testkit.servers import free_port, start_mosquitto
 from wire import decode_batch
 
 from .conftest import MEMBER
 from .hub import wait_until
-from .machines import MachineServer
 
 pytestmark = pytest.mark.integration
 

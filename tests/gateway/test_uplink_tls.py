@@ -18,12 +18,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import Gateway
 from metalldaten.register import load_register
-from tests.servers import MosquittoServer, free_port, require_binary
+from testkit.machines import MachineServer
+from testkit.servers import MosquittoServer, free_port, require_binary
 from wire import decode_batch, decode_status
 
 from .conftest import gateway_settings
 from .hub import wait_until
-from .machines import MachineServer
 
 pytestmark = pytest.mark.integration
 

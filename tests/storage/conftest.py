@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import Store, StoreSettings, open_store
-from tests.servers import InfluxServer, start_influxdb
+from testkit.servers import InfluxServer, start_influxdb
 
 _db_names = itertools.count()
 

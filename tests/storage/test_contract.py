@@ -10,7 +10,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from storage import ROLLUP_SCHEMA, SERIES_SCHEMA, ReleasedCell, RollupQuery, SeriesQuery, Store, compute_rollups
-from storage.duckdb_store import samples_frame
+from storage.duckdb import samples_frame
 from wire import MACHINE_STATES, Sample
 
 M1, M2 = "m-aaaaaa", "m-bbbbbb"

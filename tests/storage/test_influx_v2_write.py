@@ -14,8 +14,8 @@ import pytest
 
 from storage import StoreSettings, StoreUnavailable, open_store
 from storage.errors import StoreRejected
-from storage.influx_store import status_error
-from tests.servers import VictoriaMetricsServer
+from storage.influx import status_error
+from testkit.servers import VictoriaMetricsServer
 from wire import Sample
 
 M = "m-c0ffee"

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from storage import DuckDBStore, Ingestor, RollupQuery, SeriesQuery, StoreSettings, StoreUnavailable, open_store
-from tests.servers import InfluxServer, MosquittoServer
-from tests.storage.mqttkit import Publisher, ingest_settings, make_batch, register, wait_until
+from testkit.mqtt import Publisher, ingest_settings, make_batch, register, wait_until
+from testkit.servers import InfluxServer, MosquittoServer
 from tests.storage.test_ingestor import running
 from wire import Sample, encode_batch, samples_topic
 
@@ -130,6 +130,12 @@ class SwitchableStore:
 
     def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
         return self.inner.query_rollups(query)
+
+    def refresh_rollups(self) -> int:
+        return self.inner.refresh_rollups()
+
+    def enforce_retention(self, now_ns: int | None = None) -> int:
+        return self.inner.enforce_retention(now_ns)
 
     def close(self) -> None:
         self.inner.close()

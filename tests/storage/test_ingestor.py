@@ -12,8 +12,8 @@ import zstandard
 
 from storage import DuckDBStore, Ingestor, SeriesQuery
 from storage.deadletter import read_dead_letters
-from tests.servers import MosquittoServer
-from tests.storage.mqttkit import Publisher, ingest_settings, make_batch, register, wait_until
+from testkit.mqtt import Publisher, ingest_settings, make_batch, register, wait_until
+from testkit.servers import MosquittoServer
 from wire import Status, encode_batch, encode_status, samples_topic, status_topic
 from wire.codec import MAGIC
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point
 
-from storage.lineprotocol import SampleEncoder, encode_lines, encode_point, encode_samples
+from storage.influx.lineprotocol import SampleEncoder, encode_lines, encode_point, encode_samples
 from wire import MACHINE_STATES, SIGNALS, Sample
 
 # Text including every character that line protocol treats specially.

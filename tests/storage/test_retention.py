@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from storage import RollupQuery, SeriesQuery, StoreSettings, open_store
-from storage.duckdb_store import DuckDBStore
-from storage.influx_store import InfluxStore
-from tests.servers import InfluxServer
+from storage.duckdb import DuckDBStore
+from storage.influx import InfluxStore
+from testkit.servers import InfluxServer
 from tests.storage.conftest import influx_settings
 from wire import Sample
 

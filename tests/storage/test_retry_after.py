@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from storage import SeriesQuery, Store, StoreSettings, StoreUnavailable, open_store
-from tests.servers import InfluxServer, VictoriaMetricsServer
+from testkit.servers import InfluxServer, VictoriaMetricsServer
 from wire import Sample
 
 from .conftest import influx_settings

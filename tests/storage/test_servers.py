@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.servers import InfluxServer, VictoriaMetricsServer
+from testkit.servers import InfluxServer, VictoriaMetricsServer
 
 pytestmark = pytest.mark.integration
 

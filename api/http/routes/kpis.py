@@ -1,0 +1,60 @@
+"""``GET /v1/kpis``: KPIs per asset and period (members: their own assets only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from metalldaten.register import DEFAULT_EMISSION_FACTOR
+from storage import RollupQuery
+
+from ...audit import record_rows
+from ...core.cells import period_starts
+from ...core.kpis import compute_kpis
+from ..deps import ContextDep, ReaderDep, visible_members
+from ..params import to_ns, window
+from ..problems import problem_responses
+from ..schemas import KpiResponse, KpiRow, MemberId, PeriodName
+
+router = APIRouter(tags=["kpis"])
+
+
+@router.get(
+    "/v1/kpis",
+    response_model=KpiResponse,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="KPIs per asset and period",
+)
+def get_kpis(
+    request: Request,
+    ctx: ContextDep,
+    principal: ReaderDep,
+    period: Annotated[PeriodName, Query(description="hour, day, week (from Monday) or month; UTC")] = "day",
+    start: Annotated[datetime | None, Query(description="Start (default: a period-dependent look-back)")] = None,
+    end: Annotated[datetime | None, Query(description="End (default: now)")] = None,
+    member: Annotated[list[MemberId] | None, Query(description="Member pseudonym(s); members only their own")] = None,
+    asset: Annotated[list[str] | None, Query()] = None,
+    asset_class: Annotated[list[str] | None, Query()] = None,
+) -> KpiResponse:
+    start_, end_ = window(start, end, period, ctx.clock(), ctx.settings.max_periods)
+    starts = period_starts(start_, end_, period)
+    if not starts:
+        return KpiResponse(period=period, start=start_, end=end_, data=[])
+    start_ = starts[0]  # whole periods only
+    rollups = ctx.store.query_rollups(
+        RollupQuery(
+            members=visible_members(principal, member),
+            assets=tuple(asset) if asset else None,
+            asset_classes=tuple(asset_class) if asset_class else None,
+            start_ns=to_ns(start_),
+            end_ns=to_ns(end_),
+        )
+    )
+    register = ctx.register_provider()
+    factors = {m.pseudonym: m.emission_factor_kg_per_kwh for m in register.member}
+    frame = compute_kpis(rollups, period, factors, DEFAULT_EMISSION_FACTOR)
+    record_rows(request, frame.height)
+    rows = [KpiRow.model_validate(r) for r in frame.iter_rows(named=True)]
+    return KpiResponse(period=period, start=start_, end=end_, data=rows)

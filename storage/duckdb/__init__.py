@@ -1,0 +1,7 @@
+"""The embedded store on one DuckDB file: the store, its connection and its rollup keeper."""
+
+from .connection import DuckDBConnection
+from .rollups import RollupKeeper
+from .store import DuckDBStore, samples_frame
+
+__all__ = ["DuckDBConnection", "DuckDBStore", "RollupKeeper", "samples_frame"]
