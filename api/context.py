@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from metalldaten.register import Register
+from core.register import Register
 from storage import Store
 
 from .audit import AuditLog

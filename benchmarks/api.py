@@ -37,7 +37,7 @@ from api.cells import contributions, period_starts, release  # noqa: E402
 from api.disclosure import Rules  # noqa: E402
 from api.settings import ApiSettings  # noqa: E402
 from api.tokens import TokenStore  # noqa: E402
-from metalldaten.register import DEFAULT_EMISSION_FACTOR, Member, Register  # noqa: E402
+from core.register import DEFAULT_EMISSION_FACTOR, Member, Register  # noqa: E402
 from storage import DuckDBStore, RollupQuery  # noqa: E402
 
 ASSETS = 100

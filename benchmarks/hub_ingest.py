@@ -33,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from metalldaten.register import Member, Register
+from core.register import Member, Register
 from storage import DuckDBStore, Ingestor, IngestSettings, Store, StoreSettings, open_store
 from storage.duckdb_store import _DDL, samples_frame
 from storage.lineprotocol import SampleEncoder

@@ -1,7 +1,7 @@
 """Gateway settings: one :class:`GatewaySettings` built from a TOML file with environment overrides.
 
 Load with :func:`load_gateway_settings` (``MDH_GATEWAY__UPLINK__HOST=...`` overrides
-``[uplink] host``). A wrong file fails at start with :class:`metalldaten.configfile.ConfigError`
+``[uplink] host``). A wrong file fails at start with :class:`core.configfile.ConfigError`
 naming the file, the key and what was expected. The example ``gateway/gateway.example.toml``
 shows every section.
 """
@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from metalldaten.configfile import FileSettings, load_settings
+from core.configfile import FileSettings, load_settings
 from wire.catalog import ASSET_CLASSES
 from wire.model import MEMBER_RE
 

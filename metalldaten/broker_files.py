@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import MdhError
 from wire.model import MEMBER_RE
 
 #: The templates shipped in broker_config/ (next to the metalldaten package in a source checkout).
@@ -33,8 +34,10 @@ GATEWAY_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 BROKER_USER = "mosquitto"
 
 
-class BrokerToolError(RuntimeError):
+class BrokerToolError(MdhError, RuntimeError):
     """``mosquitto_passwd`` is missing or failed."""
+
+    exit_code = 2
 
 
 def _mosquitto_passwd() -> str:

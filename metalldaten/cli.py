@@ -7,13 +7,16 @@ import logging
 import typer
 
 from api.cli import app as tokens_app
+from core.cli import CliGroup
 from gateway.cli import app as gateway_app
 from metalldaten.broker_cli import app as broker_app
 from metalldaten.demo.cli import demo
 from metalldaten.demo.simulate import simulate_command
 from metalldaten.hub import app as hub_app
 
-app = typer.Typer(no_args_is_help=True, help="Metall+Daten data-sharing hub: gateways, hub, analytics API.")
+app = typer.Typer(
+    cls=CliGroup, no_args_is_help=True, help="Metall+Daten data-sharing hub: gateways, hub, analytics API."
+)
 app.add_typer(gateway_app, name="gateway", help="Edge gateway: read machines, pseudonymise, send to the hub.")
 app.add_typer(hub_app, name="hub", help="Hub: ingestor and analytics API.")
 app.add_typer(broker_app, name="broker", help="Trustee: broker certificates and the member register.")

@@ -61,7 +61,7 @@ class MemberRegister(Protocol):
     def is_active(self, pseudonym: str) -> bool: ...
 
 
-#: Returns the current register (e.g. :class:`metalldaten.register.RegisterFile`, which re-reads on change).
+#: Returns the current register (e.g. :class:`core.register.RegisterFile`, which re-reads on change).
 RegisterProvider = Callable[[], MemberRegister]
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from metalldaten.register import Member, Register, dump_register
+from core.register import Member, Register, dump_register
 from tests.servers import MosquittoServer, free_port
 from tests.storage.mqttkit import Publisher, make_batch
 from wire import Status, encode_status, status_topic

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from metalldaten.register import DEFAULT_EMISSION_FACTOR
+from core.register import DEFAULT_EMISSION_FACTOR
 from storage import ReleasedCell, RollupQuery
 from wire import ASSET_CLASSES
 

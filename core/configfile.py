@@ -17,11 +17,15 @@ from typing import Any, TypeVar, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .errors import MdhError
+
 _SENSITIVE = ("password", "secret", "token", "key")
 
 
-class ConfigError(Exception):
+class ConfigError(MdhError):
     """A configuration file that cannot be used. ``problems`` lists ``(key, expected)`` pairs."""
+
+    exit_code = 2  # like a usage error: the file must be fixed, retrying will not help
 
     def __init__(self, path: Path | str, problems: list[tuple[str, str]]) -> None:
         self.path = str(path)
