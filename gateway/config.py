@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import SettingsConfigDict
 
 from core.configfile import FileSettings, load_settings
+from core.mqtt import MqttEndpoint
 from wire.catalog import ASSET_CLASSES
 from wire.model import MEMBER_RE
 
@@ -170,6 +171,25 @@ class MqttSource(_Section):
     backoff_max_s: float = Field(default=30.0, gt=0)
     topics: list[MqttTopic] = Field(min_length=1)
 
+    def endpoint(self, client_id: str) -> MqttEndpoint:
+        """The local broker: TLS when a CA is given; a persistent session (fixed client id, clean session off)
+        and manual acknowledgements, so that a message the gateway has not buffered yet is delivered again."""
+        return MqttEndpoint(
+            name=f"source {self.name}",
+            host=self.host,
+            port=self.port,
+            client_id=client_id,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            tls=self.ca_file is not None,
+            ca_file=self.ca_file,
+            clean_session=False,
+            keepalive_s=self.keepalive_s,
+            backoff_min_s=self.backoff_min_s,
+            backoff_max_s=self.backoff_max_s,
+            manual_ack=True,
+        )
+
 
 class BufferSettings(_Section):
     path: Path = Path("buffer.sqlite")
@@ -201,6 +221,26 @@ class UplinkSettings(_Section):
     backoff_max_s: float = Field(default=30.0, gt=0)
     heartbeat_s: float = Field(default=60.0, gt=0, le=290, description="Repeat current values at least this often")
     drain_timeout_s: float = Field(default=10.0, ge=0, description="On SIGTERM, wait this long for PUBACKs")
+
+    def endpoint(self, *, member: str, gateway: str) -> MqttEndpoint:
+        """The hub broker: login the member pseudonym unless set, client id from pseudonyms only."""
+        return MqttEndpoint(
+            name="uplink",
+            host=self.host,
+            port=self.port,
+            client_id=f"{member}-{gateway}",
+            username=self.username or member,
+            password=self.password.get_secret_value() if self.password else None,
+            tls=self.tls,
+            ca_file=self.ca_file,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+            protocol=self.protocol,
+            clean_session=True,
+            keepalive_s=self.keepalive_s,
+            backoff_min_s=self.backoff_min_s,
+            backoff_max_s=self.backoff_max_s,
+        )
 
     @model_validator(mode="after")
     def _cert_pair(self) -> UplinkSettings:

@@ -25,9 +25,9 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaError
 
+from core.backoff import Backoff
 from wire.model import Sample
 
-from .backoff import Backoff
 from .config import OpcuaGroup, OpcuaNode, OpcuaSource
 from .errors import SourceError
 from .normalise import Normaliser, Reading
@@ -98,7 +98,7 @@ class OpcuaSourceRunner:
         self.name = cfg.name
         self.normaliser = normaliser
         self._sink = sink
-        self._pki_dir = pki_dir
+        self.pki_dir = pki_dir
         self.connected = False
         self.reconnects = 0
         self.readings_in = 0
@@ -194,7 +194,7 @@ class OpcuaSourceRunner:
     async def _session(self, backoff: Backoff) -> None:
         client = Client(self.cfg.url, timeout=self.cfg.timeout_s, watchdog_intervall=1.0)
         client.application_uri = "urn:metalldaten:gateway"
-        await apply_security(client, self.cfg, self._pki_dir)
+        await apply_security(client, self.cfg, self.pki_dir)
         lost = asyncio.Event()
 
         async def on_lost(exc: Exception) -> None:

@@ -14,16 +14,13 @@ import contextlib
 import logging
 import time
 
-import paho.mqtt.client as mqtt
-
+from core.mqtt import MqttClient, MqttEndpoint, MqttError
 from wire.codec import encode_status
 from wire.model import SCHEMA_VERSION, Status
 from wire.topics import samples_topic, status_topic
 
 from .buffer import DiskBuffer
 from .config import UplinkSettings
-from .errors import UplinkError
-from .mqtt_session import MqttEndpoint, MqttSession
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ class Uplink:
         self._inflight: dict[int, int] = {}  # paho mid -> chunk id
         self._refused: set[int] = set()  # chunk ids the broker refused (MQTT 5 reason code); retried on reconnect
         self._wake = asyncio.Event()
-        self.session: MqttSession | None = None
+        self.session: MqttClient | None = None
         self.batches_sent = 0
         self.batches_refused = 0
         self.samples_acked = 0
@@ -50,24 +47,7 @@ class Uplink:
         )
 
     def endpoint(self) -> MqttEndpoint:
-        c = self.cfg
-        return MqttEndpoint(
-            name="uplink",
-            host=c.host,
-            port=c.port,
-            client_id=f"{self.member}-{self.gateway}",
-            username=c.username or self.member,
-            password=c.password.get_secret_value() if c.password else None,
-            tls=c.tls,
-            ca_file=c.ca_file,
-            client_cert=c.client_cert,
-            client_key=c.client_key,
-            protocol=c.protocol,
-            clean_session=True,
-            keepalive_s=c.keepalive_s,
-            backoff_min_s=c.backoff_min_s,
-            backoff_max_s=c.backoff_max_s,
-        )
+        return self.cfg.endpoint(member=self.member, gateway=self.gateway)
 
     @property
     def connected(self) -> bool:
@@ -80,7 +60,7 @@ class Uplink:
     def wake(self) -> None:
         self._wake.set()
 
-    def _on_connect(self, client: mqtt.Client) -> None:
+    def _on_connect(self, client: MqttClient) -> None:
         self._refused.clear()
         client.publish(self.status_topic, self._status("online"), qos=1)
         self._wake.set()
@@ -100,9 +80,8 @@ class Uplink:
         self._wake.set()
 
     async def __aenter__(self) -> Uplink:
-        self.session = MqttSession(
+        self.session = MqttClient(
             self.endpoint(),
-            asyncio.get_running_loop(),
             on_connect=self._on_connect,
             on_publish=self._on_publish,
             will=(self.status_topic, self._status("offline")),
@@ -130,7 +109,7 @@ class Uplink:
             for c in chunks:
                 try:
                     mid = session.publish(self.topic, c.payload, qos=1)
-                except UplinkError as exc:
+                except MqttError as exc:
                     log.warning("uplink: %s; retrying shortly", exc)
                     break
                 self._inflight[mid] = c.id

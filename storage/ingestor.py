@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import random
 import socket
 import time
 from collections import defaultdict
@@ -41,7 +39,10 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from core.backoff import Backoff
+from core.mqtt import Message, MqttClient
 from wire import Sample
+from wire.topics import SAMPLES_FILTER, STATUS_FILTER, shared_filter
 
 from .base import Store
 from .deadletter import DeadLetter, DeadLetterFile
@@ -49,7 +50,6 @@ from .errors import StoreError, StoreRejected, StoreUnavailable
 from .gateways import GatewayState, GatewayTracker
 from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics
-from .mqtt_link import Message, MqttLink
 from .ratelog import RateLimitedLog
 from .settings import IngestSettings
 from .validate import Accepted, Refused, check_message
@@ -104,8 +104,7 @@ class Ingestor:
         self._writer: asyncio.Task[None] | None = None
         self._writing = 0
         self._taking = 0
-        self._link: MqttLink | None = None
-        self._generations = itertools.count(1)
+        self._link: MqttClient | None = None
         self._shed = 0
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
@@ -119,18 +118,26 @@ class Ingestor:
         return self
 
     def _start_link(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._link = MqttLink(
-            self.settings, loop, self._arrived, self._connection_changed, lambda: next(self._generations)
+        s = self.settings
+        samples = shared_filter(s.shared_group, SAMPLES_FILTER)
+        self._link = MqttClient(
+            s.endpoint(),
+            subscriptions=[(samples, 1), (STATUS_FILTER, 1)],
+            # No retained messages on subscribing, and the publisher's retain flag kept on live ones,
+            # so that the ingestor sees (and refuses) every message a member published as retained.
+            retain_as_published=True,
+            on_message=self._arrived,
+            on_connection=self._connection_changed,
         )
         self._link.start()
+        log.info("connecting to broker %s:%d; subscribing to %s and %s", s.host, s.port, samples, STATUS_FILTER)
 
     async def _resync(self) -> None:
         """Reconnect (resuming the session) so that the broker redelivers the messages we shed."""
         log.info("reconnecting to have %d shed messages redelivered", self._shed)
         self._shed = 0
         if self._link is not None:
-            await asyncio.to_thread(self._link.stop)
+            await self._link.stop()
         self._start_link()
 
     async def __aexit__(
@@ -143,7 +150,7 @@ class Ingestor:
             log.warning("could not write the last batch on shutdown (%s); the broker will redeliver it", e)
         finally:
             if self._link is not None:
-                await asyncio.to_thread(self._link.stop)
+                await self._link.stop()
 
     async def _drain(self) -> None:
         writer, self._writer = self._writer, None
@@ -349,7 +356,8 @@ class Ingestor:
             await self._resync()
 
     async def _write_with_retries(self, p: _Pending, *, final: bool) -> bool:
-        delay = self.settings.retry_initial_s
+        s = self.settings
+        backoff = Backoff(min(s.retry_initial_s, s.retry_max_s), s.retry_max_s)
         while True:
             try:
                 t0 = time.perf_counter()
@@ -361,15 +369,13 @@ class Ingestor:
                 self._set_store_ok(False)
                 if final:
                     raise
-                wait = exc.retry_after if exc.retry_after is not None else delay
-                wait = min(wait, self.settings.retry_max_s) * (0.8 + 0.4 * random.random())
+                wait = backoff.next(exc.retry_after)
                 log.warning(
                     "store unavailable (%s); %d messages wait unacknowledged; retrying in %.1f s",
                     exc,
                     len(p.messages),
                     wait,
                 )
-                delay = min(delay * 2, self.settings.retry_max_s)
                 await asyncio.sleep(wait)
             except StoreRejected as exc:
                 self.metrics.store_error("rejected")
@@ -380,11 +386,12 @@ class Ingestor:
                 # A store error nobody wrapped: keep the data and retry like an outage rather than stop ingesting.
                 self.metrics.store_error("unexpected")
                 self._set_store_ok(False)
-                log.exception("unexpected error writing %d messages; retrying in %.1f s", len(p.messages), delay)
                 if final:
+                    log.exception("unexpected error writing %d messages", len(p.messages))
                     raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
+                wait = backoff.next()
+                log.exception("unexpected error writing %d messages; retrying in %.1f s", len(p.messages), wait)
+                await asyncio.sleep(wait)
 
     def _write_all(self, samples: dict[str, list[Sample]]) -> None:
         for member, member_samples in samples.items():

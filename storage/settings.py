@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from core.mqtt import MqttEndpoint
+
 from .base import Store
 
 StoreKind = Literal["duckdb", "influxdb1", "influxdb2"]
@@ -152,6 +154,30 @@ class IngestSettings(BaseModel):
         if self.max_pending_messages < self.max_inflight_messages:
             raise ValueError("max_pending_messages must be at least max_inflight_messages")
         return self
+
+    def endpoint(self) -> MqttEndpoint:
+        """The broker connection: a persistent session (the broker keeps unacknowledged messages for
+        ``session_expiry_s``), manual acknowledgements, reconnects within 1 s .. 60 s."""
+        return MqttEndpoint(
+            name="ingest",
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            username=self.username or None,
+            password=self.password.get_secret_value() if self.password else None,
+            tls=self.tls,
+            ca_file=self.ca_file,
+            client_cert=self.cert_file,
+            client_key=self.key_file,
+            protocol=self.protocol,
+            clean_session=False,
+            keepalive_s=self.keepalive_s,
+            backoff_min_s=min(1.0, self.retry_max_s),
+            backoff_max_s=max(2.0, min(self.retry_max_s, 60.0)),
+            manual_ack=True,
+            session_expiry_s=self.session_expiry_s,
+            receive_maximum=self.max_inflight_messages,
+        )
 
     def resolve_paths(self, base: Path) -> None:
         for name in ("ca_file", "cert_file", "key_file", "dead_letter_path"):
