@@ -33,7 +33,7 @@ from .disclosure import (
     publish,
     reason_text,
 )
-from .kpis import KPIS, Period, asset_totals, period_end, period_start, pool
+from .kpis import INTERVALS, KPIS, Period, asset_totals, period_end, period_start, pool
 from .params import to_ns
 
 #: Preceding periods whose median is a contributor's own history, per granularity.
@@ -65,7 +65,7 @@ def period_starts(start: datetime, end: datetime, period: Period) -> list[dateti
     starts = pl.datetime_range(
         first,
         end,
-        interval={"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}[period],
+        interval=INTERVALS[period],
         closed="left",
         time_unit="ns",
         time_zone="UTC",

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from core.configfile import FileSettings, load_settings
+from core.configfile import FileSettings, load_settings, with_paths_resolved
 from core.mqtt import MqttEndpoint
 from wire.catalog import ASSET_CLASSES
 from wire.model import MEMBER_RE
@@ -282,23 +282,18 @@ class GatewaySettings(FileSettings):
             raise ValueError("asset ids must be unique (a repeated id is configured)")
         return self
 
-    def resolve_paths(self, base: Path) -> None:
-        """Make relative paths relative to the configuration file's folder."""
-
-        def fix(p: Path | None) -> Path | None:
-            return p if p is None or p.is_absolute() else base / p
-
-        ident = self.identity
-        object.__setattr__(ident, "key_file", fix(ident.key_file))
-        object.__setattr__(ident, "journal_file", fix(ident.journal_file))
-        object.__setattr__(self.buffer, "path", fix(self.buffer.path))
-        for section, attrs in (
-            (self.uplink, ("ca_file", "client_cert", "client_key")),
-            *((s, ("client_cert", "client_key", "user_cert", "user_key", "server_cert")) for s in self.opcua),
-            *((s, ("ca_file",)) for s in self.mqtt),
-        ):
-            for attr in attrs:
-                object.__setattr__(section, attr, fix(getattr(section, attr)))
+    def resolve_paths(self, base: Path) -> GatewaySettings:
+        """A copy whose relative paths are taken relative to the configuration file's folder."""
+        opcua_paths = ("client_cert", "client_key", "user_cert", "user_key", "server_cert")
+        return with_paths_resolved(
+            self,
+            base,
+            identity=with_paths_resolved(self.identity, base, ("key_file", "journal_file")),
+            buffer=with_paths_resolved(self.buffer, base, ("path",)),
+            uplink=with_paths_resolved(self.uplink, base, ("ca_file", "client_cert", "client_key")),
+            opcua=[with_paths_resolved(s, base, opcua_paths) for s in self.opcua],
+            mqtt=[with_paths_resolved(s, base, ("ca_file",)) for s in self.mqtt],
+        )
 
     def asset_classes(self) -> dict[str, str]:
         """Clear asset id -> asset class, from [[assets]] and the policy's model table."""

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from api.app import create_app
 from api.settings import ApiSettings
 from core.cli import CliGroup
-from core.configfile import FileSettings, load_settings
+from core.configfile import FileSettings, load_settings, with_paths_resolved
 from core.register import RegisterFile
 from storage import Ingestor, IngestSettings, Store, StoreSettings, open_store
 
@@ -61,13 +61,16 @@ class HubSettings(FileSettings, env_prefix="MDH_HUB__"):
             parse_listen(v)
         return v
 
-    def resolve_paths(self, base: Path) -> None:
-        """Take relative paths in the file relative to the file's folder."""
-        if not self.register_file.is_absolute():
-            self.register_file = base / self.register_file
-        self.store.resolve_paths(base)
-        self.ingest.resolve_paths(base)
-        self.api = self.api.resolve_paths(base)
+    def resolve_paths(self, base: Path) -> HubSettings:
+        """A copy with relative paths in the file taken relative to the file's folder."""
+        return with_paths_resolved(
+            self,
+            base,
+            ("register_file",),
+            store=self.store.resolve_paths(base),
+            ingest=self.ingest.resolve_paths(base),
+            api=self.api.resolve_paths(base),
+        )
 
 
 class _Server(uvicorn.Server):

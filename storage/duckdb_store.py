@@ -18,7 +18,7 @@ import polars as pl
 
 from wire import SIGNALS, Sample
 
-from .base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from .base import RAW_SCHEMA, SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
 from .errors import StoreRejected, StoreUnavailable
 from .ledger import ReleasedCell
 
@@ -80,16 +80,7 @@ def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
             "text": texts,
             "quality": [s.quality for s in samples],
         },
-        schema={
-            "member": pl.String,
-            "asset": pl.String,
-            "asset_class": pl.String,
-            "signal": pl.String,
-            "ts": pl.Int64,
-            "value": pl.Float64,
-            "text": pl.String,
-            "quality": pl.UInt8,
-        },
+        schema=RAW_SCHEMA,
     )
 
 

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from wire import Sample
+from wire.catalog import COUNTER_SIGNALS
 
-from .base import ROLLUP_SCHEMA, RollupQuery, empty_rollups
+from .base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, empty_rollups
 from .influxql import ident, literal, tag_in, time_range, where
 from .lineprotocol import encode_lines, encode_point, escape_tag_value
 from .rollups import HOUR_NS, LOOKBACK_NS, MAX_STATE_GAP_S, compute_rollups
@@ -46,17 +47,6 @@ WATERMARK_MARGIN_NS = 60 * 10**9
 #: (member, asset) pairs per recompute query.
 KEYS_PER_QUERY = 50
 
-RAW_SCHEMA: dict[str, pl.DataType] = {
-    "ts": pl.Int64(),
-    "member": pl.String(),
-    "asset": pl.String(),
-    "asset_class": pl.String(),
-    "signal": pl.String(),
-    "value": pl.Float64(),
-    "text": pl.String(),
-    "quality": pl.UInt8(),
-}
-_COUNTER_SIGNALS = ("energy_kwh", "parts_total", "parts_scrap_total")
 _KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
 _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
 
@@ -156,7 +146,7 @@ class InfluxRollupKeeper:
         before = where(time_range(lo - LOOKBACK_NS, lo), '"quality" < 2', cond)
         prev_counters = self._store.execute(
             f'SELECT last("value") AS "value" FROM {raw_src} WHERE {before} '
-            f"AND {tag_in('signal', _COUNTER_SIGNALS)} {group}"
+            f"AND {tag_in('signal', COUNTER_SIGNALS)} {group}"
         ).frame(RAW_SCHEMA)
         prev_states = self._store.execute(
             f'SELECT last("text") AS "text" FROM {raw_src} WHERE {before} AND "signal" = \'state\' {group}'

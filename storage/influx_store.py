@@ -285,8 +285,7 @@ class InfluxStore:
             return empty_series()
         self._ensure_schema()
         rows = self.execute(series_query(self.source("samples", self.raw_rp), query), chunked=True)
-        raw_schema = {**SERIES_SCHEMA}
-        frame = rows.frame(raw_schema)
+        frame = rows.frame(SERIES_SCHEMA)
         if frame.height == 0:
             return empty_series()
         frame = frame.sort(["ts", "member", "asset", "signal"])

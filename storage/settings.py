@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from core.configfile import with_paths_resolved
 from core.mqtt import MqttEndpoint
 
 from .base import Store
@@ -65,11 +66,9 @@ class StoreSettings(BaseModel):
             raise ValueError("rollup_retention_days must not be shorter than retention_days")
         return self
 
-    def resolve_paths(self, base: Path) -> None:
-        if not self.path.is_absolute() and str(self.path) != ":memory:":
-            self.path = base / self.path
-        if self.ca_file is not None and not self.ca_file.is_absolute():
-            self.ca_file = base / self.ca_file
+    def resolve_paths(self, base: Path) -> StoreSettings:
+        """A copy whose relative paths are taken relative to ``base`` (an in-memory DuckDB stays so)."""
+        return with_paths_resolved(self, base, ("ca_file",) if str(self.path) == ":memory:" else ("path", "ca_file"))
 
 
 def open_store(settings: StoreSettings) -> Store:
@@ -179,8 +178,6 @@ class IngestSettings(BaseModel):
             receive_maximum=self.max_inflight_messages,
         )
 
-    def resolve_paths(self, base: Path) -> None:
-        for name in ("ca_file", "cert_file", "key_file", "dead_letter_path"):
-            value = getattr(self, name)
-            if value is not None and not value.is_absolute():
-                setattr(self, name, base / value)
+    def resolve_paths(self, base: Path) -> IngestSettings:
+        """A copy whose relative paths are taken relative to ``base``."""
+        return with_paths_resolved(self, base, ("ca_file", "cert_file", "key_file", "dead_letter_path"))

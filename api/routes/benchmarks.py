@@ -30,10 +30,10 @@ from ..deps import ContextDep, ReaderDep
 from ..disclosure import Published
 from ..dp import private_figures
 from ..errors import BudgetExhausted, InvalidRequest, NotFound
-from ..kpis import KPIS
+from ..kpis import KPIS, BenchmarkPeriod
 from ..params import to_ns, window
 from ..problems import problem_responses
-from ..schemas import BenchmarkCell, BenchmarkPeriod, BenchmarkResponse, OwnPosition, PrivacyNote
+from ..schemas import BenchmarkCell, BenchmarkResponse, OwnPosition, PrivacyNote
 from ..tokens import Principal
 
 router = APIRouter(tags=["benchmarks"])

@@ -10,7 +10,7 @@ from wire import ASSET_CLASSES, SIGNALS
 from ..context import AppContext
 from ..deps import ContextDep, PrincipalDep
 from ..formats import MEDIA_TYPES
-from ..kpis import KPIS, PERIODS
+from ..kpis import BENCHMARK_PERIODS, KPIS, PERIODS
 from ..params import to_ns
 from ..problems import problem_responses
 from ..schemas import AssetClassInfo, Catalog, KpiInfo, Me, SignalInfo
@@ -35,8 +35,8 @@ def get_catalog(ctx: ContextDep, principal: PrincipalDep) -> Catalog:
             KpiInfo(name=k.name, unit=k.unit, description=k.description, higher_is_better=k.higher_is_better)
             for k in KPIS.values()
         ],
-        periods=list(PERIODS),  # type: ignore[arg-type]
-        benchmark_periods=["day", "week", "month"],
+        periods=list(PERIODS),
+        benchmark_periods=list(BENCHMARK_PERIODS),
         release_delay_days=ctx.settings.release_delay_days,
         release_delay_days_by_kpi={k: ctx.rules.delay_for(k).days for k in KPIS},
         min_contributors=ctx.settings.min_contributors,
