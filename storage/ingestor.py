@@ -95,8 +95,6 @@ class Ingestor:
         self.metrics = IngestMetrics(self.registry, instance=f"{socket.gethostname()}/{settings.client_id}")
         #: One line per refusal reason per ten seconds: a member flooding bad input cannot flood the log.
         self._refusal_log = RateLimitedLog(log, interval_s=10.0)
-        #: Refusals since start, by reason (also in ``mdh_ingest_refused_total``).
-        self.refusals: dict[str, int] = defaultdict(int)
         self.dead_letters = DeadLetterFile(settings.dead_letter_path, max_bytes=settings.dead_letter_max_bytes)
         self.gateways_tracker = GatewayTracker()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -109,8 +107,6 @@ class Ingestor:
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
         self.store_ok = True
-        self.stored_samples = 0
-        self.dead_lettered = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def __aenter__(self) -> Ingestor:
@@ -176,6 +172,21 @@ class Ingestor:
             housekeeping.cancel()
 
     # -- state --------------------------------------------------------------------------------------
+    @property
+    def stored_samples(self) -> int:
+        """Samples written to the store since start (``mdh_ingest_samples_total``)."""
+        return self.metrics.samples_stored()
+
+    @property
+    def dead_lettered(self) -> int:
+        """Messages refused into the dead letters since start (``mdh_ingest_dead_letters_total``)."""
+        return self.metrics.dead_lettered()
+
+    @property
+    def refusals(self) -> dict[str, int]:
+        """Refusals since start, by reason (``mdh_ingest_refused_total``)."""
+        return self.metrics.refusals()
+
     def gateways(self) -> list[GatewayState]:
         """Birth/death and last-seen of every gateway heard of."""
         return self.gateways_tracker.snapshot()
@@ -307,7 +318,6 @@ class Ingestor:
         for m, r in refused:
             self._refusal_log.warning(r.code, "dead letter from %r: %s (%s)", m.topic[:120], r.reason, r.code)
             self.metrics.inc_dead(r.code)
-        self.dead_lettered += len(letters)
         return True
 
     def _ack(self, messages: list[Message]) -> None:
@@ -347,7 +357,6 @@ class Ingestor:
         finally:
             self._writing = 0
         self._set_store_ok(True)
-        self.stored_samples += p.count
         self.metrics.inc_samples(p.count)
         self.metrics.inc_messages("stored", len(p.messages))
         self._ack(p.messages)
@@ -415,13 +424,11 @@ class Ingestor:
                 # Leave it unacknowledged: the broker redelivers it after a reconnect.
                 continue
             else:
-                self.stored_samples += len(verdict.batch.samples)
                 self.metrics.inc_samples(len(verdict.batch.samples))
                 self.metrics.inc_messages("stored")
             self._ack([m])
 
     def _count_refusal(self, reason: str) -> None:
-        self.refusals[reason] += 1
         self.metrics.inc_refused(reason)
 
     def _set_store_ok(self, ok: bool) -> None:
