@@ -1,4 +1,4 @@
-"""End-to-end benchmark (DESIGN §9): OPC UA server → gateway → Mosquitto → ingestor → store.
+"""End-to-end benchmark: OPC UA server → gateway → Mosquitto → ingestor → store.
 
 Four parts on the loopback, each in its own process where they would be in production:
 

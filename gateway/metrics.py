@@ -1,4 +1,5 @@
-"""Operations: Prometheus metrics and a health endpoint (DESIGN §8.6, issue: operations).
+"""Operations: Prometheus metrics and a health endpoint, so that a gateway that silently stopped
+(a lost connection, a source that no longer delivers) shows up on the operator's dashboard.
 
 Metrics are collected at scrape time from the gateway's own counters (nothing is counted twice in
 the hot path), in a registry per gateway so that several gateways can run in one process.

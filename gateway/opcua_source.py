@@ -1,6 +1,8 @@
 """OPC UA source (asyncua client): subscriptions or polling, resolved again at every (re)connect.
 
-Design against DESIGN §8.1-§8.5: nodes are addressed by namespace URI (``nsu=``) or by browse path
+Built against what goes wrong with OPC UA clients in practice (stale node handles after a server
+restart, namespace indexes that change, subscriptions of thousands of nodes that fail, naive
+timestamps, sessions that are not restored): nodes are addressed by namespace URI (``nsu=``) or by browse path
 and resolved after every connect, so a restarted server with reordered namespaces is handled;
 monitored items are created in batches; source and server timestamps are kept timezone-aware;
 a lost session is detected through the client's supervisor and the whole session is rebuilt

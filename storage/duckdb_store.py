@@ -1,4 +1,5 @@
-"""The embedded store: one DuckDB file (DESIGN §5).
+"""The embedded store: one DuckDB file. It needs nothing but ``pip`` and runs everywhere, so the
+demo and small clusters use it (then ingest, rollups and API run in one process).
 
 Raw samples live in ``samples`` with the primary key (member, asset, signal, ts),
 so a redelivered batch inserts nothing new. Hourly rollups live in ``rollups``

@@ -1,4 +1,5 @@
-"""The ingestor: MQTT → validate → batch → store → acknowledge (DESIGN §4, §5, §10).
+"""The ingestor: MQTT → validate → batch → store → acknowledge. Nothing is acknowledged before the
+store has it, and no input, however malformed, stops it: bad messages go to the dead letters.
 
 ::
 

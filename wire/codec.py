@@ -1,4 +1,5 @@
-"""Encode and decode sample batches (DESIGN §4).
+"""Encode and decode sample batches: versioned, compact and compressed, with a batch id so that a
+batch redelivered under QoS 1 (at least once) is harmless.
 
 Payload layout: the 4-byte magic ``MDZ1`` followed by a zstd frame holding the
 MessagePack encoding of a :class:`~wire.model.Batch`. Decoding is defensive: sizes

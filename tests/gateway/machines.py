@@ -3,7 +3,7 @@
 ``MachineServer`` serves variables under ``Objects/Machines/<machine>/<signal>`` in a namespace
 given by URI, with string node ids ``<machine>.<signal>``. ``restart(reorder=True)`` stops it
 and starts it again on the same port with extra namespaces registered first, so that the
-namespace index of every node changes (DESIGN §8.2).
+namespace index of every node changes (as real servers do after a restart or an update).
 """
 
 from __future__ import annotations
