@@ -289,11 +289,12 @@ class MqttClient:
             self._on_connection(True)
 
     def _disconnected(self, reason: str) -> None:
-        if self.connected.is_set():
+        was_connected = self.connected.is_set()  # paho may report one disconnect twice
+        if was_connected:
             log.warning("mqtt %s: disconnected (%s)", self.endpoint.name, reason)
         self.connected.clear()
         self.subscribed.clear()
-        if self._on_connection is not None:
+        if was_connected and self._on_connection is not None:
             self._on_connection(False)
 
     def _set_error(self, error: str) -> None:
