@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from core.mqtt import MqttClient, MqttEndpoint, MqttError
 from wire.codec import encode_status
@@ -36,6 +37,9 @@ class Uplink:
         self._inflight: dict[int, int] = {}  # paho mid -> chunk id
         self._refused: set[int] = set()  # chunk ids the broker refused (MQTT 5 reason code); retried on reconnect
         self._wake = asyncio.Event()
+        #: Set on every PUBACK: what drain() and the goodbye wait for instead of polling.
+        self._acked = asyncio.Event()
+        self._goodbye_mid: int | None = None
         self.session: MqttClient | None = None
         self.batches_sent = 0
         self.batches_refused = 0
@@ -66,8 +70,11 @@ class Uplink:
         self._wake.set()
 
     def _on_publish(self, mid: int, reason: int) -> None:
+        self._acked.set()
         chunk_id = self._inflight.pop(mid, None)
         if chunk_id is None:
+            if mid == self._goodbye_mid:
+                self._goodbye_mid = None
             return  # a status message
         if reason >= 0x80:  # MQTT 5: the broker refused it (e.g. not authorised): keep the chunk
             self._refused.add(chunk_id)
@@ -92,8 +99,9 @@ class Uplink:
     async def __aexit__(self, *exc: object) -> None:
         if self.session is not None:
             if self.session.connected.is_set():
-                self.session.publish(self.status_topic, self._status("offline"))
-                await asyncio.sleep(0.1)
+                # Say goodbye and give the broker a moment to acknowledge it (else the last will says it).
+                self._goodbye_mid = self.session.publish(self.status_topic, self._status("offline"))
+                await self._until(lambda: self._goodbye_mid is None, 1.0)
             await self.session.stop()
 
     async def run(self) -> None:
@@ -121,9 +129,13 @@ class Uplink:
 
     async def drain(self, within_s: float) -> bool:
         """Wait until nothing is buffered or in flight (at most ``within_s``); True if everything went out."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            if not self._inflight and self.buffer.depth_samples == 0:
-                return True
-            await asyncio.sleep(0.05)
-        return not self._inflight and self.buffer.depth_samples == 0
+        return await self._until(lambda: not self._inflight and self.buffer.depth_samples == 0, within_s)
+
+    async def _until(self, done: Callable[[], bool], within_s: float) -> bool:
+        """Wait (re-checking after every PUBACK) until ``done()``, at most ``within_s``; the last ``done()``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while not done():
+                    self._acked.clear()
+                    await self._acked.wait()
+        return done()
