@@ -3,6 +3,7 @@ FROM python:3.11-slim-bookworm
 WORKDIR /opt/metalldaten
 COPY pyproject.toml README.md ./
 COPY wire ./wire
+COPY core ./core
 COPY gateway ./gateway
 COPY storage ./storage
 COPY api ./api

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from .errors import TokenFileError
+from core.cli import CliGroup
+
 from .tokens import ROLES, TokenStore
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
 _FILE = typer.Option(Path("tokens.json"), "--tokens-file", help="The API's tokens file (api.tokens_file).")
 
@@ -28,9 +29,6 @@ def create(
         token, record = TokenStore(tokens_file).create(role, member=member, label=label)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    except TokenFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from exc
     typer.echo(f"created {record.id} ({record.role}{' ' + record.member if record.member else ''})", err=True)
     typer.echo(token)
 
@@ -38,11 +36,7 @@ def create(
 @app.command("list")
 def list_tokens(tokens_file: Path = _FILE) -> None:
     """List tokens: id, role, member, created, revoked, label (never the token)."""
-    try:
-        records = TokenStore(tokens_file).records()
-    except TokenFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from exc
+    records = TokenStore(tokens_file).records()
     for r in records:
         typer.echo(f"{r.id}\t{r.role}\t{r.member or '-'}\t{r.created}\t{r.revoked or 'active'}\t{r.label}")
 
@@ -50,11 +44,7 @@ def list_tokens(tokens_file: Path = _FILE) -> None:
 @app.command()
 def revoke(token_id: str = typer.Argument(..., help="Token id, e.g. tk-3f9a1c2b."), tokens_file: Path = _FILE) -> None:
     """Revoke a token; a running API refuses it from its next request on."""
-    try:
-        record = TokenStore(tokens_file).revoke(token_id)
-    except TokenFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from exc
+    record = TokenStore(tokens_file).revoke(token_id)
     if record is None:
         typer.echo(f"no token {token_id} in {tokens_file}", err=True)
         raise typer.Exit(1)

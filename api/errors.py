@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+from core.errors import MdhError
 
-class ApiError(Exception):
+
+class ApiError(MdhError):
     status = 500
     type_slug = "internal"
     title = "Internal error"
@@ -60,5 +62,5 @@ class InvalidRequest(ApiError):
     title = "Invalid request"
 
 
-class TokenFileError(Exception):
+class TokenFileError(MdhError):
     """The tokens file is unreadable, malformed or cannot be written."""

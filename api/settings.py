@@ -11,6 +11,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.configfile import with_paths_resolved
+
+from .core.disclosure import DEFAULT_RELEASE_DELAYS, Rules
+
+#: The disclosure rules' defaults are the settings' defaults: one place says what a cell needs.
+_RULES = Rules()
+
 
 class DPSettings(BaseModel):
     """Optional differential privacy for analyst benchmark answers (see docs/disclosure.md)."""
@@ -55,23 +62,25 @@ class ApiSettings(BaseModel):
     #: JSON-lines audit log of every analyst and admin request.
     audit_log: Path = Path("audit.log")
     #: A benchmark period is published only once it ended at least this many days ago.
-    release_delay_days: int = Field(default=7, ge=0)
+    release_delay_days: int = Field(default=_RULES.release_delay.days, ge=0)
     #: Release delay per KPI, overriding ``release_delay_days`` (utilisation: close to capacity, so later).
-    release_delay_days_by_kpi: dict[str, int] = Field(default_factory=lambda: {"utilisation": 28})
+    release_delay_days_by_kpi: dict[str, int] = Field(
+        default_factory=lambda: {k: d.days for k, d in DEFAULT_RELEASE_DELAYS.items()}
+    )
     #: p%-rule: no contributor may estimate another's total within this fraction (not published).
-    p_percent: float = Field(default=0.10, gt=0, lt=1)
+    p_percent: float = Field(default=_RULES.p_percent, gt=0, lt=1)
     #: Bound of the keyed multiplicative noise on every published benchmark figure.
-    cell_noise: float = Field(default=0.04, ge=0, lt=0.5)
+    cell_noise: float = Field(default=_RULES.noise, ge=0, lt=0.5)
     #: Significant digits of published benchmark figures.
-    significant_digits: int = Field(default=2, ge=1, le=6)
+    significant_digits: int = Field(default=_RULES.significant_digits, ge=1, le=6)
     #: Secret key of the keyed noise (made on first start, 0600). Keep it with the store.
     cell_key_file: Path = Path("cell_key")
     #: Independent contributors (corporate groups) a published cell needs at least.
-    min_contributors: int = Field(default=5, ge=2)
+    min_contributors: int = Field(default=_RULES.min_contributors, ge=2)
     #: Largest contributor's share of an additive cell total: at most this.
-    max_share_largest: float = Field(default=0.33, gt=0, le=1)
+    max_share_largest: float = Field(default=_RULES.max_share_largest, gt=0, le=1)
     #: The two largest contributors' share of an additive cell total: strictly below this.
-    max_share_two_largest: float = Field(default=0.60, gt=0, le=1)
+    max_share_two_largest: float = Field(default=_RULES.max_share_two_largest, gt=0, le=1)
     #: Most rows one page of ``/v1/series`` may carry (the default page size too).
     max_page_rows: int = Field(default=1_000_000, ge=1)
     #: Most periods one benchmark or KPI answer may span.
@@ -91,15 +100,9 @@ class ApiSettings(BaseModel):
 
     def resolve_paths(self, relative_to: Path) -> ApiSettings:
         """A copy whose relative file paths are taken relative to ``relative_to`` (the settings file's folder)."""
-
-        def fix(p: Path) -> Path:
-            return p if p.is_absolute() else relative_to / p
-
-        return self.model_copy(
-            update={
-                "tokens_file": fix(self.tokens_file),
-                "audit_log": fix(self.audit_log),
-                "cell_key_file": fix(self.cell_key_file),
-                "dp": self.dp.model_copy(update={"budget_file": fix(self.dp.budget_file)}),
-            }
+        return with_paths_resolved(
+            self,
+            relative_to,
+            ("tokens_file", "audit_log", "cell_key_file"),
+            dp=with_paths_resolved(self.dp, relative_to, ("budget_file",)),
         )

@@ -1,4 +1,4 @@
-"""Benchmark of the analytics API (DESIGN §9): benchmark endpoint p95 and Arrow export throughput.
+"""Benchmark of the analytics API: benchmark endpoint p95 and Arrow export throughput.
 
 Generates 100 assets x 30 days of minute data (state, energy, parts, scrap: 17.3M samples) into an
 embedded DuckDB store, lets the store build its hourly rollups through its own rollup keeper, starts
@@ -35,7 +35,7 @@ from api.core.disclosure import Rules
 from api.http.app import create_app
 from api.settings import ApiSettings
 from api.tokens import TokenStore
-from metalldaten.register import DEFAULT_EMISSION_FACTOR, Member, Register
+from core.register import DEFAULT_EMISSION_FACTOR, Member, Register
 from storage import DuckDBStore, RollupQuery
 
 ASSETS = 100

@@ -27,6 +27,7 @@ import json
 import math
 import random
 import statistics
+import sys
 import time
 
 import _common  # noqa: F401  (the import path)

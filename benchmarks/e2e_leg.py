@@ -65,9 +65,9 @@ def gateway_config(tmp: Path, nodes: int, opcua_port: int, mqtt_port: int, healt
 
 
 def run_gateway(config: Path) -> None:
+    from core.configfile import settings_from_dict
     from gateway.config import GatewaySettings
     from gateway.runner import Gateway
-    from metalldaten.configfile import settings_from_dict
 
     logging.basicConfig(level=logging.WARNING)
     settings = settings_from_dict(GatewaySettings, json.loads(config.read_text(encoding="utf-8")), source=config)
@@ -140,8 +140,8 @@ async def leg(
 ) -> dict[str, Any]:
     from gateway_opcua import scrape
 
+    from core.register import Member, Register
     from gateway.pseudonymise import generate_key
-    from metalldaten.register import Member, Register
     from storage import Ingestor, IngestSettings, SeriesQuery, StoreSettings, open_store
     from testkit.servers import InfluxServer, free_port, start_influxdb
 

@@ -1,4 +1,4 @@
-"""Benchmark of the gateway's OPC UA source (DESIGN §9): sustained value changes/s from an asyncua
+"""Benchmark of the gateway's OPC UA source: sustained value changes/s from an asyncua
 server with 5,000 nodes, and the gateway's resident memory.
 
 Three processes on the loopback: an asyncua server (5,000 Double variables, every one changed

@@ -1,4 +1,4 @@
-"""Benchmark of the gateway pipeline (DESIGN §9): normalise + pseudonymise + encode, no I/O.
+"""Benchmark of the gateway pipeline: normalise + pseudonymise + encode, no I/O.
 
 Raw readings with clear identifiers (200 machines x 5 local signals, unit conversion, rounding,
 state mapping) go through the gateway's normalise step (policy, keyed pseudonyms, watermarks) and

@@ -32,7 +32,7 @@ import _common  # noqa: F401  (the import path)
 import duckdb
 import httpx
 
-from metalldaten.register import Member, Register
+from core.register import Member, Register
 from storage import DuckDBStore, Ingestor, IngestSettings, Store, StoreSettings, open_store
 from storage.duckdb.store import _DDL, samples_frame
 from storage.influx.lineprotocol import SampleEncoder

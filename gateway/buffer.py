@@ -1,4 +1,5 @@
-"""Store-and-forward disk buffer (DESIGN §8.7, §10): SQLite in WAL mode, bounded by size.
+"""Store-and-forward disk buffer: SQLite in WAL mode, bounded by size, so that neither memory nor data
+is lost while the uplink is down (the overflow policy decides what goes when the bound is reached).
 
 Samples are collected in memory and written every flush interval (under a second by default), so a
 hard kill loses at most one interval of source data; callers that must lose nothing (the MQTT
@@ -96,9 +97,6 @@ class DiskBuffer:
         self._open: list[Sample] = []
         self._open_id: int | None = None
         self._open_created = 0
-        self._open_bytes = 0
-        self.depth_samples = 0
-        self.depth_bytes = 0
         self.dropped: Counter[str] = Counter()
         self.written = 0
         self.sent = 0
@@ -139,7 +137,7 @@ class DiskBuffer:
         return self._db
 
     def _recover(self) -> None:
-        """Seal chunks left open by a crash; load the depth counters."""
+        """Seal chunks left open by a crash."""
         db = self.db
         rows = db.execute("SELECT id, batch_id, data FROM chunks WHERE sealed = 0 ORDER BY id").fetchall()
         if rows:
@@ -155,8 +153,24 @@ class DiskBuffer:
                     db.execute("DELETE FROM chunks WHERE id = ?", (cid,))
             db.execute("COMMIT")
             log.info("disk buffer: sealed %d chunk(s) left open by the previous run", len(rows))
-        n, size = db.execute("SELECT coalesce(sum(n), 0), coalesce(sum(length(data)), 0) FROM chunks").fetchone()
-        self.depth_samples, self.depth_bytes = int(n), int(size)
+
+    # -- depth -----------------------------------------------------------------------------------
+
+    def _depth(self) -> tuple[int, int]:
+        """Samples and bytes in the buffer, read from the chunks themselves (also inside a transaction),
+        so that no counter can drift from what is on disk."""
+        if self._db is None:
+            return 0, 0
+        n, size = self._db.execute("SELECT coalesce(sum(n), 0), coalesce(sum(length(data)), 0) FROM chunks").fetchone()
+        return int(n), int(size)
+
+    @property
+    def depth_samples(self) -> int:
+        return self._depth()[0]
+
+    @property
+    def depth_bytes(self) -> int:
+        return self._depth()[1]
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -190,9 +204,6 @@ class DiskBuffer:
             list(self._open),
             self._open_id,
             self._open_created,
-            self._open_bytes,
-            self.depth_samples,
-            self.depth_bytes,
         )
         try:
             if pending:
@@ -220,9 +231,7 @@ class DiskBuffer:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             # nothing was written: keep the samples and callbacks for the next attempt
-            (self._open, self._open_id, self._open_created, self._open_bytes, self.depth_samples, self.depth_bytes) = (
-                snapshot
-            )
+            (self._open, self._open_id, self._open_created) = snapshot
             self._pending[:0] = pending
             self._callbacks[:0] = callbacks
             raise DiskBufferError(f"cannot write the disk buffer {self.path}: {exc}", retryable=True) from exc
@@ -255,24 +264,17 @@ class DiskBuffer:
                 (uuid.uuid4().hex, self._open_created, len(self._open), data),
             )
             self._open_id = cur.lastrowid
-            self.depth_samples += len(self._open)
         else:
-            old_n = self.db.execute("SELECT n FROM chunks WHERE id = ?", (self._open_id,)).fetchone()[0]
             self.db.execute("UPDATE chunks SET n = ?, data = ? WHERE id = ?", (len(self._open), data, self._open_id))
-            self.depth_samples += len(self._open) - int(old_n)
-        self.depth_bytes += len(data) - self._open_bytes
-        self._open_bytes = len(data)
 
     def _write_sealed(self, samples: list[Sample]) -> None:
         db = self.db
         if self._open_id is not None:
-            batch_id, old_n = db.execute("SELECT batch_id, n FROM chunks WHERE id = ?", (self._open_id,)).fetchone()
+            (batch_id,) = db.execute("SELECT batch_id FROM chunks WHERE id = ?", (self._open_id,)).fetchone()
             payload = self._seal(batch_id, samples)
             db.execute(
                 "UPDATE chunks SET sealed = 1, n = ?, data = ? WHERE id = ?", (len(samples), payload, self._open_id)
             )
-            self.depth_samples += len(samples) - int(old_n)
-            self.depth_bytes += len(payload) - self._open_bytes
         else:
             batch_id = uuid.uuid4().hex
             payload = self._seal(batch_id, samples)
@@ -280,21 +282,18 @@ class DiskBuffer:
                 "INSERT INTO chunks (batch_id, created_ns, sealed, n, data) VALUES (?, ?, 1, ?, ?)",
                 (batch_id, self._open_created, len(samples), payload),
             )
-            self.depth_samples += len(samples)
-            self.depth_bytes += len(payload)
         self._open_id = None
-        self._open_bytes = 0
 
     def _drop_oldest(self) -> None:
         db = self.db
         dropped = 0
-        while self.depth_bytes > self.max_bytes:
+        excess = self.depth_bytes - self.max_bytes
+        while excess > 0:
             row = db.execute("SELECT id, n, length(data) FROM chunks WHERE sealed = 1 ORDER BY id LIMIT 1").fetchone()
             if row is None:
                 break
             db.execute("DELETE FROM chunks WHERE id = ?", (row[0],))
-            self.depth_samples -= int(row[1])
-            self.depth_bytes -= int(row[2])
+            excess -= int(row[2])
             dropped += int(row[1])
         if dropped:
             self.dropped["overflow"] += dropped
@@ -339,8 +338,6 @@ class DiskBuffer:
         except sqlite3.Error as exc:
             raise DiskBufferError(f"cannot update the disk buffer {self.path}: {exc}") from exc
         if row is not None:
-            self.depth_samples -= int(row[0])
-            self.depth_bytes -= int(row[1])
             self.sent += int(row[0])
 
     def oldest_ns(self) -> int | None:

@@ -8,18 +8,20 @@ import os
 
 from asyncua.client.client import Client
 
-from .config import GatewaySettings, MqttSource
+from core.mqtt import MqttClient, MqttEndpoint
+
+from .config import GatewaySettings
 from .errors import GatewayError
-from .mqtt_session import MqttEndpoint, MqttSession
 from .opcua_security import apply_security
 from .opcua_source import OpcuaSourceRunner
-from .uplink import Uplink
 
 Result = tuple[str, bool, str]
+#: A check retries a refused connection within its few seconds, not after the configured back-off.
+_QUICK = {"backoff_min_s": 1.0, "backoff_max_s": 1.0}
 
 
 async def _mqtt(endpoint: MqttEndpoint, within_s: float = 5.0) -> Result:
-    session = MqttSession(endpoint, asyncio.get_running_loop())
+    session = MqttClient(endpoint)
     async with session:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(session.connected.wait(), within_s)
@@ -31,7 +33,7 @@ async def _opcua(runner: OpcuaSourceRunner) -> Result:
     cfg = runner.cfg
     client = Client(cfg.url, timeout=cfg.timeout_s)
     try:
-        await apply_security(client, cfg, runner._pki_dir)
+        await apply_security(client, cfg, runner.pki_dir)
         await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
     except (OSError, TimeoutError, GatewayError, Exception) as exc:
         return f"opcua {cfg.name}", False, f"cannot connect: {type(exc).__name__}"
@@ -41,21 +43,6 @@ async def _opcua(runner: OpcuaSourceRunner) -> Result:
         await client.disconnect()
     ok = runner.unresolved == 0
     return f"opcua {cfg.name}", ok, f"{len(bindings)} of {len(cfg.nodes)} nodes resolved"
-
-
-def _source_endpoint(mc: MqttSource) -> MqttEndpoint:
-    return MqttEndpoint(
-        name=f"mqtt {mc.name}",
-        host=mc.host,
-        port=mc.port,
-        client_id=f"mdh-check-{os.getpid()}",
-        username=mc.username,
-        password=mc.password.get_secret_value() if mc.password else None,
-        tls=mc.ca_file is not None,
-        ca_file=mc.ca_file,
-        backoff_min_s=1,
-        backoff_max_s=1,
-    )
 
 
 async def run_check(settings: GatewaySettings) -> list[Result]:
@@ -74,9 +61,10 @@ async def run_check(settings: GatewaySettings) -> list[Result]:
         if isinstance(s, OpcuaSourceRunner):
             results.append(await _opcua(s))
     for mc in settings.mqtt:
-        results.append(await _mqtt(_source_endpoint(mc)))
-    up = Uplink(settings.uplink, gw.buffer, member=gw.member, gateway=gw.gateway_pseudonym).endpoint()
-    check_ep = MqttEndpoint(**{**up.__dict__, "client_id": up.client_id + "-check", "backoff_max_s": 1.0})
-    _, ok, detail = await _mqtt(check_ep)
+        # Its own client id, a clean session: the check must not take over the running gateway's session.
+        ep = mc.endpoint(f"mdh-check-{os.getpid()}")
+        results.append(await _mqtt(ep.replace(name=f"mqtt {mc.name}", clean_session=True, manual_ack=False, **_QUICK)))
+    up = settings.uplink.endpoint(member=gw.member, gateway=gw.gateway_pseudonym)
+    _, ok, detail = await _mqtt(up.replace(client_id=up.client_id + "-check", **_QUICK))
     results.append(("uplink", ok, detail))
     return results

@@ -8,23 +8,18 @@ from pathlib import Path
 
 import typer
 
-from metalldaten.configfile import ConfigError
+from core.cli import CliGroup
 
 from .config import GatewaySettings, load_gateway_settings
-from .errors import GatewayError
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
 CONFIG = typer.Option(..., "--config", "-c", help="Gateway configuration file (TOML)")
 KEY_OUT = typer.Option(Path("member.key"), "--out", "-o", help="Key file to write (mode 0600)")
 
 
 def _settings(path: Path) -> GatewaySettings:
-    try:
-        return load_gateway_settings(path)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    return load_gateway_settings(path)
 
 
 @app.command()
@@ -41,11 +36,7 @@ def run(config: Path = CONFIG) -> None:
                 loop.add_signal_handler(sig, gw.stop)
             await gw.run()
 
-    try:
-        asyncio.run(main())
-    except GatewayError as exc:
-        typer.echo(f"gateway error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    asyncio.run(main())
 
 
 @app.command()
@@ -57,11 +48,7 @@ def keygen(
     """Create the member's secret key. Keep it in the factory; back it up like a password."""
     from .pseudonymise import generate_key
 
-    try:
-        key = generate_key(out, key_id=key_id, overwrite=force)
-    except GatewayError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    key = generate_key(out, key_id=key_id, overwrite=force)
     typer.echo(f"wrote {out} (key id {key.key_id})")
 
 
@@ -75,11 +62,7 @@ def reveal(
     from .pseudonymise import reveal as do_reveal
 
     settings = _settings(config)
-    try:
-        key = load_key(settings.identity.key_file)
-    except GatewayError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    key = load_key(settings.identity.key_file)
     candidates = settings.known_identifiers() + Journal(settings.identity.journal_file).read()
     found = do_reveal(key, pseudonym, candidates)
     if not found:
@@ -98,11 +81,7 @@ def preview(
     from .preview import run_preview
 
     settings = _settings(config)
-    try:
-        rows = asyncio.run(run_preview(settings, seconds))
-    except GatewayError as exc:
-        typer.echo(f"gateway error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    rows = asyncio.run(run_preview(settings, seconds))
     for line in rows:
         typer.echo(line)
 

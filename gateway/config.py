@@ -1,7 +1,7 @@
 """Gateway settings: one :class:`GatewaySettings` built from a TOML file with environment overrides.
 
 Load with :func:`load_gateway_settings` (``MDH_GATEWAY__UPLINK__HOST=...`` overrides
-``[uplink] host``). A wrong file fails at start with :class:`metalldaten.configfile.ConfigError`
+``[uplink] host``). A wrong file fails at start with :class:`core.configfile.ConfigError`
 naming the file, the key and what was expected. The example ``gateway/gateway.example.toml``
 shows every section.
 """
@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from metalldaten.configfile import FileSettings, load_settings
+from core.configfile import FileSettings, load_settings, with_paths_resolved
+from core.mqtt import MqttEndpoint
 from wire.catalog import ASSET_CLASSES
 from wire.model import MEMBER_RE
 
@@ -170,6 +171,25 @@ class MqttSource(_Section):
     backoff_max_s: float = Field(default=30.0, gt=0)
     topics: list[MqttTopic] = Field(min_length=1)
 
+    def endpoint(self, client_id: str) -> MqttEndpoint:
+        """The local broker: TLS when a CA is given; a persistent session (fixed client id, clean session off)
+        and manual acknowledgements, so that a message the gateway has not buffered yet is delivered again."""
+        return MqttEndpoint(
+            name=f"source {self.name}",
+            host=self.host,
+            port=self.port,
+            client_id=client_id,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            tls=self.ca_file is not None,
+            ca_file=self.ca_file,
+            clean_session=False,
+            keepalive_s=self.keepalive_s,
+            backoff_min_s=self.backoff_min_s,
+            backoff_max_s=self.backoff_max_s,
+            manual_ack=True,
+        )
+
 
 class BufferSettings(_Section):
     path: Path = Path("buffer.sqlite")
@@ -201,6 +221,26 @@ class UplinkSettings(_Section):
     backoff_max_s: float = Field(default=30.0, gt=0)
     heartbeat_s: float = Field(default=60.0, gt=0, le=290, description="Repeat current values at least this often")
     drain_timeout_s: float = Field(default=10.0, ge=0, description="On SIGTERM, wait this long for PUBACKs")
+
+    def endpoint(self, *, member: str, gateway: str) -> MqttEndpoint:
+        """The hub broker: login the member pseudonym unless set, client id from pseudonyms only."""
+        return MqttEndpoint(
+            name="uplink",
+            host=self.host,
+            port=self.port,
+            client_id=f"{member}-{gateway}",
+            username=self.username or member,
+            password=self.password.get_secret_value() if self.password else None,
+            tls=self.tls,
+            ca_file=self.ca_file,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+            protocol=self.protocol,
+            clean_session=True,
+            keepalive_s=self.keepalive_s,
+            backoff_min_s=self.backoff_min_s,
+            backoff_max_s=self.backoff_max_s,
+        )
 
     @model_validator(mode="after")
     def _cert_pair(self) -> UplinkSettings:
@@ -242,23 +282,18 @@ class GatewaySettings(FileSettings):
             raise ValueError("asset ids must be unique (a repeated id is configured)")
         return self
 
-    def resolve_paths(self, base: Path) -> None:
-        """Make relative paths relative to the configuration file's folder."""
-
-        def fix(p: Path | None) -> Path | None:
-            return p if p is None or p.is_absolute() else base / p
-
-        ident = self.identity
-        object.__setattr__(ident, "key_file", fix(ident.key_file))
-        object.__setattr__(ident, "journal_file", fix(ident.journal_file))
-        object.__setattr__(self.buffer, "path", fix(self.buffer.path))
-        for section, attrs in (
-            (self.uplink, ("ca_file", "client_cert", "client_key")),
-            *((s, ("client_cert", "client_key", "user_cert", "user_key", "server_cert")) for s in self.opcua),
-            *((s, ("ca_file",)) for s in self.mqtt),
-        ):
-            for attr in attrs:
-                object.__setattr__(section, attr, fix(getattr(section, attr)))
+    def resolve_paths(self, base: Path) -> GatewaySettings:
+        """A copy whose relative paths are taken relative to the configuration file's folder."""
+        opcua_paths = ("client_cert", "client_key", "user_cert", "user_key", "server_cert")
+        return with_paths_resolved(
+            self,
+            base,
+            identity=with_paths_resolved(self.identity, base, ("key_file", "journal_file")),
+            buffer=with_paths_resolved(self.buffer, base, ("path",)),
+            uplink=with_paths_resolved(self.uplink, base, ("ca_file", "client_cert", "client_key")),
+            opcua=[with_paths_resolved(s, base, opcua_paths) for s in self.opcua],
+            mqtt=[with_paths_resolved(s, base, ("ca_file",)) for s in self.mqtt],
+        )
 
     def asset_classes(self) -> dict[str, str]:
         """Clear asset id -> asset class, from [[assets]] and the policy's model table."""

@@ -9,23 +9,18 @@
     ├── DiskBufferError         -- the disk buffer cannot be opened or written
     └── UplinkError             -- the hub connection failed (``retryable``, ``retry_after``)
 
-Configuration files that cannot be used raise :class:`metalldaten.configfile.ConfigError`
-(shared by every service) before any of these can happen.
+Configuration files that cannot be used raise :class:`core.configfile.ConfigError`
+(shared by every service) before any of these can happen. ``retryable`` and ``retry_after``
+come from the common root :class:`core.errors.MdhError`.
 """
 
 from __future__ import annotations
 
+from core.errors import MdhError
 
-class GatewayError(Exception):
+
+class GatewayError(MdhError):
     """Root error of the gateway."""
-
-    retryable = False
-
-    def __init__(self, message: str, *, retryable: bool | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        if retryable is not None:
-            self.retryable = retryable
-        self.retry_after = retry_after
 
 
 class KeyFileError(GatewayError):

@@ -1,4 +1,5 @@
-"""Operations: Prometheus metrics and a health endpoint (DESIGN §8.6, issue: operations).
+"""Operations: Prometheus metrics and a health endpoint, so that a gateway that silently stopped
+(a lost connection, a source that no longer delivers) shows up on the operator's dashboard.
 
 Metrics are collected at scrape time from the gateway's own counters (nothing is counted twice in
 the hot path), in a registry per gateway so that several gateways can run in one process.
@@ -14,23 +15,53 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .normalise import DROP_REASONS
-
-if TYPE_CHECKING:
-    from .runner import Gateway
+from .buffer import DiskBuffer
+from .normalise import DROP_REASONS, Normaliser
+from .uplink import Uplink
 
 log = logging.getLogger(__name__)
 
 
+class SourceView(Protocol):
+    """What health and metrics read of a source (OPC UA or MQTT)."""
+
+    name: str
+    kind: str
+    normaliser: Normaliser
+    readings_in: int
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+
+class GatewayView(Protocol):
+    """What health and metrics read of a running gateway (:class:`gateway.runner.Gateway`)."""
+
+    @property
+    def gateway_pseudonym(self) -> str: ...
+
+    @property
+    def sources(self) -> Sequence[SourceView]: ...
+
+    @property
+    def buffer(self) -> DiskBuffer: ...
+
+    @property
+    def uplink(self) -> Uplink: ...
+
+
 class GatewayCollector(Collector):
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayView) -> None:
         self.gw = gateway
 
     def collect(self) -> Iterator[Any]:
@@ -82,7 +113,7 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily("mdh_gateway_uplink_inflight", "Batches awaiting PUBACK", value=u.inflight)
 
 
-def health(gw: Gateway) -> tuple[bool, dict[str, Any]]:
+def health(gw: GatewayView) -> tuple[bool, dict[str, Any]]:
     sources = {s.name: {"kind": s.kind, "connected": s.connected, "reconnects": s.reconnects} for s in gw.sources}
     ok = gw.uplink.connected and all(v["connected"] for v in sources.values())
     oldest = gw.buffer.oldest_ns()
@@ -103,7 +134,7 @@ def health(gw: Gateway) -> tuple[bool, dict[str, Any]]:
 class HealthServer:
     """A minimal HTTP/1.1 server for ``/health`` and ``/metrics`` (no framework on a small box)."""
 
-    def __init__(self, gw: Gateway, host: str, port: int) -> None:
+    def __init__(self, gw: GatewayView, host: str, port: int) -> None:
         self.gw = gw
         self.host = host
         self.port = port

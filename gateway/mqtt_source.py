@@ -16,12 +16,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
+from core.mqtt import Message, MqttClient, topic_matches
 from wire.model import Sample
 
 from .config import MqttSource, MqttTopic
-from .mqtt_session import MqttEndpoint, MqttSession
 from .normalise import Normaliser, Reading
 from .sparkplug import AliasTable, SparkplugError, decode_payload, parse_topic
 
@@ -82,7 +80,7 @@ class MqttSourceRunner:
         self.messages_in = 0
         self.malformed = 0
         self.aliases = AliasTable()
-        self.session: MqttSession | None = None
+        self.session: MqttClient | None = None
         self._classified: set[str] = set()
         for t in cfg.topics:
             if t.asset is not None and t.asset_class is not None:
@@ -105,13 +103,10 @@ class MqttSourceRunner:
     def last_error(self) -> str | None:
         return self.session.last_error if self.session is not None else None
 
-    def _subscribe(self, client: mqtt.Client) -> None:
-        client.subscribe([(t.filter, 1) for t in self.cfg.topics])
-
     def readings(self, topic: str, payload: bytes, retained: bool, recv_ns: int) -> list[Reading]:
         """Turn one message into readings (clear identifiers); empty if no filter matches."""
         for t in self.cfg.topics:
-            if mqtt.topic_matches_sub(t.filter, topic):
+            if topic_matches(t.filter, topic):
                 return self._readings(t, topic, payload, retained, recv_ns)
         return []
 
@@ -176,39 +171,24 @@ class MqttSourceRunner:
 
     # -- I/O -----------------------------------------------------------------------------------------
 
-    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         self.messages_in += 1
-        readings = self.readings(msg.topic, bytes(msg.payload), bool(msg.retain), time.time_ns())
+        readings = self.readings(msg.topic, msg.payload, msg.retain, time.time_ns())
         self.readings_in += len(readings)
         samples = [s for s in map(self.normaliser.normalise, readings) if not isinstance(s, str)]
-        mid, qos = msg.mid, msg.qos
         session = self.session
 
         def ack() -> None:
-            if qos > 0 and session is not None:
-                session.client.ack(mid, qos)
+            if session is not None:
+                session.ack(msg)  # ignored if the connection it came on is gone: the broker delivers it again
 
         self._sink(samples, ack)
 
     async def run(self) -> None:
-        cfg = self.cfg
-        endpoint = MqttEndpoint(
-            name=f"source {cfg.name}",
-            host=cfg.host,
-            port=cfg.port,
-            client_id=self.client_id,
-            username=cfg.username,
-            password=cfg.password.get_secret_value() if cfg.password else None,
-            tls=cfg.ca_file is not None,
-            ca_file=cfg.ca_file,
-            clean_session=False,
-            keepalive_s=cfg.keepalive_s,
-            backoff_min_s=cfg.backoff_min_s,
-            backoff_max_s=cfg.backoff_max_s,
-            manual_ack=True,
-        )
-        self.session = MqttSession(
-            endpoint, asyncio.get_running_loop(), on_connect=self._subscribe, on_message=self._on_message
+        self.session = MqttClient(
+            self.cfg.endpoint(self.client_id),
+            subscriptions=[(t.filter, 1) for t in self.cfg.topics],
+            on_message=self._on_message,
         )
         async with self.session:
             await asyncio.Event().wait()

@@ -1,9 +1,11 @@
-"""OPC UA security for the source (DESIGN §8.3): policies, login, client and server certificates.
+"""OPC UA security for the source: policies, login, client and server certificates.
 
-The client certificate is generated once (self-signed, in the gateway's PKI folder or at the
-configured path) and then kept, so the server's trust list stays valid across restarts. A server
-certificate is trusted only on purpose: a pinned certificate file, a SHA-256 fingerprint, or a
-certificate in the trust folder.
+Certificates are where OPC UA clients most often fail in the field: a client certificate regenerated
+at every start must be trusted again by every server, and a self-signed server certificate is either
+rejected or, worse, accepted blindly. So the client certificate is generated once (self-signed, in
+the gateway's PKI folder or at the configured path) and then kept, so the server's trust list stays
+valid across restarts. A server certificate is trusted only on purpose: a pinned certificate file,
+a SHA-256 fingerprint, or a certificate in the trust folder.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """OPC UA source (asyncua client): subscriptions or polling, resolved again at every (re)connect.
 
-Design against DESIGN §8.1-§8.5: nodes are addressed by namespace URI (``nsu=``) or by browse path
+Built against what goes wrong with OPC UA clients in practice (stale node handles after a server
+restart, namespace indexes that change, subscriptions of thousands of nodes that fail, naive
+timestamps, sessions that are not restored): nodes are addressed by namespace URI (``nsu=``) or by browse path
 and resolved after every connect, so a restarted server with reordered namespaces is handled;
 monitored items are created in batches; source and server timestamps are kept timezone-aware;
 a lost session is detected through the client's supervisor and the whole session is rebuilt
@@ -25,9 +27,9 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaError
 
+from core.backoff import Backoff
 from wire.model import Sample
 
-from .backoff import Backoff
 from .config import OpcuaGroup, OpcuaNode, OpcuaSource
 from .errors import SourceError
 from .normalise import Normaliser, Reading
@@ -98,7 +100,7 @@ class OpcuaSourceRunner:
         self.name = cfg.name
         self.normaliser = normaliser
         self._sink = sink
-        self._pki_dir = pki_dir
+        self.pki_dir = pki_dir
         self.connected = False
         self.reconnects = 0
         self.readings_in = 0
@@ -194,7 +196,7 @@ class OpcuaSourceRunner:
     async def _session(self, backoff: Backoff) -> None:
         client = Client(self.cfg.url, timeout=self.cfg.timeout_s, watchdog_intervall=1.0)
         client.application_uri = "urn:metalldaten:gateway"
-        await apply_security(client, self.cfg, self._pki_dir)
+        await apply_security(client, self.cfg, self.pki_dir)
         lost = asyncio.Event()
 
         async def on_lost(exc: Exception) -> None:

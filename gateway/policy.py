@@ -1,4 +1,6 @@
-"""The member's sharing policy (DESIGN §2): allow-listed signals and how each is transformed.
+"""The member's sharing policy: allow-listed signals and how each is transformed.
+
+Members compete with each other, so a factory shares nothing it did not choose to share.
 
 Default deny: a local signal leaves the factory only if ``[policy.signals.<local name>]`` names it.
 Per signal the policy can rename it to a canonical signal of the catalogue, convert its unit, scale

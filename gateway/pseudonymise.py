@@ -1,4 +1,7 @@
-"""Keyed pseudonyms (DESIGN §2): HMAC-SHA256 with the member's key, truncated, prefixed by a kind letter.
+"""Keyed pseudonyms: HMAC-SHA256 with the member's key, truncated, prefixed by a kind letter.
+
+Nothing that identifies a machine, a host or a person leaves the factory in clear, and without the
+key (which never leaves the factory) nobody, not even the hub's operator, can map a pseudonym back.
 
 The key lives in a small JSON file made by ``metalldaten gateway keygen`` (mode 0600) together with
 a key id that travels with every batch, so that a member can rotate keys on purpose. Pseudonyms are

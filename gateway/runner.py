@@ -24,7 +24,7 @@ from wire.model import SCHEMA_VERSION, Batch, Sample
 from .buffer import DiskBuffer
 from .config import GatewaySettings
 from .errors import DiskBufferError
-from .metrics import HealthServer
+from .metrics import HealthServer, SourceView
 from .mqtt_source import MqttSourceRunner
 from .normalise import Normaliser, Watermarks
 from .opcua_source import OpcuaSourceRunner
@@ -35,18 +35,7 @@ from .uplink import Uplink
 log = logging.getLogger(__name__)
 
 
-class SourceRunner(Protocol):
-    name: str
-    kind: str
-    normaliser: Normaliser
-    readings_in: int
-
-    @property
-    def connected(self) -> bool: ...
-
-    @property
-    def reconnects(self) -> int: ...
-
+class SourceRunner(SourceView, Protocol):
     async def run(self) -> None: ...
 
 

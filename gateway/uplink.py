@@ -13,17 +13,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
-import paho.mqtt.client as mqtt
-
+from core.mqtt import MqttClient, MqttEndpoint, MqttError
 from wire.codec import encode_status
 from wire.model import SCHEMA_VERSION, Status
 from wire.topics import samples_topic, status_topic
 
 from .buffer import DiskBuffer
 from .config import UplinkSettings
-from .errors import UplinkError
-from .mqtt_session import MqttEndpoint, MqttSession
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,10 @@ class Uplink:
         self._inflight: dict[int, int] = {}  # paho mid -> chunk id
         self._refused: set[int] = set()  # chunk ids the broker refused (MQTT 5 reason code); retried on reconnect
         self._wake = asyncio.Event()
-        self.session: MqttSession | None = None
+        #: Set on every PUBACK: what drain() and the goodbye wait for instead of polling.
+        self._acked = asyncio.Event()
+        self._goodbye_mid: int | None = None
+        self.session: MqttClient | None = None
         self.batches_sent = 0
         self.batches_refused = 0
         self.samples_acked = 0
@@ -50,24 +51,7 @@ class Uplink:
         )
 
     def endpoint(self) -> MqttEndpoint:
-        c = self.cfg
-        return MqttEndpoint(
-            name="uplink",
-            host=c.host,
-            port=c.port,
-            client_id=f"{self.member}-{self.gateway}",
-            username=c.username or self.member,
-            password=c.password.get_secret_value() if c.password else None,
-            tls=c.tls,
-            ca_file=c.ca_file,
-            client_cert=c.client_cert,
-            client_key=c.client_key,
-            protocol=c.protocol,
-            clean_session=True,
-            keepalive_s=c.keepalive_s,
-            backoff_min_s=c.backoff_min_s,
-            backoff_max_s=c.backoff_max_s,
-        )
+        return self.cfg.endpoint(member=self.member, gateway=self.gateway)
 
     @property
     def connected(self) -> bool:
@@ -80,14 +64,17 @@ class Uplink:
     def wake(self) -> None:
         self._wake.set()
 
-    def _on_connect(self, client: mqtt.Client) -> None:
+    def _on_connect(self, client: MqttClient) -> None:
         self._refused.clear()
         client.publish(self.status_topic, self._status("online"), qos=1)
         self._wake.set()
 
     def _on_publish(self, mid: int, reason: int) -> None:
+        self._acked.set()
         chunk_id = self._inflight.pop(mid, None)
         if chunk_id is None:
+            if mid == self._goodbye_mid:
+                self._goodbye_mid = None
             return  # a status message
         if reason >= 0x80:  # MQTT 5: the broker refused it (e.g. not authorised): keep the chunk
             self._refused.add(chunk_id)
@@ -100,9 +87,8 @@ class Uplink:
         self._wake.set()
 
     async def __aenter__(self) -> Uplink:
-        self.session = MqttSession(
+        self.session = MqttClient(
             self.endpoint(),
-            asyncio.get_running_loop(),
             on_connect=self._on_connect,
             on_publish=self._on_publish,
             will=(self.status_topic, self._status("offline")),
@@ -113,8 +99,9 @@ class Uplink:
     async def __aexit__(self, *exc: object) -> None:
         if self.session is not None:
             if self.session.connected.is_set():
-                self.session.publish(self.status_topic, self._status("offline"))
-                await asyncio.sleep(0.1)
+                # Say goodbye and give the broker a moment to acknowledge it (else the last will says it).
+                self._goodbye_mid = self.session.publish(self.status_topic, self._status("offline"))
+                await self._until(lambda: self._goodbye_mid is None, 1.0)
             await self.session.stop()
 
     async def run(self) -> None:
@@ -130,7 +117,7 @@ class Uplink:
             for c in chunks:
                 try:
                     mid = session.publish(self.topic, c.payload, qos=1)
-                except UplinkError as exc:
+                except MqttError as exc:
                     log.warning("uplink: %s; retrying shortly", exc)
                     break
                 self._inflight[mid] = c.id
@@ -142,9 +129,13 @@ class Uplink:
 
     async def drain(self, within_s: float) -> bool:
         """Wait until nothing is buffered or in flight (at most ``within_s``); True if everything went out."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            if not self._inflight and self.buffer.depth_samples == 0:
-                return True
-            await asyncio.sleep(0.05)
-        return not self._inflight and self.buffer.depth_samples == 0
+        return await self._until(lambda: not self._inflight and self.buffer.depth_samples == 0, within_s)
+
+    async def _until(self, done: Callable[[], bool], within_s: float) -> bool:
+        """Wait (re-checking after every PUBACK) until ``done()``, at most ``within_s``; the last ``done()``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while not done():
+                    self._acked.clear()
+                    await self._acked.wait()
+        return done()

@@ -1,1 +1,3 @@
-"""Metall+Daten hub: the command line, the demo, shared configuration loading and the member register."""
+"""Metall+Daten hub: the command line (its sub-commands assembled from every part) and the demo."""
+
+__all__: list[str] = []

@@ -14,6 +14,17 @@ from typing import Annotated
 
 import typer
 
+from core.cli import CliGroup
+from core.register import (
+    DEFAULT_EMISSION_FACTOR,
+    Member,
+    load_register,
+    new_pseudonym,
+    save_register,
+    with_member,
+    with_member_inactive,
+)
+
 from .broker_ca import CaFiles, init_ca, issue_client_certificate, revoke_client_certificates
 from .broker_files import (
     TEMPLATE_DIR,
@@ -31,18 +42,8 @@ from .broker_files import (
     write_access,
     write_secret_file,
 )
-from .configfile import ConfigError
-from .register import (
-    DEFAULT_EMISSION_FACTOR,
-    Member,
-    load_register,
-    new_pseudonym,
-    save_register,
-    with_member,
-    with_member_inactive,
-)
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
 RegisterOpt = Annotated[Path, typer.Option("--register", help="Member register (TOML).")]
 PasswdOpt = Annotated[Path, typer.Option("--passwd", help="Mosquitto password file.")]
@@ -161,7 +162,7 @@ def add_member_cmd(
             emission_factor_kg_per_kwh=emission_factor,
         )
         reg = with_member(reg, member)
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         _fail(str(exc))
     if client_cert and ca_dir is None:
         _fail("--client-cert needs --ca-dir (the directory made by init-ca)")
@@ -253,7 +254,7 @@ def add_gateway_cmd(
         if not load_register(register).is_active(member):
             _fail(f"{member} is not an active member in {register}")
         login = gateway_login(member, label)
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         _fail(str(exc))
     if login in logins(passwd):
         _fail(f"{login} already has a login in {passwd}; use rotate-password to give it a new password")
@@ -297,7 +298,7 @@ def remove_member_cmd(
         member_logins = [login for login in logins(passwd) if member_of_login(login) == pseudonym]
         for login in member_logins:
             delete_login(passwd, login)
-    except (ConfigError, KeyError, BrokerToolError) as exc:
+    except (KeyError, BrokerToolError) as exc:
         _fail(str(exc))
     save_register(register, reg)
     ca = CaFiles(ca_dir if ca_dir is not None else passwd.parent / "certs")

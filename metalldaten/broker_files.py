@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from core.errors import MdhError
 from wire.model import MEMBER_RE
 
 #: The templates of the package ``broker_config`` (package data: found the same way in a wheel and a checkout).
@@ -34,8 +35,10 @@ GATEWAY_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 BROKER_USER = "mosquitto"
 
 
-class BrokerToolError(RuntimeError):
+class BrokerToolError(MdhError, RuntimeError):
     """``mosquitto_passwd`` is missing or failed."""
+
+    exit_code = 2
 
 
 def _mosquitto_passwd() -> str:

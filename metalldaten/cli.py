@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from core.cli import CliGroup
+
 #: name -> (module, attribute, help, kind): "group" for a Typer app, "command" for a function.
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "gateway": ("gateway.cli", "app", "Edge gateway: read machines, pseudonymise, send to the hub.", "group"),
@@ -56,7 +58,9 @@ def _missing(name: str, exc: ImportError) -> Any:
 
 def build_app(only: str | None = None) -> typer.Typer:
     """The command line with every sub-command, or with ``only`` imported (the others are not listed)."""
-    app = typer.Typer(no_args_is_help=True, help="Metall+Daten data-sharing hub: gateways, hub, analytics API.")
+    app = typer.Typer(
+        cls=CliGroup, no_args_is_help=True, help="Metall+Daten data-sharing hub: gateways, hub, analytics API."
+    )
     app.callback()(_main)
     for name, (module, attr, help_text, kind) in SUBCOMMANDS.items():
         if only is not None and name != only:

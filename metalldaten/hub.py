@@ -29,11 +29,12 @@ from pydantic import Field, field_validator
 
 from api.http.app import create_app
 from api.settings import ApiSettings
+from core.cli import CliGroup
+from core.configfile import FileSettings, load_settings, with_paths_resolved
+from core.register import RegisterFile
 from storage import Ingestor, IngestSettings, Store, StoreSettings, open_store
 
-from .configfile import ConfigError, FileSettings, load_settings
 from .operators import is_loopback, operators_app, parse_listen
-from .register import RegisterFile
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,16 @@ class HubSettings(FileSettings, env_prefix="MDH_HUB__"):
             parse_listen(v)
         return v
 
-    def resolve_paths(self, base: Path) -> None:
-        """Take relative paths in the file relative to the file's folder."""
-        if not self.register_file.is_absolute():
-            self.register_file = base / self.register_file
-        self.store.resolve_paths(base)
-        self.ingest.resolve_paths(base)
-        self.api = self.api.resolve_paths(base)
+    def resolve_paths(self, base: Path) -> HubSettings:
+        """A copy with relative paths in the file taken relative to the file's folder."""
+        return with_paths_resolved(
+            self,
+            base,
+            ("register_file",),
+            store=self.store.resolve_paths(base),
+            ingest=self.ingest.resolve_paths(base),
+            api=self.api.resolve_paths(base),
+        )
 
 
 class _Server(uvicorn.Server):
@@ -198,7 +202,7 @@ async def run_hub(settings: HubSettings, roles: list[Role] | None = None) -> Non
         log.info("hub stopping")
 
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
 
 @app.command("run")
@@ -209,11 +213,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the hub: ingestor and analytics API (the roles in the file, or those given with --role)."""
-    try:
-        settings = load_hub_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = load_hub_settings(config)
     roles: list[Role] | None = None
     if role:
         bad = [r for r in role if r not in ("ingest", "api")]

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import polars as pl
 
 from wire import MACHINE_STATES, Sample
+from wire.catalog import COUNTER_SIGNALS, GAUGE_SIGNALS
 
 from .ledger import ReleasedCell
 
+#: Downsampling aggregations of a series query (``every`` / ``agg``); the one list, also used by the API.
 Agg = Literal["mean", "min", "max", "last", "sum", "count"]
-AGGS: tuple[str, ...] = ("mean", "min", "max", "last", "sum", "count")
+AGGS: tuple[Agg, ...] = get_args(Agg)
 
 SERIES_SCHEMA: dict[str, pl.DataType] = {
     "ts": pl.Datetime("ns", "UTC"),
@@ -38,17 +40,26 @@ SERIES_SCHEMA: dict[str, pl.DataType] = {
     "text": pl.String(),
     "quality": pl.UInt8(),
 }
+#: The series frame as read from a store, before ``ts`` becomes a datetime (ns since the epoch, Int64).
+RAW_SCHEMA: dict[str, pl.DataType] = {**SERIES_SCHEMA, "ts": pl.Int64()}
 
-GAUGE_STATS: tuple[str, ...] = ("power_kw", "temperature_c", "spindle_speed_rpm")
+#: Gauges kept in the hourly rollups (mean/min/max each): every gauge of the catalogue.
+GAUGE_STATS: tuple[str, ...] = GAUGE_SIGNALS
+#: Counter signal -> its rollup column (the hour's delta), for every counter of the catalogue.
+COUNTER_COLUMNS: dict[str, str] = {
+    "energy_kwh": "energy_kwh",
+    "parts_total": "parts_total",
+    "parts_scrap_total": "parts_scrap",
+}
+if tuple(COUNTER_COLUMNS) != COUNTER_SIGNALS:
+    raise RuntimeError("COUNTER_COLUMNS must name every counter signal of the catalogue, in its order")
 
 ROLLUP_SCHEMA: dict[str, pl.DataType] = {
     "member": pl.String(),
     "asset": pl.String(),
     "asset_class": pl.String(),
     "hour": pl.Datetime("ns", "UTC"),
-    "energy_kwh": pl.Float64(),
-    "parts_total": pl.Float64(),
-    "parts_scrap": pl.Float64(),
+    **{column: pl.Float64() for column in COUNTER_COLUMNS.values()},
     **{f"seconds_{s}": pl.Float64() for s in MACHINE_STATES},
     **{f"{g}_{stat}": pl.Float64() for g in GAUGE_STATS for stat in ("mean", "min", "max")},
     "samples": pl.Int64(),

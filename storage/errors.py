@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
+from core.errors import MdhError
 
-class StoreError(Exception):
-    retryable = False
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class StoreError(MdhError):
+    """Root error of the stores; ``retryable`` and ``retry_after`` come from :class:`MdhError`."""
 
 
 class StoreUnavailable(StoreError):

@@ -1,4 +1,7 @@
-"""Prometheus metrics of one ingestor, registered in a registry the caller passes (several can share a process)."""
+"""Prometheus metrics of one ingestor, registered in a registry the caller passes (several can share a process).
+
+The counters are the ingestor's only count of what it did: its health answer and attributes read them here.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +68,25 @@ class IngestMetrics:
         self._instance = instance
         self.store_up.labels(**labels).set(1)
         self.connected.labels(**labels).set(0)
+
+    def _values(self, counter: Counter, label: str | None = None) -> dict[str, int]:
+        """This instance's totals of ``counter``, by ``label`` (or under ``""`` without one)."""
+        out: dict[str, int] = {}
+        for metric in counter.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels.get("instance") == self._instance:
+                    key = sample.labels[label] if label else ""
+                    out[key] = out.get(key, 0) + int(sample.value)
+        return out
+
+    def samples_stored(self) -> int:
+        return self._values(self.samples).get("", 0)
+
+    def dead_lettered(self) -> int:
+        return sum(self._values(self.dead_letters, "code").values())
+
+    def refusals(self) -> dict[str, int]:
+        return self._values(self.refused, "reason")
 
     def inc_messages(self, result: str, n: int = 1) -> None:
         self.messages.labels(self._instance, result).inc(n)

@@ -1,4 +1,5 @@
-"""The ingestor: MQTT → validate → batch → store → acknowledge (DESIGN §4, §5, §10).
+"""The ingestor: MQTT → validate → batch → store → acknowledge. Nothing is acknowledged before the
+store has it, and no input, however malformed, stops it: bad messages go to the dead letters.
 
 ::
 
@@ -27,9 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import random
 import socket
 import time
 from collections import defaultdict
@@ -41,7 +40,10 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from core.backoff import Backoff
+from core.mqtt import Message, MqttClient
 from wire import Sample
+from wire.topics import SAMPLES_FILTER, STATUS_FILTER, shared_filter
 
 from .base import Store
 from .deadletter import DeadLetter, DeadLetterFile
@@ -49,7 +51,6 @@ from .errors import StoreError, StoreRejected, StoreUnavailable
 from .gateways import GatewayState, GatewayTracker
 from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics
-from .mqtt_link import Message, MqttLink
 from .ratelog import RateLimitedLog
 from .settings import IngestSettings
 from .validate import Accepted, Refused, check_message
@@ -61,7 +62,7 @@ class MemberRegister(Protocol):
     def is_active(self, pseudonym: str) -> bool: ...
 
 
-#: Returns the current register (e.g. :class:`metalldaten.register.RegisterFile`, which re-reads on change).
+#: Returns the current register (e.g. :class:`core.register.RegisterFile`, which re-reads on change).
 RegisterProvider = Callable[[], MemberRegister]
 
 
@@ -95,8 +96,6 @@ class Ingestor:
         self.metrics = IngestMetrics(self.registry, instance=f"{socket.gethostname()}/{settings.client_id}")
         #: One line per refusal reason per ten seconds: a member flooding bad input cannot flood the log.
         self._refusal_log = RateLimitedLog(log, interval_s=10.0)
-        #: Refusals since start, by reason (also in ``mdh_ingest_refused_total``).
-        self.refusals: dict[str, int] = defaultdict(int)
         self.dead_letters = DeadLetterFile(settings.dead_letter_path, max_bytes=settings.dead_letter_max_bytes)
         self.gateways_tracker = GatewayTracker()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -104,14 +103,11 @@ class Ingestor:
         self._writer: asyncio.Task[None] | None = None
         self._writing = 0
         self._taking = 0
-        self._link: MqttLink | None = None
-        self._generations = itertools.count(1)
+        self._link: MqttClient | None = None
         self._shed = 0
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
         self.store_ok = True
-        self.stored_samples = 0
-        self.dead_lettered = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def __aenter__(self) -> Ingestor:
@@ -119,18 +115,26 @@ class Ingestor:
         return self
 
     def _start_link(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._link = MqttLink(
-            self.settings, loop, self._arrived, self._connection_changed, lambda: next(self._generations)
+        s = self.settings
+        samples = shared_filter(s.shared_group, SAMPLES_FILTER)
+        self._link = MqttClient(
+            s.endpoint(),
+            subscriptions=[(samples, 1), (STATUS_FILTER, 1)],
+            # No retained messages on subscribing, and the publisher's retain flag kept on live ones,
+            # so that the ingestor sees (and refuses) every message a member published as retained.
+            retain_as_published=True,
+            on_message=self._arrived,
+            on_connection=self._connection_changed,
         )
         self._link.start()
+        log.info("connecting to broker %s:%d; subscribing to %s and %s", s.host, s.port, samples, STATUS_FILTER)
 
     async def _resync(self) -> None:
         """Reconnect (resuming the session) so that the broker redelivers the messages we shed."""
         log.info("reconnecting to have %d shed messages redelivered", self._shed)
         self._shed = 0
         if self._link is not None:
-            await asyncio.to_thread(self._link.stop)
+            await self._link.stop()
         self._start_link()
 
     async def __aexit__(
@@ -143,7 +147,7 @@ class Ingestor:
             log.warning("could not write the last batch on shutdown (%s); the broker will redeliver it", e)
         finally:
             if self._link is not None:
-                await asyncio.to_thread(self._link.stop)
+                await self._link.stop()
 
     async def _drain(self) -> None:
         writer, self._writer = self._writer, None
@@ -169,6 +173,21 @@ class Ingestor:
             housekeeping.cancel()
 
     # -- state --------------------------------------------------------------------------------------
+    @property
+    def stored_samples(self) -> int:
+        """Samples written to the store since start (``mdh_ingest_samples_total``)."""
+        return self.metrics.samples_stored()
+
+    @property
+    def dead_lettered(self) -> int:
+        """Messages refused into the dead letters since start (``mdh_ingest_dead_letters_total``)."""
+        return self.metrics.dead_lettered()
+
+    @property
+    def refusals(self) -> dict[str, int]:
+        """Refusals since start, by reason (``mdh_ingest_refused_total``)."""
+        return self.metrics.refusals()
+
     def gateways(self) -> list[GatewayState]:
         """Birth/death and last-seen of every gateway heard of."""
         return self.gateways_tracker.snapshot()
@@ -300,7 +319,6 @@ class Ingestor:
         for m, r in refused:
             self._refusal_log.warning(r.code, "dead letter from %r: %s (%s)", m.topic[:120], r.reason, r.code)
             self.metrics.inc_dead(r.code)
-        self.dead_lettered += len(letters)
         return True
 
     def _ack(self, messages: list[Message]) -> None:
@@ -340,7 +358,6 @@ class Ingestor:
         finally:
             self._writing = 0
         self._set_store_ok(True)
-        self.stored_samples += p.count
         self.metrics.inc_samples(p.count)
         self.metrics.inc_messages("stored", len(p.messages))
         self._ack(p.messages)
@@ -349,7 +366,8 @@ class Ingestor:
             await self._resync()
 
     async def _write_with_retries(self, p: _Pending, *, final: bool) -> bool:
-        delay = self.settings.retry_initial_s
+        s = self.settings
+        backoff = Backoff(min(s.retry_initial_s, s.retry_max_s), s.retry_max_s)
         while True:
             try:
                 t0 = time.perf_counter()
@@ -361,15 +379,13 @@ class Ingestor:
                 self._set_store_ok(False)
                 if final:
                     raise
-                wait = exc.retry_after if exc.retry_after is not None else delay
-                wait = min(wait, self.settings.retry_max_s) * (0.8 + 0.4 * random.random())
+                wait = backoff.next(exc.retry_after)
                 log.warning(
                     "store unavailable (%s); %d messages wait unacknowledged; retrying in %.1f s",
                     exc,
                     len(p.messages),
                     wait,
                 )
-                delay = min(delay * 2, self.settings.retry_max_s)
                 await asyncio.sleep(wait)
             except StoreRejected as exc:
                 self.metrics.store_error("rejected")
@@ -380,11 +396,12 @@ class Ingestor:
                 # A store error nobody wrapped: keep the data and retry like an outage rather than stop ingesting.
                 self.metrics.store_error("unexpected")
                 self._set_store_ok(False)
-                log.exception("unexpected error writing %d messages; retrying in %.1f s", len(p.messages), delay)
                 if final:
+                    log.exception("unexpected error writing %d messages", len(p.messages))
                     raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
+                wait = backoff.next()
+                log.exception("unexpected error writing %d messages; retrying in %.1f s", len(p.messages), wait)
+                await asyncio.sleep(wait)
 
     def _write_all(self, samples: dict[str, list[Sample]]) -> None:
         for member, member_samples in samples.items():
@@ -408,13 +425,11 @@ class Ingestor:
                 # Leave it unacknowledged: the broker redelivers it after a reconnect.
                 continue
             else:
-                self.stored_samples += len(verdict.batch.samples)
                 self.metrics.inc_samples(len(verdict.batch.samples))
                 self.metrics.inc_messages("stored")
             self._ack([m])
 
     def _count_refusal(self, reason: str) -> None:
-        self.refusals[reason] += 1
         self.metrics.inc_refused(reason)
 
     def _set_store_ok(self, ok: bool) -> None:

@@ -25,7 +25,7 @@ import polars as pl
 
 from wire import MACHINE_STATES, Quality
 
-from .base import GAUGE_STATS, ROLLUP_SCHEMA, empty_rollups
+from .base import COUNTER_COLUMNS, GAUGE_STATS, ROLLUP_SCHEMA, empty_rollups
 
 HOUR_NS = 3600 * 10**9
 MAX_STATE_GAP_S = 300
@@ -33,7 +33,7 @@ GAP_NS = MAX_STATE_GAP_S * 10**9
 #: How far back a recompute looks for the predecessor of a counter sample.
 LOOKBACK_NS = 24 * HOUR_NS
 
-_COUNTERS = {"energy_kwh": "energy_kwh", "parts_total": "parts_total", "parts_scrap_total": "parts_scrap"}
+_COUNTERS = COUNTER_COLUMNS
 _KEYS = ["member", "asset", "hour"]
 
 
@@ -113,7 +113,7 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
     )
     for part in (counters, state_secs, gauges):
         out = out.join(part, on=_KEYS, how="left")
-    fill = {c: pl.col(c).fill_null(0.0) for c in ("energy_kwh", "parts_total", "parts_scrap")}
+    fill = {c: pl.col(c).fill_null(0.0) for c in COUNTER_COLUMNS.values()}
     fill.update({f"seconds_{st}": pl.col(f"seconds_{st}").fill_null(0.0) for st in MACHINE_STATES})
     out = out.with_columns(**fill).with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC")))
     return out.select([pl.col(c).cast(t) for c, t in ROLLUP_SCHEMA.items()]).sort(_KEYS)

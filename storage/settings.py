@@ -13,6 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from core.configfile import with_paths_resolved
+from core.mqtt import MqttEndpoint
+
 from .base import Store
 
 StoreKind = Literal["duckdb", "influxdb1", "influxdb2"]
@@ -63,11 +66,9 @@ class StoreSettings(BaseModel):
             raise ValueError("rollup_retention_days must not be shorter than retention_days")
         return self
 
-    def resolve_paths(self, base: Path) -> None:
-        if not self.path.is_absolute() and str(self.path) != ":memory:":
-            self.path = base / self.path
-        if self.ca_file is not None and not self.ca_file.is_absolute():
-            self.ca_file = base / self.ca_file
+    def resolve_paths(self, base: Path) -> StoreSettings:
+        """A copy whose relative paths are taken relative to ``base`` (an in-memory DuckDB stays so)."""
+        return with_paths_resolved(self, base, ("ca_file",) if str(self.path) == ":memory:" else ("path", "ca_file"))
 
 
 def open_store(settings: StoreSettings) -> Store:
@@ -153,8 +154,30 @@ class IngestSettings(BaseModel):
             raise ValueError("max_pending_messages must be at least max_inflight_messages")
         return self
 
-    def resolve_paths(self, base: Path) -> None:
-        for name in ("ca_file", "cert_file", "key_file", "dead_letter_path"):
-            value = getattr(self, name)
-            if value is not None and not value.is_absolute():
-                setattr(self, name, base / value)
+    def endpoint(self) -> MqttEndpoint:
+        """The broker connection: a persistent session (the broker keeps unacknowledged messages for
+        ``session_expiry_s``), manual acknowledgements, reconnects within 1 s .. 60 s."""
+        return MqttEndpoint(
+            name="ingest",
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            username=self.username or None,
+            password=self.password.get_secret_value() if self.password else None,
+            tls=self.tls,
+            ca_file=self.ca_file,
+            client_cert=self.cert_file,
+            client_key=self.key_file,
+            protocol=self.protocol,
+            clean_session=False,
+            keepalive_s=self.keepalive_s,
+            backoff_min_s=min(1.0, self.retry_max_s),
+            backoff_max_s=max(2.0, min(self.retry_max_s, 60.0)),
+            manual_ack=True,
+            session_expiry_s=self.session_expiry_s,
+            receive_maximum=self.max_inflight_messages,
+        )
+
+    def resolve_paths(self, base: Path) -> IngestSettings:
+        """A copy whose relative paths are taken relative to ``base``."""
+        return with_paths_resolved(self, base, ("ca_file", "cert_file", "key_file", "dead_letter_path"))

@@ -38,7 +38,7 @@ def check_message(
     """Decide about one MQTT message; never raises on any input.
 
     ``retained`` is the MQTT retain flag of the message as delivered (see
-    :attr:`storage.mqtt_link.Message.retain`); a retained message is refused.
+    :attr:`core.mqtt.Message.retain`); a retained message is refused.
     """
     if retained:
         return Refused("retained", RETAINED_REASON)

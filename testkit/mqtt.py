@@ -10,7 +10,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from metalldaten.register import Member, Register
+from core.register import Member, Register
 from storage import IngestSettings
 from testkit.waiting import wait_until
 from wire import SCHEMA_VERSION, Batch, Sample, Status, encode_batch, encode_status, samples_topic, status_topic

@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
+from core.configfile import load_settings
 from gateway.config import GatewaySettings
 from metalldaten.cli import app
-from metalldaten.configfile import load_settings
 from metalldaten.hub import load_hub_settings
 from testkit.servers import require_binary
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from metalldaten.register import Member, Register, dump_register
+from core.register import Member, Register, dump_register
 from testkit.mqtt import Publisher, make_batch
 from testkit.servers import MosquittoServer, free_port
 from wire import Status, encode_status, status_topic

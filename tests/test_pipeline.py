@@ -25,14 +25,14 @@ import pytest
 import zstandard
 
 from api.tokens import TokenStore
+from core.configfile import settings_from_dict
+from core.register import Member, Register, dump_register
 from gateway.pseudonymise import generate_key
 from gateway.runner import Gateway
-from metalldaten.configfile import settings_from_dict
 from metalldaten.demo.machines import factory_machines
 from metalldaten.demo.opcua_factory import OpcUaFactory
 from metalldaten.demo.scenario import FACTORIES, MODEL_CLASSES, PRIVATE_SIGNALS, SHARED_SIGNALS, gateway_settings
 from metalldaten.hub import HubSettings, running_hub
-from metalldaten.register import Member, Register, dump_register
 from storage import SeriesQuery
 from testkit.mqtt import wait_until
 from testkit.servers import InfluxServer, MosquittoServer, free_port

@@ -1,4 +1,4 @@
-"""The canonical signal catalogue shared by gateways and the hub (DESIGN §3).
+"""The canonical signal catalogue shared by gateways and the hub.
 
 A gateway may only send signals named here; the hub rejects anything else. Each
 signal has a unit and a kind. The kind decides how the hub aggregates it:
@@ -39,6 +39,11 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(name="state", unit="", kind="state", description="Machine state: " + ", ".join(MACHINE_STATES)),
     )
 }
+
+#: Signals by kind, in catalogue order: what the hub rolls up as gauges (mean/min/max) and as counters (deltas).
+GAUGE_SIGNALS: tuple[str, ...] = tuple(n for n, s in SIGNALS.items() if s.kind == "gauge")
+COUNTER_SIGNALS: tuple[str, ...] = tuple(n for n, s in SIGNALS.items() if s.kind == "counter")
+STATE_SIGNALS: tuple[str, ...] = tuple(n for n, s in SIGNALS.items() if s.kind == "state")
 
 #: Generalised machine classes. Machine models are mapped to one of these at the
 #: gateway; benchmarks use them as fixed peer groups.

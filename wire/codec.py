@@ -1,4 +1,5 @@
-"""Encode and decode sample batches (DESIGN §4).
+"""Encode and decode sample batches: versioned, compact and compressed, with a batch id so that a
+batch redelivered under QoS 1 (at least once) is harmless.
 
 Payload layout: the 4-byte magic ``MDZ1`` followed by a zstd frame holding the
 MessagePack encoding of a :class:`~wire.model.Batch`. Decoding is defensive: sizes
@@ -15,7 +16,7 @@ import re
 import msgspec
 import zstandard
 
-from .catalog import ASSET_CLASSES, MACHINE_STATES, SIGNALS
+from .catalog import ASSET_CLASSES, COUNTER_SIGNALS, GAUGE_SIGNALS, MACHINE_STATES, STATE_SIGNALS
 from .errors import InvalidBatch, PayloadTooLarge, UnsupportedSchema, WireError
 from .model import (
     KEY_ID_RE,
@@ -44,9 +45,9 @@ _BATCH_ID_RE = re.compile(r"^[0-9a-zA-Z_-]{8,64}$")
 _encoder = msgspec.msgpack.Encoder()
 _batch_decoder = msgspec.msgpack.Decoder(Batch)
 _status_decoder = msgspec.json.Decoder(Status)
-_GAUGE_SIGNALS = frozenset(n for n, s in SIGNALS.items() if s.kind == "gauge")
-_COUNTER_SIGNALS = frozenset(n for n, s in SIGNALS.items() if s.kind == "counter")
-_STATE_SIGNALS = frozenset(n for n, s in SIGNALS.items() if s.kind == "state")
+_GAUGE_SIGNALS = frozenset(GAUGE_SIGNALS)
+_COUNTER_SIGNALS = frozenset(COUNTER_SIGNALS)
+_STATE_SIGNALS = frozenset(STATE_SIGNALS)
 _STATES = frozenset(MACHINE_STATES)
 _CLASSES = frozenset(ASSET_CLASSES)
 

@@ -1,4 +1,4 @@
-"""The sample and batch model of the wire contract (DESIGN §3, §4).
+"""The sample and batch model of the wire contract: what a gateway sends and the hub accepts.
 
 Structs are ``msgspec`` structs encoded as arrays, so a batch of thousands of
 samples stays compact on the wire and cheap to encode at the gateway.

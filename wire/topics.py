@@ -1,4 +1,6 @@
-"""MQTT topic layout of the wire contract (DESIGN §4)."""
+"""MQTT topic layout of the wire contract: ``mdh/v1/{member}/{gateway}/samples`` for data and
+``.../status`` for birth and last-will messages. The member is the first level so that the broker
+ACL can let each login write its own subtree only."""
 
 from __future__ import annotations
 
@@ -8,6 +10,17 @@ from .model import MEMBER_RE, PSEUDONYM_RE
 ROOT = "mdh/v1"
 SAMPLES = "samples"
 STATUS = "status"
+
+
+#: What the hub subscribes to: every gateway's data and status messages.
+SAMPLES_FILTER = f"{ROOT}/+/+/{SAMPLES}"
+STATUS_FILTER = f"{ROOT}/+/+/{STATUS}"
+
+
+def shared_filter(group: str | None, topic_filter: str) -> str:
+    """``topic_filter`` as an MQTT 5 shared subscription of ``group`` (several ingestors split the
+    messages between them), or unchanged without a group."""
+    return f"$share/{group}/{topic_filter}" if group else topic_filter
 
 
 def samples_topic(member: str, gateway: str) -> str:

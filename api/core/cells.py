@@ -3,7 +3,7 @@
 From rollups of one asset class: totals per asset and period, pooled per corporate
 group (one contributor per group), each group's KPI value from its pooled totals and
 its own history (the median of its values over the preceding periods), then the
-rules of :mod:`api.disclosure`. :func:`release` turns due periods into release-ledger
+rules of :mod:`api.core.disclosure`. :func:`release` turns due periods into release-ledger
 entries; :func:`own_values` gives a member its own value, pooled over its assets.
 """
 
@@ -33,7 +33,7 @@ from .disclosure import (
     publish,
     reason_text,
 )
-from .kpis import KPIS, Period, asset_totals, period_end, period_start, pool, to_ns
+from .kpis import INTERVALS, KPIS, Period, asset_totals, period_end, period_start, pool, to_ns
 
 #: Preceding periods whose median is a contributor's own history, per granularity.
 HISTORY_PERIODS: dict[str, int] = {"day": 14, "week": 8, "month": 6}
@@ -64,7 +64,7 @@ def period_starts(start: datetime, end: datetime, period: Period) -> list[dateti
     starts = pl.datetime_range(
         first,
         end,
-        interval={"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}[period],
+        interval=INTERVALS[period],
         closed="left",
         time_unit="ns",
         time_zone="UTC",

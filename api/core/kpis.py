@@ -21,15 +21,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 import polars as pl
 
 from wire import MACHINE_STATES
 
+#: KPI periods (UTC; a week starts on Monday). Benchmarks use the closed periods of at least a day:
+#: an hour has too few contributors' data to publish anything.
 Period = Literal["hour", "day", "week", "month"]
-PERIODS: tuple[str, ...] = ("hour", "day", "week", "month")
-_TRUNCATE = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
+PERIODS: tuple[Period, ...] = get_args(Period)
+BenchmarkPeriod = Literal["day", "week", "month"]
+BENCHMARK_PERIODS: tuple[BenchmarkPeriod, ...] = get_args(BenchmarkPeriod)
+#: Each period as a polars duration (truncation and ranges).
+INTERVALS: dict[str, str] = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
+_TRUNCATE = INTERVALS
 
 #: The additive quantities per asset and period, from which every KPI is derived.
 TOTALS: tuple[str, ...] = (

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
-from metalldaten.register import Register
+from core.register import Register
 from storage import Store
 
 from ..audit import AuditLog, AuditMiddleware

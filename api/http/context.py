@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from metalldaten.register import Register
+from core.register import Register
 from storage import Store
 
 from ..audit import AuditLog
@@ -31,7 +31,7 @@ class AppContext:
     ledger: BudgetLedger
     rng: random.Random = field(default_factory=random.SystemRandom)
 
-    #: Secret of the keyed noise on benchmark figures (see :func:`api.disclosure.publish`).
+    #: Secret of the keyed noise on benchmark figures (see :func:`api.core.disclosure.publish`).
     cell_key: Callable[[], bytes] = lambda: b""
     #: One release at a time per process: a cell is computed and frozen once.
     release_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -7,11 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from storage import Agg
+
+from ..core.kpis import BenchmarkPeriod, Period
+
 SeriesFormat = Literal["json", "csv", "arrow", "parquet"]
 ArrowCompression = Literal["zstd", "lz4", "none"]
-AggName = Literal["mean", "min", "max", "last", "sum", "count"]
-PeriodName = Literal["hour", "day", "week", "month"]
-BenchmarkPeriod = Literal["day", "week", "month"]
+AggName = Agg
+PeriodName = Period
 RoleName = Literal["member", "analyst", "admin"]
 MemberId = Annotated[str, Field(pattern=r"^m-[0-9a-f]{6,32}$", description="A member pseudonym")]
 

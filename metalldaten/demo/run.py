@@ -23,10 +23,10 @@ import httpx
 import polars as pl
 
 from api.tokens import TokenStore
+from core.register import dump_register
 from gateway.pseudonymise import generate_key
 from gateway.runner import Gateway
 from metalldaten.hub import running_hub
-from metalldaten.register import dump_register
 
 from .embedded_broker import embedded_broker
 from .mqtt_factory import MqttFactory

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.configfile import settings_from_dict
+from core.register import Member, Register
 from gateway.config import GatewaySettings
-from metalldaten.configfile import settings_from_dict
 from metalldaten.hub import HubSettings
-from metalldaten.register import Member, Register
 
 from .machines import MachineSpec, factory_machines
 

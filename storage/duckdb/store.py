@@ -1,4 +1,5 @@
-"""The embedded store: one DuckDB file, so a small cluster or the demo runs with ``pip`` only.
+"""The embedded store: one DuckDB file. It needs nothing but ``pip`` and runs everywhere, so the
+demo and small clusters use it (then ingest, rollups and API run in one process).
 
 Raw samples live in ``samples`` with the primary key (member, asset, signal, ts),
 so a redelivered batch inserts nothing new. Hourly rollups live in ``rollups``
@@ -17,7 +18,7 @@ import polars as pl
 
 from wire import SIGNALS, Sample
 
-from ..base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from ..base import RAW_SCHEMA, SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
 from ..errors import StoreRejected
 from ..ledger import ReleasedCell
 from .connection import DuckDBConnection, in_clause
@@ -81,16 +82,7 @@ def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
             "text": texts,
             "quality": [s.quality for s in samples],
         },
-        schema={
-            "member": pl.String,
-            "asset": pl.String,
-            "asset_class": pl.String,
-            "signal": pl.String,
-            "ts": pl.Int64,
-            "value": pl.Float64,
-            "text": pl.String,
-            "quality": pl.UInt8,
-        },
+        schema=RAW_SCHEMA,
     )
 
 

@@ -29,8 +29,9 @@ from collections.abc import Sequence
 import polars as pl
 
 from wire import Sample
+from wire.catalog import COUNTER_SIGNALS
 
-from ..base import ROLLUP_SCHEMA, RollupQuery, empty_rollups
+from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, empty_rollups
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .connection import InfluxConnection, source
 from .influxql import ident, literal, tag_in, time_range, where
@@ -42,17 +43,6 @@ WATERMARK_MARGIN_NS = 60 * 10**9
 #: (member, asset) pairs per recompute query.
 KEYS_PER_QUERY = 50
 
-RAW_SCHEMA: dict[str, pl.DataType] = {
-    "ts": pl.Int64(),
-    "member": pl.String(),
-    "asset": pl.String(),
-    "asset_class": pl.String(),
-    "signal": pl.String(),
-    "value": pl.Float64(),
-    "text": pl.String(),
-    "quality": pl.UInt8(),
-}
-_COUNTER_SIGNALS = ("energy_kwh", "parts_total", "parts_scrap_total")
 _KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
 _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
 
@@ -152,7 +142,7 @@ class InfluxRollupKeeper:
         before = where(time_range(lo - LOOKBACK_NS, lo), '"quality" < 2', cond)
         prev_counters = self._db.execute(
             f'SELECT last("value") AS "value" FROM {raw_src} WHERE {before} '
-            f"AND {tag_in('signal', _COUNTER_SIGNALS)} {group}"
+            f"AND {tag_in('signal', COUNTER_SIGNALS)} {group}"
         ).frame(RAW_SCHEMA)
         prev_states = self._db.execute(
             f'SELECT last("text") AS "text" FROM {raw_src} WHERE {before} AND "signal" = \'state\' {group}'

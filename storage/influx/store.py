@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from typing import Literal
 import httpx
 import polars as pl
 
+from core.backoff import Backoff
 from wire import Sample
 
 from ..base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
@@ -183,6 +183,7 @@ class InfluxStore:
     def write_lines(self, body: bytes, *, rp: str | None) -> None:
         """POST line protocol (ns precision), retrying retryable failures; raise a :class:`StoreError`."""
         attempt = 0
+        backoff = Backoff(min(0.2, self._max_retry_after), self._max_retry_after)
         while True:
             attempt += 1
             try:
@@ -191,8 +192,7 @@ class InfluxStore:
             except StoreUnavailable as exc:
                 if attempt >= self._write_attempts:
                     raise
-                delay = exc.retry_after if exc.retry_after is not None else 0.2 * 2 ** (attempt - 1)
-                delay = min(delay, self._max_retry_after) * (1 + 0.1 * random.random())
+                delay = backoff.next(exc.retry_after)
                 log.warning("InfluxDB write attempt %d failed (%s); retrying in %.1f s", attempt, exc, delay)
                 time.sleep(delay)
 
@@ -290,8 +290,7 @@ class InfluxStore:
             return empty_series()
         self._ensure_schema()
         rows = self.execute(series_query(self.source("samples", self.raw_rp), query), chunked=True)
-        raw_schema = {**SERIES_SCHEMA}
-        frame = rows.frame(raw_schema)
+        frame = rows.frame(SERIES_SCHEMA)
         if frame.height == 0:
             return empty_series()
         frame = frame.sort(["ts", "member", "asset", "signal"])

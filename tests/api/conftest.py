@@ -22,7 +22,7 @@ with warnings.catch_warnings():
 from api.http.app import create_app
 from api.settings import ApiSettings
 from api.tokens import TokenStore
-from metalldaten.register import Member, Register
+from core.register import Member, Register
 from storage import DuckDBStore
 from wire import Sample
 

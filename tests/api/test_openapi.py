@@ -44,7 +44,7 @@ def _operations() -> list[tuple[str, str]]:
     """(method, path) of every operation, read from a throw-away app (the schema does not depend on data)."""
     from api.http.app import create_app
     from api.settings import ApiSettings
-    from metalldaten.register import Register
+    from core.register import Register
 
     doc = create_app(ApiSettings(), DuckDBStore(":memory:"), Register).openapi()
     return [(m.upper(), p) for p, ops in doc["paths"].items() for m in ops]

@@ -17,8 +17,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
+from core.register import load_register
 from metalldaten.broker_cli import app
-from metalldaten.register import load_register
 from storage import DuckDBStore, Ingestor, IngestSettings, SeriesQuery
 from testkit.mqtt import make_batch, wait_until
 from testkit.servers import MosquittoServer, free_port, require_binary

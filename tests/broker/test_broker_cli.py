@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
+from core.register import load_register
 from metalldaten.broker_cli import app
 from metalldaten.broker_files import TEMPLATE_DIR, logins, render_config
-from metalldaten.register import load_register
 from testkit.servers import require_binary
 
 runner = CliRunner()

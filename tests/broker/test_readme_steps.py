@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from metalldaten.register import load_register
+from core.register import load_register
 from testkit.servers import free_port, require_binary, wait_for_port
 
 pytestmark = pytest.mark.integration

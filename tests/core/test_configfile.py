@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
-from metalldaten.configfile import ConfigError, FileSettings, load_settings
-from metalldaten.register import Member, Register, dump_register, load_register
+from core.configfile import ConfigError, FileSettings, load_settings
+from core.register import Member, Register, dump_register, load_register
 
 
 class Uplink(BaseModel):

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from core.configfile import settings_from_dict
 from gateway.config import GatewaySettings
 from gateway.pseudonymise import MemberKey, generate_key
-from metalldaten.configfile import settings_from_dict
 
 MEMBER = "m-0a1b2c"
 

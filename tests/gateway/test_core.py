@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.configfile import ConfigError
 from gateway.config import load_gateway_settings
 from gateway.errors import KeyFileError
 from gateway.normalise import Normaliser, Reading, quality_of
 from gateway.policy import PolicySettings, compile_policy
 from gateway.pseudonymise import Journal, MemberKey, Pseudonymiser, generate_key, load_key, pseudonym, reveal
 from gateway.sparkplug import AliasTable, SparkplugError, decode_payload
-from metalldaten.configfile import ConfigError
 from wire import Quality, Sample, sample_problem
 from wire.model import PSEUDONYM_RE
 

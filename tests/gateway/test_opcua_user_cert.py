@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from core.configfile import ConfigError
 from gateway import Gateway
-from metalldaten.configfile import ConfigError
 from testkit.machines import URI
 from testkit.servers import MosquittoServer, free_port
 

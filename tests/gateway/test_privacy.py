@@ -1,4 +1,4 @@
-"""No clear identifier in any byte that reaches the hub broker (DESIGN §10), for random identifiers.
+"""No clear identifier in any byte that reaches the hub broker, for random identifiers.
 
 Every byte the gateway sends to the broker passes through a recording relay (CONNECT packet with
 client id and will, topics, payloads); the payloads are also decompressed and decoded. Machine ids,

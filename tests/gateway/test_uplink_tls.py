@@ -16,8 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.register import load_register
 from gateway import Gateway
-from metalldaten.register import load_register
 from testkit.machines import MachineServer
 from testkit.servers import MosquittoServer, free_port, require_binary
 from wire import decode_batch, decode_status

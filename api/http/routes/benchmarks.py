@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from metalldaten.register import DEFAULT_EMISSION_FACTOR
+from core.register import DEFAULT_EMISSION_FACTOR
 from storage import ReleasedCell, RollupQuery
 from wire import ASSET_CLASSES
 
@@ -27,14 +27,14 @@ from ...core.cells import (
 )
 from ...core.disclosure import Published
 from ...core.dp import private_figures
-from ...core.kpis import KPIS
+from ...core.kpis import KPIS, BenchmarkPeriod
 from ...errors import BudgetExhausted, InvalidRequest, NotFound
 from ...tokens import Principal
 from ..context import AppContext
 from ..deps import ContextDep, ReaderDep
 from ..params import to_ns, window
 from ..problems import problem_responses
-from ..schemas import BenchmarkCell, BenchmarkPeriod, BenchmarkResponse, OwnPosition, PrivacyNote
+from ..schemas import BenchmarkCell, BenchmarkResponse, OwnPosition, PrivacyNote
 
 router = APIRouter(tags=["benchmarks"])
 log = logging.getLogger(__name__)

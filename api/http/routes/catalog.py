@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from storage import RollupQuery
 from wire import ASSET_CLASSES, SIGNALS
 
-from ...core.kpis import KPIS, PERIODS
+from ...core.kpis import BENCHMARK_PERIODS, KPIS, PERIODS
 from ..context import AppContext
 from ..deps import ContextDep, PrincipalDep
 from ..formats import MEDIA_TYPES
@@ -35,8 +35,8 @@ def get_catalog(ctx: ContextDep, principal: PrincipalDep) -> Catalog:
             KpiInfo(name=k.name, unit=k.unit, description=k.description, higher_is_better=k.higher_is_better)
             for k in KPIS.values()
         ],
-        periods=list(PERIODS),  # type: ignore[arg-type]
-        benchmark_periods=["day", "week", "month"],
+        periods=list(PERIODS),
+        benchmark_periods=list(BENCHMARK_PERIODS),
         release_delay_days=ctx.settings.release_delay_days,
         release_delay_days_by_kpi={k: ctx.rules.delay_for(k).days for k in KPIS},
         min_contributors=ctx.settings.min_contributors,

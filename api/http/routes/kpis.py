@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from metalldaten.register import DEFAULT_EMISSION_FACTOR
+from core.register import DEFAULT_EMISSION_FACTOR
 from storage import RollupQuery
 
 from ...audit import record_rows

@@ -17,11 +17,15 @@ from typing import Any, TypeVar, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .errors import MdhError
+
 _SENSITIVE = ("password", "secret", "token", "key")
 
 
-class ConfigError(Exception):
+class ConfigError(MdhError):
     """A configuration file that cannot be used. ``problems`` lists ``(key, expected)`` pairs."""
+
+    exit_code = 2  # like a usage error: the file must be fixed, retrying will not help
 
     def __init__(self, path: Path | str, problems: list[tuple[str, str]]) -> None:
         self.path = str(path)
@@ -49,6 +53,23 @@ class FileSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=FileSettings)
+M = TypeVar("M", bound=BaseModel)
+
+
+def resolve_path(base: Path, path: Path | None) -> Path | None:
+    """``path`` taken relative to ``base`` (the configuration file's folder) unless absolute or unset."""
+    return path if path is None or path.is_absolute() else base / path
+
+
+def with_paths_resolved(model: M, base: Path, fields: tuple[str, ...] = (), **sections: Any) -> M:
+    """The one way every settings section resolves its relative paths: a copy of ``model`` whose path
+    ``fields`` are taken relative to ``base``, with nested ``sections`` replaced by their resolved copies.
+
+    A copy rather than a change in place, so that frozen sections need no tricks and a section read
+    once (e.g. by a test) never changes under its reader.
+    """
+    update: dict[str, Any] = {name: resolve_path(base, getattr(model, name)) for name in fields}
+    return model.model_copy(update={**update, **sections})
 
 
 def read_toml(path: Path | str) -> dict[str, Any]:
@@ -86,7 +107,7 @@ def settings_from_dict(
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
     if base_dir is not None and hasattr(settings, "resolve_paths"):
-        settings.resolve_paths(base_dir)
+        settings = settings.resolve_paths(base_dir)
     return settings
 
 

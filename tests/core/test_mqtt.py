@@ -1,0 +1,76 @@
+"""The one MQTT bridge (core.mqtt) against a real Mosquitto: connection state, resubscribing, and
+acknowledgements tied to the connection a message arrived on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from core.mqtt import Message, MqttClient, MqttEndpoint
+from testkit.servers import MosquittoServer
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_password_never_shows() -> None:
+    ep = MqttEndpoint(name="uplink", host="127.0.0.1", port=1883, client_id="c", username="u", password="s3cr3t-pw")
+    assert "s3cr3t-pw" not in repr(ep)
+    assert "s3cr3t-pw" not in repr(MqttClient(ep))
+    assert "s3cr3t-pw" not in repr(ep.replace(client_id="other"))
+
+
+async def test_acks_are_tied_to_the_connection_and_subscriptions_come_back(mosquitto: MosquittoServer) -> None:
+    arrived: asyncio.Queue[Message] = asyncio.Queue()
+    states: list[bool] = []
+    threads: set[int] = set()
+
+    reconnected = asyncio.Event()
+
+    def on_message(m: Message) -> None:
+        threads.add(threading.get_ident())
+        arrived.put_nowait(m)
+
+    def on_connection(up: bool) -> None:
+        threads.add(threading.get_ident())
+        states.append(up)
+        if up and len(states) > 1:
+            reconnected.set()
+
+    endpoint = MqttEndpoint(
+        name="test",
+        host="127.0.0.1",
+        port=mosquitto.port,
+        client_id="core-mqtt-test",
+        clean_session=False,
+        manual_ack=True,
+        backoff_min_s=0.05,
+        backoff_max_s=0.2,
+    )
+    consumer = MqttClient(endpoint, subscriptions=[("t/#", 1)], on_message=on_message, on_connection=on_connection)
+    publisher = MqttClient(endpoint.replace(client_id="core-mqtt-pub", clean_session=True, manual_ack=False))
+    async with consumer, publisher:
+        async with asyncio.timeout(10):
+            await consumer.subscribed.wait()
+            await publisher.connected.wait()
+        assert states == [True]
+        first_generation = consumer.generation
+        publisher.publish("t/1", b"hello", qos=1)
+        async with asyncio.timeout(10):
+            message = await arrived.get()
+        assert threads == {threading.get_ident()}, "a hook ran outside the event loop"
+        assert (message.topic, message.payload, message.generation) == ("t/1", b"hello", first_generation)
+
+        # The connection drops before the message is acknowledged: the client reconnects by itself,
+        # subscribes again, and the broker delivers the message again on the new connection.
+        consumer.client.disconnect()
+        async with asyncio.timeout(10):
+            await reconnected.wait()
+            again = await arrived.get()
+        assert states == [True, False, True]
+        assert consumer.generation != first_generation
+        assert not consumer.ack(message), "an ack from the old connection must be ignored"
+        assert (again.payload, again.generation) == (b"hello", consumer.generation)
+        assert consumer.ack(again)
+        assert consumer.reconnects == 1
