@@ -29,18 +29,16 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from typer.testing import CliRunner
 
 from core.register import load_register
-from metalldaten.broker_cli import app
 from storage import DuckDBStore, Ingestor, IngestSettings, SeriesQuery
 from testkit.mqtt import make_batch, wait_until
 from testkit.servers import MosquittoServer, free_port, require_binary
+from tests.broker.clikit import env_password, invoke
 from tests.storage.test_ingestor import running
 from wire import encode_batch, samples_topic, status_topic
 
 pytestmark = pytest.mark.integration
-runner = CliRunner()
 GW = "g-0000000a"
 SAMPLES_PER_BATCH = 25
 MIN_BATCHES = 20
@@ -50,16 +48,6 @@ TIMEOUT = 10.0
 GRANTED_QOS1 = 0x01
 NOT_AUTHORISED = 0x87
 RETAIN_NOT_SUPPORTED = 0x9A
-
-
-def invoke(*args: str | Path) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def env_password(text: str) -> str:
-    return next(line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("MDH_"))
 
 
 @dataclass

@@ -15,29 +15,17 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from typer.testing import CliRunner
 
 from core.register import load_register
-from metalldaten.broker_cli import app
 from storage import DuckDBStore, Ingestor, IngestSettings, SeriesQuery
 from testkit.mqtt import make_batch, wait_until
 from testkit.servers import MosquittoServer, free_port, require_binary
+from tests.broker.clikit import env_password, invoke
 from tests.storage.test_ingestor import running
 from wire import encode_batch, samples_topic
 
 pytestmark = pytest.mark.integration
-runner = CliRunner()
 GW = "g-0000000a"
-
-
-def invoke(*args: str | Path) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def env_password(text: str) -> str:
-    return next(line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("MDH_"))
 
 
 @dataclass

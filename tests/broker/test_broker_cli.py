@@ -8,20 +8,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from typer.testing import CliRunner
 
 from core.register import load_register
 from metalldaten.broker_cli import app
 from metalldaten.broker_files import TEMPLATE_DIR, logins, render_config
 from testkit.servers import require_binary
-
-runner = CliRunner()
-
-
-def invoke(*args: str | Path) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
+from tests.broker.clikit import invoke, runner
 
 
 def test_init_ca_issues_a_server_certificate_for_the_given_names(tmp_path: Path) -> None:
