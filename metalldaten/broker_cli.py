@@ -47,6 +47,12 @@ app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
 RegisterOpt = Annotated[Path, typer.Option("--register", help="Member register (TOML).")]
 PasswdOpt = Annotated[Path, typer.Option("--passwd", help="Mosquitto password file.")]
+# what a gateway's kit needs, the same for a member's first gateway (add-member) and its others (add-gateway)
+CaDirOpt = Annotated[Path | None, typer.Option(help="CA directory from init-ca (for --client-cert).")]
+ClientCertOpt = Annotated[bool, typer.Option(help="Also issue a client certificate (mutual TLS).")]
+HubHostOpt = Annotated[str, typer.Option(help="Broker host name for the gateway settings.")]
+HubPortOpt = Annotated[int, typer.Option(help="Broker TLS port for the gateway settings.")]
+MtlsPortOpt = Annotated[int, typer.Option(help="Broker mutual-TLS port (used with --client-cert).")]
 
 
 def _fail(message: str) -> None:
@@ -143,11 +149,11 @@ def add_member_cmd(
         float, typer.Option(help="kg CO2e per kWh for this member's electricity.")
     ] = DEFAULT_EMISSION_FACTOR,
     pseudonym: Annotated[str | None, typer.Option(help="Use this pseudonym instead of a random one.")] = None,
-    ca_dir: Annotated[Path | None, typer.Option(help="CA directory from init-ca (for --client-cert).")] = None,
-    client_cert: Annotated[bool, typer.Option(help="Also issue a client certificate (mutual TLS).")] = False,
-    hub_host: Annotated[str, typer.Option(help="Broker host name for the gateway settings.")] = "localhost",
-    hub_port: Annotated[int, typer.Option(help="Broker TLS port for the gateway settings.")] = 8883,
-    mtls_port: Annotated[int, typer.Option(help="Broker mutual-TLS port (used with --client-cert).")] = 8884,
+    ca_dir: CaDirOpt = None,
+    client_cert: ClientCertOpt = False,
+    hub_host: HubHostOpt = "localhost",
+    hub_port: HubPortOpt = 8883,
+    mtls_port: MtlsPortOpt = 8884,
     out: Annotated[
         Path | None, typer.Option(help="Write the member's kit here (settings, password, certificates).")
     ] = None,
@@ -239,11 +245,11 @@ def add_gateway_cmd(
     passwd: PasswdOpt,
     member: Annotated[str, typer.Option(help="The member's pseudonym.")],
     label: Annotated[str, typer.Option(help="Short name of the gateway, unique within the member (e.g. line-2).")],
-    ca_dir: Annotated[Path | None, typer.Option(help="CA directory from init-ca (for --client-cert).")] = None,
-    client_cert: Annotated[bool, typer.Option(help="Also issue a client certificate (mutual TLS).")] = False,
-    hub_host: Annotated[str, typer.Option(help="Broker host name for the gateway settings.")] = "localhost",
-    hub_port: Annotated[int, typer.Option(help="Broker TLS port for the gateway settings.")] = 8883,
-    mtls_port: Annotated[int, typer.Option(help="Broker mutual-TLS port (used with --client-cert).")] = 8884,
+    ca_dir: CaDirOpt = None,
+    client_cert: ClientCertOpt = False,
+    hub_host: HubHostOpt = "localhost",
+    hub_port: HubPortOpt = 8883,
+    mtls_port: MtlsPortOpt = 8884,
     out: Annotated[
         Path | None, typer.Option(help="Write the gateway's kit here (settings, password, certificates).")
     ] = None,
