@@ -198,7 +198,13 @@ async def test_an_unexpected_store_error_is_retried_not_fatal(mosquitto: Mosquit
             )
             await wait_until(lambda: (errors() or 0) >= 2, what="repeated unexpected errors")
             store.down = False
-            await wait_until(lambda: store.inner.count() == 50, what="the batches stored once the error is gone")
+            stored = lambda: ing.registry.get_sample_value(  # noqa: E731
+                "mdh_ingest_messages_total", {"instance": ing.metrics._instance, "result": "stored"}
+            )
+            # The rows are in the store before the writer's coroutine resumes and records the success, so wait on
+            # the acknowledgement the ingestor counts after it has marked the store healthy again.
+            await wait_until(lambda: (stored() or 0) >= 5, what="the five messages stored once the error is gone")
+            assert store.inner.count() == 50
             assert ing.store_ok
     finally:
         pub.close()
