@@ -9,6 +9,15 @@ writes it). Each ``[[member]]`` entry::
     region = "DE-NW"                  # coarse region
     emission_factor_kg_per_kwh = 0.38 # optional; default below
     active = true                     # false once removed: its data is rejected
+    suspended = false                 # true while suspended: like removed, but it can be resumed
+
+    [[member.permission]]             # consent per data category and purpose (core.consent)
+    target = "kpis"
+    purpose = "research"
+    valid_from = 2026-01-01T00:00:00Z
+
+A register may name purposes beyond ``benchmarking`` and ``research`` in a top-level
+``purposes = ["process-optimisation"]``; a permission naming an unknown purpose is an error.
 
 It holds no company names: the mapping of pseudonym to company stays with the
 trustee, outside the hub.
@@ -21,13 +30,15 @@ import secrets
 import tempfile
 import tomllib
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wire.model import MEMBER_RE
 
 from .configfile import ConfigError
+from .consent import PURPOSE_RE, STANDARD_PURPOSES, Permission, default_permissions, iso, permits
 
 #: kg CO2e per kWh used when a member's entry names none (documented in docs/kpis.md).
 DEFAULT_EMISSION_FACTOR = 0.380
@@ -41,12 +52,48 @@ class Member(BaseModel):
     region: str = Field(default="", max_length=32)
     emission_factor_kg_per_kwh: float = Field(default=DEFAULT_EMISSION_FACTOR, ge=0, le=5)
     active: bool = True
+    suspended: bool = False
+    #: Consent (see :mod:`core.consent`); an entry that names none consents to the defaults.
+    permission: list[Permission] = Field(default_factory=default_permissions)
+
+    @property
+    def may_send(self) -> bool:
+        """Active and not suspended: its gateways may send, its data is used."""
+        return self.active and not self.suspended
+
+    def permits(self, category: str, purpose: str, at: datetime) -> bool:
+        return self.may_send and permits(self.permission, category, purpose, at)
 
 
 class Register(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: Purposes beyond benchmarking and research that permissions may name.
+    purposes: list[str] = Field(default_factory=list)
     member: list[Member] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_purposes(self) -> Register:
+        for i, p in enumerate(self.purposes):
+            if not PURPOSE_RE.fullmatch(p):
+                raise ValueError(f"purposes.{i}: {p!r} must match {PURPOSE_RE.pattern}")
+        known = self.known_purposes
+        for m in self.member:
+            for i, perm in enumerate(m.permission):
+                if perm.purpose not in known:
+                    raise ValueError(
+                        f"member {m.pseudonym}: permission.{i}.purpose: {perm.purpose!r} is not one of "
+                        f"{', '.join(known)} (add it to the register's purposes)"
+                    )
+        return self
+
+    @property
+    def known_purposes(self) -> tuple[str, ...]:
+        return (*STANDARD_PURPOSES, *(p for p in self.purposes if p not in STANDARD_PURPOSES))
+
+    def consenting(self, category: str, purpose: str, at: datetime) -> tuple[str, ...]:
+        """Pseudonyms of the members that may send and permit ``category`` for ``purpose`` at ``at``."""
+        return tuple(m.pseudonym for m in self.member if m.permits(category, purpose, at))
 
     def get(self, pseudonym: str) -> Member | None:
         for m in self.member:
@@ -55,11 +102,12 @@ class Register(BaseModel):
         return None
 
     def is_active(self, pseudonym: str) -> bool:
+        """Whether ``pseudonym`` may send now (registered, not removed, not suspended)."""
         m = self.get(pseudonym)
-        return m is not None and m.active
+        return m is not None and m.may_send
 
     def active(self) -> Iterator[Member]:
-        return (m for m in self.member if m.active)
+        return (m for m in self.member if m.may_send)
 
 
 def load_register(path: Path | str) -> Register:
@@ -77,6 +125,8 @@ def load_register(path: Path | str) -> Register:
 
 def dump_register(register: Register) -> str:
     lines: list[str] = []
+    if register.purposes:
+        lines += ["purposes = [" + ", ".join(_toml_str(p) for p in register.purposes) + "]", ""]
     for m in register.member:
         lines += [
             "[[member]]",
@@ -85,8 +135,20 @@ def dump_register(register: Register) -> str:
             f"region = {_toml_str(m.region)}",
             f"emission_factor_kg_per_kwh = {m.emission_factor_kg_per_kwh!r}",
             f"active = {'true' if m.active else 'false'}",
-            "",
+            f"suspended = {'true' if m.suspended else 'false'}",
         ]
+        if not m.permission:
+            lines.append("permission = []  # consents to nothing")
+        lines.append("")
+        for p in m.permission:
+            lines += [
+                "[[member.permission]]",
+                f'target = "{p.target}"',
+                f'purpose = "{p.purpose}"',
+                f"valid_from = {iso(p.valid_from)}",
+                *([f"valid_until = {iso(p.valid_until)}"] if p.valid_until is not None else []),
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -128,16 +190,23 @@ def with_member(register: Register, member: Member) -> Register:
     """``register`` plus ``member``; a pseudonym may appear only once (removed members keep theirs)."""
     if register.get(member.pseudonym) is not None:
         raise ValueError(f"pseudonym {member.pseudonym} is already in the register")
-    return Register(member=[*register.member, member])
+    return Register(purposes=register.purposes, member=[*register.member, member])
 
 
 def with_member_inactive(register: Register, pseudonym: str) -> Register:
     """``register`` with ``pseudonym`` marked inactive (kept, so the pseudonym is never given out again)."""
+    return with_member_changed(register, pseudonym, active=False)
+
+
+def with_member_changed(register: Register, pseudonym: str, **changes: object) -> Register:
+    """``register`` with the entry of ``pseudonym`` changed (``suspended=True``, ``permission=[...]`` ...),
+    validated again (a permission naming an unknown purpose is refused)."""
     if register.get(pseudonym) is None:
         raise KeyError(f"pseudonym {pseudonym} is not in the register")
-    return Register(
-        member=[m.model_copy(update={"active": False}) if m.pseudonym == pseudonym else m for m in register.member]
-    )
+    members = [
+        Member.model_validate(m.model_dump() | changes) if m.pseudonym == pseudonym else m for m in register.member
+    ]
+    return Register(purposes=register.purposes, member=members)
 
 
 def save_register(path: Path | str, register: Register) -> None:
