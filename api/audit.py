@@ -1,5 +1,9 @@
 """The audit log: one JSON line per analyst or admin request (who, when, endpoint, parameters, rows).
 
+Series and KPI answers also record how many of their rows were each member's
+(``members``: pseudonym -> rows) and the analyst token's ``purpose``; a member token
+reads the entries that included its rows through ``GET /v1/access-log``.
+
 The line is written when the response has been sent completely, so ``rows`` is
 what the client actually received. Tokens never appear: only the token id.
 Routes record the rows they return with :func:`record_rows`.
@@ -11,10 +15,12 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +33,16 @@ AUDITED_ROLES = frozenset({"analyst", "admin"})
 
 def record_rows(request: Request, rows: int) -> None:
     request.state.rows = rows
+
+
+def record_member_rows(request: Request, frame: pl.DataFrame) -> None:
+    """Record how many of the answer's rows are each member's (``frame`` has a ``member`` column), so that a
+    member can see which analyst queries read its rows (``GET /v1/access-log``)."""
+    if frame.height == 0 or "member" not in frame.columns:
+        request.state.members = {}
+        return
+    counts = frame.group_by("member").len()
+    request.state.members = dict(zip(counts["member"].to_list(), counts["len"].to_list(), strict=True))
 
 
 def record_body(request: Request, body: dict[str, Any]) -> None:
@@ -51,6 +67,23 @@ class AuditLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """The log's entries, oldest first; a line that is not a JSON object is skipped with a warning."""
+        try:
+            fh = self.path.open(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        with fh:
+            for number, line in enumerate(fh, start=1):
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = None
+                if isinstance(entry, dict):
+                    yield entry
+                elif line.strip():
+                    log.warning("audit log %s line %d is not a JSON object; skipped", self.path, number)
 
     def writable(self) -> bool:
         try:
@@ -112,6 +145,8 @@ class AuditMiddleware:
                     "params": _params(scope) | ({"body": state["body"]} if "body" in state else {}),
                     "status": status,
                     "rows": state.get("rows"),
+                    "purpose": principal.purpose,
+                    **({"members": state["members"]} if "members" in state else {}),
                     "complete": done,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 }

@@ -20,16 +20,20 @@ def create(
     role: str = typer.Option(..., "--role", help="member, analyst or admin."),
     member: str | None = typer.Option(None, "--member", help="Member pseudonym (member tokens only)."),
     label: str = typer.Option("", "--label", help="Free note shown by 'tokens list'."),
+    purpose: str | None = typer.Option(
+        None, "--purpose", help="Analyst tokens: the purpose their queries serve (default research)."
+    ),
     tokens_file: Path = _FILE,
 ) -> None:
     """Make a token and print it once; only its hash is stored."""
     if role not in ROLES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")
     try:
-        token, record = TokenStore(tokens_file).create(role, member=member, label=label)
+        token, record = TokenStore(tokens_file).create(role, member=member, label=label, purpose=purpose)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    typer.echo(f"created {record.id} ({record.role}{' ' + record.member if record.member else ''})", err=True)
+    bound = record.member or (f"purpose {record.purpose}" if record.purpose else "")
+    typer.echo(f"created {record.id} ({record.role}{' ' + bound if bound else ''})", err=True)
     typer.echo(token)
 
 
@@ -38,7 +42,8 @@ def list_tokens(tokens_file: Path = _FILE) -> None:
     """List tokens: id, role, member, created, revoked, label (never the token)."""
     records = TokenStore(tokens_file).records()
     for r in records:
-        typer.echo(f"{r.id}\t{r.role}\t{r.member or '-'}\t{r.created}\t{r.revoked or 'active'}\t{r.label}")
+        bound = r.member or r.purpose or "-"
+        typer.echo(f"{r.id}\t{r.role}\t{bound}\t{r.created}\t{r.revoked or 'active'}\t{r.label}")
 
 
 @app.command()

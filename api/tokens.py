@@ -10,7 +10,12 @@ The tokens file is JSON::
     {"version": 1,
      "tokens": [{"id": "tk-3f9a1c2b", "sha256": "<64 hex>", "role": "member",
                  "member": "m-7f3a9c", "label": "plant A dashboard",
-                 "created": "2026-11-24T10:00:00Z", "revoked": null}]}
+                 "created": "2026-11-24T10:00:00Z", "revoked": null, "purpose": null}]}
+
+An analyst token carries the *purpose* its queries serve (``research`` unless made
+with another one of the register's purposes): analyst answers include a member's
+rows only where the member consents to that purpose (see :mod:`core.consent`).
+Member and admin tokens have no purpose.
 
 :class:`TokenStore` re-reads the file when it changes on disk, so tokens made or
 revoked with ``metalldaten tokens`` apply to a running API without a restart.
@@ -29,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from core.consent import PURPOSE_RE, RESEARCH
 from wire.model import MEMBER_RE
 
 from .errors import TokenFileError
@@ -49,6 +55,8 @@ class TokenRecord:
     label: str = ""
     created: str = ""
     revoked: str | None = None
+    #: What an analyst token's queries are for (a purpose of the register); ``None`` for other roles.
+    purpose: str | None = None
 
     @property
     def active(self) -> bool:
@@ -62,6 +70,7 @@ class Principal:
     token_id: str
     role: Role
     member: str | None = None
+    purpose: str | None = None
 
 
 def hash_token(token: str) -> str:
@@ -76,8 +85,13 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def validate_binding(role: str, member: str | None) -> None:
-    """Raise ``ValueError`` unless ``member`` is given exactly for the member role, as a pseudonym."""
+def validate_binding(role: str, member: str | None, purpose: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``member`` is given exactly for the member role, as a pseudonym, and a
+    ``purpose`` only for the analyst role."""
+    if purpose is not None and role != "analyst":
+        raise ValueError(f"only analyst tokens have a purpose; leave out --purpose for an {role} token")
+    if purpose is not None and not PURPOSE_RE.fullmatch(purpose):
+        raise ValueError(f"purpose {purpose!r} must match {PURPOSE_RE.pattern}")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)} (got {role!r})")
     if role == "member":
@@ -131,7 +145,8 @@ class TokenStore:
             record = self._by_hash.get(hash_token(token))
         if record is None or not record.active:
             return None
-        return Principal(token_id=record.id, role=record.role, member=record.member)
+        purpose = (record.purpose or RESEARCH) if record.role == "analyst" else None
+        return Principal(token_id=record.id, role=record.role, member=record.member, purpose=purpose)
 
     def readable(self) -> bool:
         try:
@@ -157,9 +172,14 @@ class TokenStore:
         self._stamp = None
         self._load_locked()
 
-    def create(self, role: str, *, member: str | None = None, label: str = "") -> tuple[str, TokenRecord]:
-        """Make a token; return it (shown once, never stored) and its record."""
-        validate_binding(role, member)
+    def create(
+        self, role: str, *, member: str | None = None, label: str = "", purpose: str | None = None
+    ) -> tuple[str, TokenRecord]:
+        """Make a token; return it (shown once, never stored) and its record. Analyst tokens get ``purpose``
+        (default ``research``)."""
+        validate_binding(role, member, purpose)
+        if role == "analyst" and purpose is None:
+            purpose = RESEARCH
         token = new_token()
         record = TokenRecord(
             id="tk-" + secrets.token_hex(4),
@@ -168,6 +188,7 @@ class TokenStore:
             member=member,
             label=label,
             created=_now_iso(),
+            purpose=purpose,
         )
         with self._lock:
             self._load_locked()
@@ -188,3 +209,19 @@ class TokenStore:
             if found is not None:
                 self._save_locked(records)
             return found
+
+    def revoke_member(self, member: str) -> list[TokenRecord]:
+        """Revoke every active token of ``member``; return the records revoked now."""
+        with self._lock:
+            self._load_locked()
+            now = _now_iso()
+            revoked: list[TokenRecord] = []
+            records: list[TokenRecord] = []
+            for r in self._records:
+                if r.member == member and r.revoked is None:
+                    r = replace(r, revoked=now)
+                    revoked.append(r)
+                records.append(r)
+            if revoked:
+                self._save_locked(records)
+            return revoked

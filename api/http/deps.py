@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.consent import RESEARCH, Category
+
 from ..audit import set_principal
 from ..errors import Forbidden, Unauthorized
 from ..tokens import Principal
@@ -55,6 +57,22 @@ def require_roles(*roles: str) -> Callable[[Principal], Principal]:
 
 AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
 ReaderDep = Annotated[Principal, Depends(require_roles("member", "analyst"))]
+MemberDep = Annotated[Principal, Depends(require_roles("member"))]
+
+
+def readable_members(
+    ctx: AppContext, principal: Principal, requested: list[str] | None, category: Category
+) -> tuple[str, ...] | None:
+    """The member filter of a query of ``category`` data: a member token its own pseudonym only; an analyst
+    token the members (of those it asks for) that may send and consent to ``category`` for the token's
+    purpose now. Default deny: a member not in the register, suspended, removed or not consenting is left out."""
+    if principal.role != "analyst":
+        return visible_members(principal, requested)
+    consenting = ctx.register_provider().consenting(category, principal.purpose or RESEARCH, ctx.clock())
+    if not requested:
+        return consenting
+    allowed = set(consenting)
+    return tuple(m for m in dict.fromkeys(requested) if m in allowed)
 
 
 def visible_members(principal: Principal, requested: list[str] | None) -> tuple[str, ...] | None:

@@ -194,6 +194,11 @@ class StaffTokenCreate(BaseModel):
 
     role: Literal["analyst", "admin"]
     label: str = Field(default="", max_length=200)
+    purpose: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{1,31}$",
+        description="Analyst tokens: the purpose their queries serve (default research); members' consent decides",
+    )
 
 
 TokenCreate = Annotated[MemberTokenCreate | StaffTokenCreate, Field(discriminator="role")]
@@ -206,6 +211,7 @@ class TokenInfo(BaseModel):
     label: str
     created: str
     revoked: str | None
+    purpose: str | None = None
 
 
 class TokenCreated(TokenInfo):

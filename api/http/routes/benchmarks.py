@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from core.consent import BENCHMARKING
 from core.register import DEFAULT_EMISSION_FACTOR
 from storage import ReleasedCell, RollupQuery
 from wire import ASSET_CLASSES
@@ -141,7 +142,9 @@ def _release(
     ctx: AppContext, kpi: str, asset_class: str, period: BenchmarkPeriod, missing: list[datetime], now: datetime
 ) -> None:
     register = ctx.register_provider()
-    active = [m for m in register.member if m.active]
+    # Contributors: members that may send and consent to benchmarking now (a change applies from the next
+    # release; cells released before stay as released).
+    active = [m for m in register.member if m.permits("benchmark", BENCHMARKING, now)]
     end = end_of(missing[-1], period)
     rollups = ctx.store.query_rollups(
         RollupQuery(

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request
 from core.register import DEFAULT_EMISSION_FACTOR
 from storage import RollupQuery
 
-from ...audit import record_rows
+from ...audit import record_member_rows, record_rows
 from ...core.cells import period_starts
 from ...core.kpis import compute_kpis
-from ..deps import ContextDep, ReaderDep, visible_members
+from ..deps import ContextDep, ReaderDep, readable_members
 from ..params import to_ns, window
 from ..problems import problem_responses
 from ..schemas import KpiResponse, KpiRow, MemberId, PeriodName
@@ -45,7 +45,7 @@ def get_kpis(
     start_ = starts[0]  # whole periods only
     rollups = ctx.store.query_rollups(
         RollupQuery(
-            members=visible_members(principal, member),
+            members=readable_members(ctx, principal, member, "kpis"),
             assets=tuple(asset) if asset else None,
             asset_classes=tuple(asset_class) if asset_class else None,
             start_ns=to_ns(start_),
@@ -56,5 +56,6 @@ def get_kpis(
     factors = {m.pseudonym: m.emission_factor_kg_per_kwh for m in register.member}
     frame = compute_kpis(rollups, period, factors, DEFAULT_EMISSION_FACTOR)
     record_rows(request, frame.height)
+    record_member_rows(request, frame)
     rows = [KpiRow.model_validate(r) for r in frame.iter_rows(named=True)]
     return KpiResponse(period=period, start=start_, end=end_, data=rows)

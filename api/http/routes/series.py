@@ -12,9 +12,9 @@ from fastapi.responses import StreamingResponse
 
 from storage import SeriesQuery
 
-from ...audit import record_rows
+from ...audit import record_member_rows, record_rows
 from ...errors import NotAcceptable
-from ..deps import ContextDep, ReaderDep, visible_members
+from ..deps import ContextDep, ReaderDep, readable_members
 from ..formats import MEDIA_TYPES, encode, negotiate
 from ..paging import decode_cursor, encode_cursor
 from ..params import EVERY_PATTERN, every_seconds, to_ns, utc
@@ -47,7 +47,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     "/v1/series",
     response_model=SeriesPage,
     responses=_RESPONSES,
-    summary="Pooled series (members: their own only)",
+    summary="Pooled series (members: their own only; analysts: members consenting to the token's purpose)",
 )
 def get_series(
     request: Request,
@@ -81,7 +81,7 @@ def get_series(
     query = SeriesQuery(
         signals=tuple(signal) if signal else None,
         asset_classes=tuple(asset_class) if asset_class else None,
-        members=visible_members(principal, member),
+        members=readable_members(ctx, principal, member, "raw_series"),
         assets=tuple(asset) if asset else None,
         start_ns=to_ns(start_) if start_ else None,
         end_ns=to_ns(end_) if end_ else None,
@@ -98,6 +98,7 @@ def get_series(
         last_ns = int(frame["ts"].dt.epoch("ns")[page - 1])
         next_cursor = encode_cursor((last_ns, last["member"], last["asset"], last["signal"]))
     record_rows(request, frame.height)
+    record_member_rows(request, frame)
     ctx.metrics.rows.labels(fmt).inc(frame.height)
     headers = {"X-Row-Count": str(frame.height)}
     if next_cursor is not None:

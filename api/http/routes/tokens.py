@@ -15,7 +15,9 @@ router = APIRouter(tags=["tokens"])
 
 
 def _info(r: TokenRecord) -> TokenInfo:
-    return TokenInfo(id=r.id, role=r.role, member=r.member, label=r.label, created=r.created, revoked=r.revoked)
+    return TokenInfo(
+        id=r.id, role=r.role, member=r.member, label=r.label, created=r.created, revoked=r.revoked, purpose=r.purpose
+    )
 
 
 @router.get("/v1/tokens", response_model=list[TokenInfo], responses=problem_responses(401, 403))
@@ -29,11 +31,13 @@ def list_tokens(request: Request, ctx: ContextDep, admin: AdminDep) -> list[Toke
 def create_token(request: Request, body: TokenCreate, ctx: ContextDep, admin: AdminDep) -> TokenCreated:
     try:
         member = body.member if isinstance(body, MemberTokenCreate) else None
-        token, r = ctx.tokens.create(body.role, member=member, label=body.label)
+        purpose = None if isinstance(body, MemberTokenCreate) else body.purpose
+        token, r = ctx.tokens.create(body.role, member=member, label=body.label, purpose=purpose)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
     record_rows(request, 1)
-    record_body(request, {"role": body.role, "member": member, "label": body.label, "id": r.id})
+    audited = {"role": body.role, "member": member, "label": body.label, "id": r.id}
+    record_body(request, audited | ({"purpose": r.purpose} if r.purpose else {}))
     return TokenCreated(token=token, **_info(r).model_dump())
 
 
