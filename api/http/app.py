@@ -22,7 +22,7 @@ from .context import AppContext
 from .dashboard import router as dashboard_router
 from .metrics import ApiMetrics, MetricsMiddleware
 from .query_guard import reject_control_characters
-from .routes import benchmarks, catalog, health, kpis, series, tokens
+from .routes import benchmarks, catalog, health, kpis, series, sovereignty, tokens
 from .schemas import Problem
 
 DESCRIPTION = """\
@@ -67,7 +67,7 @@ def create_app(
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (series, kpis, benchmarks, catalog, tokens, health):
+    for module in (series, kpis, benchmarks, catalog, sovereignty, tokens, health):
         app.include_router(module.router)
     app.include_router(dashboard_router)
     app.add_middleware(AuditMiddleware, audit=ctx.audit)

@@ -218,6 +218,20 @@ class TokenCreated(TokenInfo):
     token: str = Field(description="The token itself; shown only in this response")
 
 
+class AccessLogEntry(BaseModel):
+    time: datetime = Field(description="When the answer was sent (UTC)")
+    token_id: str = Field(description="The analyst token's id (never the token)")
+    endpoint: str
+    purpose: str | None = Field(description="The purpose the analyst token is bound to")
+    rows: int = Field(description="Rows of this member in the answer")
+    status: int = Field(description="HTTP status of the answer")
+
+
+class AccessLog(BaseModel):
+    member: str
+    entries: list[AccessLogEntry]
+
+
 class Health(BaseModel):
     status: Literal["ok", "ready"]
     checks: dict[str, Any] = Field(default_factory=dict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,7 +144,14 @@ class Hub:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
 
-def make_hub(tmp_path: Path, store: DuckDBStore, *, now: datetime = NOW, **overrides: object) -> Hub:
+def make_hub(
+    tmp_path: Path,
+    store: DuckDBStore,
+    *,
+    now: datetime = NOW,
+    register_provider: Callable[[], Register] = lambda: REGISTER,
+    **overrides: object,
+) -> Hub:
     settings = ApiSettings(
         tokens_file=tmp_path / "tokens.json",
         audit_log=tmp_path / "audit.log",
@@ -159,7 +166,7 @@ def make_hub(tmp_path: Path, store: DuckDBStore, *, now: datetime = NOW, **overr
         "analyst": ts.create("analyst")[0],
         "admin": ts.create("admin")[0],
     }
-    app = create_app(settings, store, lambda: REGISTER, clock=lambda: now)
+    app = create_app(settings, store, register_provider, clock=lambda: now)
     return Hub(app=app, client=TestClient(app), settings=settings, tokens=tokens)
 
 
