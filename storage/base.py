@@ -133,6 +133,13 @@ class Store(Protocol):
         """Add cells to the release ledger; one already there stays as it was (see :mod:`storage.ledger`)."""
         ...
 
+    def delete_member(self, member: str, *, group: str | None = None, now_ns: int | None = None) -> dict[str, int]:
+        """Delete every raw sample, rollup and rollup marker of ``member`` and forget what is cached of it; erase
+        the contributors' values of the released cells ``group`` (its corporate group) contributed to (see
+        :func:`storage.ledger.erase_values`). Returns the rows deleted per table or measurement (and the ledger
+        cells whose values were erased, under ``release_ledger``). Call it once the member can send no more."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -10,12 +10,19 @@ field, tags ``kpi``, ``asset_class`` and ``period``, time = period start).
 ``groups`` and ``values`` are the trustee's working data (the contributor set and
 the contributors' values, for the differencing rule and for analysts' differential
 privacy); they are never sent to a client.
+
+When a member's data is deleted (:meth:`storage.base.Store.delete_member`), every
+cell its corporate group contributed to loses its ``values`` (:func:`erase_values`):
+they are kept sorted and unlinked from the groups, so the member's own value cannot be
+picked out, and all of them go. The published figures (aggregates of at least five
+groups), the band, the digest and ``groups`` (group pseudonyms, which the differencing
+rule of later releases needs) stay; ``values_erased_ns`` records when.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 CellStatus = Literal["published", "suppressed"]
@@ -43,6 +50,8 @@ class ReleasedCell:
     #: Trustee-internal: the contributor set and the contributors' values.
     groups: tuple[str, ...] = ()
     values: tuple[float, ...] = ()
+    #: When ``values`` were erased because a contributor's data was deleted (0: never).
+    values_erased_ns: int = 0
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -58,3 +67,10 @@ class ReleasedCell:
         raw["values"] = tuple(float(v) for v in raw.get("values", ()))
         raw["figures"] = {str(k): float(v) for k, v in raw.get("figures", {}).items()}
         return cls(**raw)
+
+
+def erase_values(cell: ReleasedCell, group: str, now_ns: int) -> ReleasedCell | None:
+    """``cell`` without its contributors' values if ``group`` contributed to it and values are left; else ``None``."""
+    if group not in cell.groups or not cell.values:
+        return None
+    return replace(cell, values=(), values_erased_ns=now_ns)

@@ -91,9 +91,10 @@ class BenchmarkCell(BaseModel):
     period_start: datetime
     period_end: datetime
     status: Literal["published", "suppressed"]
-    reason_code: Literal["not_released", "too_few_contributors", "dominance", "homogeneous", "differencing"] | None = (
-        None
-    )
+    reason_code: (
+        Literal["not_released", "too_few_contributors", "dominance", "homogeneous", "differencing", "values_erased"]
+        | None
+    ) = None
     reason: str | None = Field(default=None, description="Why the cell is suppressed; null when published")
     contributors: Literal["5–9", "10–19", "20–49", "50+"] | None = Field(
         default=None, description="Independent contributors (corporate groups), as a band"

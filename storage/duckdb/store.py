@@ -20,7 +20,7 @@ from wire import SIGNALS, Sample
 
 from ..base import RAW_SCHEMA, SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
 from ..errors import StoreRejected
-from ..ledger import ReleasedCell
+from ..ledger import ReleasedCell, erase_values
 from .connection import DuckDBConnection, in_clause
 from .rollups import RollupKeeper
 
@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS release_ledger (
     PRIMARY KEY (kpi, asset_class, period, period_start)
 );
 """
+
+#: Tables holding rows of a member (``member`` column), in the order a deletion empties them.
+MEMBER_TABLES: tuple[str, ...] = ("samples", "rollups", "rollup_dirty")
 
 _AGG_SQL = {
     "mean": "avg(value)",
@@ -236,6 +239,36 @@ class DuckDBStore:
                 cur.unregister("released")
             except duckdb.Error as exc:
                 raise StoreRejected(f"DuckDB refused the release ledger entries: {exc}") from exc
+
+    # -- deletion ----------------------------------------------------------------------------------------
+    def delete_member(self, member: str, *, group: str | None = None, now_ns: int | None = None) -> dict[str, int]:
+        """Delete the member's rows in one transaction, then checkpoint (the write-ahead log holds them no more)."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        counts: dict[str, int] = {}
+        with self.connection.locked() as cur:
+            try:
+                cur.execute("BEGIN")
+                for table in MEMBER_TABLES:
+                    row = cur.execute(f"DELETE FROM {table} WHERE member = ?", [member]).fetchone()
+                    counts[table] = int(row[0]) if row else 0
+                erased = 0
+                if group is not None:
+                    for (entry,) in cur.execute("SELECT entry FROM release_ledger").fetchall():
+                        changed = erase_values(ReleasedCell.from_json(entry), group, now_ns)
+                        if changed is not None:
+                            cur.execute(
+                                "UPDATE release_ledger SET entry = ? WHERE kpi = ? AND asset_class = ? AND period = ? "
+                                "AND period_start = ?",
+                                [changed.to_json(), *changed.key],
+                            )
+                            erased += 1
+                counts["release_ledger"] = erased
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                cur.execute("ROLLBACK")
+                raise StoreRejected(f"DuckDB refused the deletion of {member}: {exc}") from exc
+            cur.execute("CHECKPOINT")
+        return counts
 
     def count(self) -> int:
         cur = self.cursor()

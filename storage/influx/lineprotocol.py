@@ -126,6 +126,10 @@ class SampleEncoder:
         self._size += 1
         return text
 
+    def forget(self, member: str) -> None:
+        """Drop the cached series keys of ``member`` (its data was deleted)."""
+        self._size -= len(self._members.pop(member, {}))
+
     def encode(self, member: str, samples: Sequence[Sample]) -> bytes:
         """The request body for ``samples`` of ``member``; non-finite numbers are skipped (the wire forbids them).
 

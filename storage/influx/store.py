@@ -37,6 +37,7 @@ from ..base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
 from ..errors import StoreError, StoreRejected, StoreUnavailable
 from ..ledger import ReleasedCell
 from .connection import InfluxConnection, source
+from .deletion import count_member_points, delete_points_v1, delete_points_v2, erase_ledger_values
 from .influxql import Rows, ident, literal, parse_response, series_query, time_range, where
 from .lineprotocol import SampleEncoder, encode_lines, encode_point
 from .rollups import InfluxRollupKeeper, dirty_markers
@@ -365,6 +366,38 @@ class InfluxStore:
             ]
             if lines:
                 self.write_lines(encode_lines(lines), rp=self.ledger_rp)
+
+    # -- deletion ----------------------------------------------------------------------------------------
+    def delete_member(self, member: str, *, group: str | None = None, now_ns: int | None = None) -> dict[str, int]:
+        """Delete the member's points (see :mod:`storage.influx.deletion`); forget its cached series keys."""
+        self._ensure_schema()
+        rps = {"raw": self.raw_rp, "rollups": self.rollup_rp}
+        counts = count_member_points(self.execute, rps, member)
+        if self.flavour == "influxdb1":
+            delete_points_v1(self.execute, member)
+        else:
+            delete_points_v2(self._post_delete, member)
+        left = count_member_points(self.execute, rps, member)
+        if any(left.values()):
+            raise StoreUnavailable(f"InfluxDB still holds points of {member} after the deletion: {left}")
+        with self._encode_lock:
+            self._encoder.forget(member)
+        counts["release_ledger"] = (
+            0
+            if group is None
+            else erase_ledger_values(
+                self.execute, self.write_lines, self.ledger_rp, group, time.time_ns() if now_ns is None else now_ns
+            )
+        )
+        return counts
+
+    def _post_delete(self, body: dict[str, str]) -> httpx.Response:
+        try:
+            return self._http.post(
+                f"{self.url}/api/v2/delete", params={"org": self._org or "-", "bucket": self._bucket}, json=body
+            )
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"cannot reach InfluxDB at {self.url}: {exc}") from exc
 
     def enforce_retention(self, now_ns: int | None = None) -> int:
         """InfluxDB enforces retention itself (retention policies or bucket retention); nothing to do here."""

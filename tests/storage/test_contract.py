@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import polars as pl
@@ -276,3 +277,64 @@ def test_release_ledger_keeps_the_first_release_and_finds_overlapping_periods(st
     assert store.released_cells("scrap_rate", "press", t0 + 40 * day, t0 + 41 * day) == []
     assert store.released_cells("utilisation", "press", t0, t0 + 2 * day) == []
     assert store.released_cells("scrap_rate", "welding", t0, t0 + 2 * day) == []
+
+
+def member_rows_everywhere(store: Store, member: str) -> dict[str, int]:
+    """Rows of ``member`` in every table (DuckDB) or measurement (InfluxDB) the store has, found by listing them."""
+    from storage import DuckDBStore, InfluxStore
+    from storage.influx.influxql import time_range
+
+    if isinstance(store, DuckDBStore):
+        cur = store.cursor()
+        try:
+            tables = [
+                t
+                for (t,) in cur.execute(
+                    "SELECT DISTINCT table_name FROM information_schema.columns WHERE column_name = 'member'"
+                ).fetchall()
+            ]
+            return {
+                t: int(cur.execute(f'SELECT count(*) FROM "{t}" WHERE member = ?', [member]).fetchone()[0])
+                for t in tables
+            }  # type: ignore[index]
+        finally:
+            cur.close()
+    assert isinstance(store, InfluxStore)
+    found: dict[str, int] = {}
+    for rp in {store.raw_rp, store.rollup_rp, store.ledger_rp}:
+        measurements = store.execute("SHOW MEASUREMENTS").columns.get("name", [])
+        for m in measurements:
+            src = f'"{rp}"."{m}"' if rp else f'"{m}"'
+            rows = store.execute(f"SELECT * FROM {src} WHERE \"member\" = '{member}' AND {time_range(None, None)}")
+            found[f"{rp}.{m}"] = rows.n
+    return found
+
+
+def test_deleting_a_member_leaves_no_row_of_it_and_every_row_of_the_others(store: Store) -> None:
+    write_fixture(store)
+    store.refresh_rollups()
+    mine = _ledger_entry(0, kpi="energy_per_good_part_kwh")
+    other = replace(_ledger_entry(0), groups=("grp-b", "grp-x"))
+    store.release([mine, other])
+    before_rollups = store.query_rollups(RollupQuery(members=(M2,)))
+    assert store.query_rollups(RollupQuery(members=(M1,))).height > 0
+    assert sum(member_rows_everywhere(store, M1).values()) > 0
+
+    counts = store.delete_member(M1, group="grp-a", now_ns=T0 + 9 * H)
+
+    assert counts["samples"] == len(fixture_data()[M1])
+    assert counts["rollups"] > 0 and counts["release_ledger"] == 1
+    assert {k: v for k, v in member_rows_everywhere(store, M1).items() if v} == {}
+    assert store.query_series(SeriesQuery(members=(M1,))).height == 0
+    assert store.query_rollups(RollupQuery(members=(M1,))).height == 0
+    # the other member's data is untouched
+    assert_frame_equal(store.query_series(SeriesQuery()), expected_series().filter(pl.col("member") == M2))
+    assert_frame_equal(store.query_rollups(RollupQuery(members=(M2,))), before_rollups)
+    # released cells stay with their published figures; only the cell of the member's group loses its values
+    at = mine.period_start_ns
+    cells = {c.kpi: c for c in store.released_cells("energy_per_good_part_kwh", "press", at, at + 1)}
+    cells |= {c.kpi: c for c in store.released_cells("scrap_rate", "press", at, at + 1)}
+    assert cells["energy_per_good_part_kwh"] == replace(mine, values=(), values_erased_ns=T0 + 9 * H)
+    assert cells["scrap_rate"] == other
+    # a second deletion finds nothing more
+    assert store.delete_member(M1, group="grp-a") == dict.fromkeys(counts, 0)

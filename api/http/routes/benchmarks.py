@@ -210,7 +210,7 @@ def _private(
     ctx: AppContext, principal: Principal, kpi: str, cells: list[BenchmarkCell], entries: dict[datetime, ReleasedCell]
 ) -> tuple[list[BenchmarkCell], PrivacyNote]:
     dp = ctx.settings.dp
-    published = [c for c in cells if c.status == "published"]
+    published = [c for c in cells if c.status == "published" and _values(entries.get(c.period_start))]
     cost = dp.epsilon_per_cell * len(published)
     spend = ctx.ledger.charge(principal.token_id, cost)
     if spend is None:
@@ -224,7 +224,9 @@ def _private(
     out: list[BenchmarkCell] = []
     for cell in cells:
         entry = entries.get(cell.period_start)
-        if cell.status == "published" and entry is not None:
+        if cell.status == "published" and entry is not None and not entry.values:
+            cell = cell.model_copy(update={q: None for q in ("mean", "contributors", *FIGURES)} | _ERASED)
+        elif cell.status == "published" and entry is not None:
             names = [n for n in entry.figures if n != "mean"]
             figures, noise = private_figures(entry.values, names, low, high, dp.epsilon_per_cell, ctx.rng)
             cell = cell.model_copy(update={q: figures.get(q) for q in ("mean", *FIGURES)})
@@ -233,6 +235,17 @@ def _private(
 
 
 FIGURES = ("p10", "p25", "median", "p75", "p90")
+#: A released cell whose contributors' values were erased (a contributor's data was deleted) has no private figures.
+_ERASED = {
+    "status": "suppressed",
+    "reason_code": "values_erased",
+    "reason": "a contributor's data was deleted at its request, with the contributors' values this cell was "
+    "released from; no differentially private figure can be drawn from it",
+}
+
+
+def _values(entry: ReleasedCell | None) -> bool:
+    return entry is not None and bool(entry.values)
 
 
 def _out(cell: Cell, entry: ReleasedCell | None) -> BenchmarkCell:
