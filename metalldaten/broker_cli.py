@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from api.tokens import TokenStore
 from core.cli import CliGroup
 from core.register import (
     DEFAULT_EMISSION_FACTOR,
@@ -22,15 +23,14 @@ from core.register import (
     new_pseudonym,
     save_register,
     with_member,
-    with_member_inactive,
 )
 
-from .broker_ca import CaFiles, init_ca, issue_client_certificate, revoke_client_certificates
+from .broker_ca import CaFiles, init_ca, issue_client_certificate
+from .broker_control import ADMIN_LOGIN, ADMIN_PASSWORD_ENV, BrokerControlError, control_endpoint
 from .broker_files import (
     TEMPLATE_DIR,
     BrokerToolError,
     GatewayConnection,
-    delete_login,
     find_plugin,
     gateway_login,
     gateway_snippet,
@@ -42,6 +42,7 @@ from .broker_files import (
     write_access,
     write_secret_file,
 )
+from .revocation import revoke_member
 
 app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
@@ -53,6 +54,14 @@ ClientCertOpt = Annotated[bool, typer.Option(help="Also issue a client certifica
 HubHostOpt = Annotated[str, typer.Option(help="Broker host name for the gateway settings.")]
 HubPortOpt = Annotated[int, typer.Option(help="Broker TLS port for the gateway settings.")]
 MtlsPortOpt = Annotated[int, typer.Option(help="Broker mutual-TLS port (used with --client-cert).")]
+# the running broker's control topic and the API's tokens, for changes that take effect at once
+TokensOpt = Annotated[Path | None, typer.Option(help="The API's tokens file: the member's tokens are revoked.")]
+BrokerHostOpt = Annotated[str, typer.Option(help="Host of the running broker (its control topic).")]
+BrokerPortOpt = Annotated[
+    int | None,
+    typer.Option(help=f"TLS port of the running broker: tell it at once (admin password in {ADMIN_PASSWORD_ENV})."),
+]
+BrokerCaOpt = Annotated[Path | None, typer.Option(help="CA certificate the broker's TLS certificate is checked with.")]
 
 
 def _fail(message: str) -> None:
@@ -297,29 +306,52 @@ def remove_member_cmd(
             "(default: certs/ next to --passwd, if there)."
         ),
     ] = None,
+    tokens_file: TokensOpt = None,
+    broker_host: BrokerHostOpt = "localhost",
+    broker_port: BrokerPortOpt = None,
+    broker_ca: BrokerCaOpt = None,
 ) -> None:
-    """Mark a member inactive (its data is refused), delete its gateway logins and revoke its client certificates."""
-    try:
-        reg = with_member_inactive(load_register(register), pseudonym)
-        member_logins = [login for login in logins(passwd) if member_of_login(login) == pseudonym]
-        for login in member_logins:
-            delete_login(passwd, login)
-    except (KeyError, BrokerToolError) as exc:
-        _fail(str(exc))
-    save_register(register, reg)
+    """Mark a member inactive (its data is refused), delete its gateway logins, revoke its client certificates
+    and API tokens, and (with --broker-port) disable its logins in the running broker at once."""
     ca = CaFiles(ca_dir if ca_dir is not None else passwd.parent / "certs")
-    revoked: list[int] = []
-    if ca.ca_key.exists():
-        revoked = revoke_client_certificates(ca, {pseudonym, *member_logins})
-        share_with_broker(ca.crl)
-    elif ca_dir is not None:
-        _fail(f"--ca-dir {ca_dir} has no ca.key; the member's client certificates were not revoked")
-    typer.echo(
-        f"member {pseudonym} is inactive; broker logins deleted: {', '.join(member_logins) or 'none'}; "
-        f"client certificates revoked: {len(revoked)}"
-        + (f" (in {ca.crl})" if ca.ca_key.exists() else " (no CA found next to the password file)")
-    )
-    typer.echo("restart the broker so that the logins, access rules and revocation list take effect at once")
+    if ca_dir is not None and not ca.ca_key.exists():
+        _fail(f"--ca-dir {ca_dir} has no ca.key; the member's client certificates cannot be revoked")
+    try:
+        control = control_endpoint(broker_host, broker_port, broker_ca)
+        result = revoke_member(
+            register=register,
+            passwd=passwd,
+            member=pseudonym,
+            action="remove",
+            ca=ca,
+            tokens=TokenStore(tokens_file) if tokens_file is not None else None,
+            control=control,
+        )
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    except (BrokerToolError, BrokerControlError) as exc:
+        _fail(str(exc))
+    typer.echo(result.summary() + ("" if ca.ca_key.exists() else " (no CA found next to the password file)"))
+    if control is None:
+        typer.echo("restart the broker so that the logins, access rules and revocation list take effect at once")
+    else:
+        typer.echo("the revocation list takes effect at the broker's next start; until then the disabled login refuses")
+
+
+@app.command("add-admin")
+def add_admin_cmd(
+    passwd: PasswdOpt,
+    out: Annotated[Path | None, typer.Option(help="Write the password to this file (mode 0600).")] = None,
+) -> None:
+    """Create (or renew) the trustee's admin login: the only one that may send the broker's control commands,
+    which suspend and remove members at once. Keep its password with the trustee."""
+    password = _new_password()
+    try:
+        set_password(passwd, ADMIN_LOGIN, password)
+    except BrokerToolError as exc:
+        _fail(str(exc))
+    _emit_password(ADMIN_LOGIN, password, out, env=ADMIN_PASSWORD_ENV)
+    typer.echo("restart the broker so that the admin login and its access rules take effect")
 
 
 @app.command("rotate-password")
@@ -353,6 +385,8 @@ def add_ingestor_cmd(
     out: Annotated[Path | None, typer.Option(help="Write the password to this file (mode 0600).")] = None,
 ) -> None:
     """Create an ingestor login: it may only read members' samples and status, on the ingestors' listener."""
+    if login == ADMIN_LOGIN:
+        _fail(f"{ADMIN_LOGIN!r} is the trustee's admin login (add-admin); choose another ingestor login")
     if login.startswith("m-") or not login or any(c in login for c in "/+#:. "):
         _fail(f"ingestor login {login!r} must not start with 'm-' (member logins) nor contain / + # : . or spaces")
     password = _new_password()

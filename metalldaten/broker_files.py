@@ -16,6 +16,8 @@ from typing import Any
 from core.errors import MdhError
 from wire.model import MEMBER_RE
 
+from .broker_control import ADMIN_LOGIN
+
 #: The templates of the package ``broker_config`` (package data: found the same way in a wheel and a checkout).
 TEMPLATE_DIR = Path(str(resources.files("broker_config")))
 _IMAGE_CONFIG = "/mosquitto/config"
@@ -73,7 +75,8 @@ def gateway_login(member: str, label: str | None) -> str:
 
 def render_access(template: str, logins: list[str]) -> str:
     """The dynamic-security plugin's file for ``logins``: every gateway login gets its member's role and is
-    bound to the client id equal to the login; every service login gets the ingestor role (not bound)."""
+    bound to the client id equal to the login; the trustee's admin login gets the admin role (the control topic
+    only); every other service login gets the ingestor role (not bound)."""
     data: dict[str, Any] = json.loads(template)
     data.pop("//", None)
     roles: list[dict[str, Any]] = data.pop("roles")
@@ -83,6 +86,9 @@ def render_access(template: str, logins: list[str]) -> str:
     members: list[str] = []
     for login in sorted(set(logins)):
         member = member_of_login(login)
+        if login == ADMIN_LOGIN:
+            clients.append({"username": login, "roles": [{"rolename": "trustee-admin"}]})
+            continue
         if member is None:
             if login.startswith("m-"):
                 continue  # malformed gateway login: no access at all

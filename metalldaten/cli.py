@@ -24,6 +24,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "hub": ("metalldaten.hub", "app", "Hub: ingestor and analytics API.", "group"),
     "broker": ("metalldaten.broker_cli", "app", "Trustee: broker certificates and the member register.", "group"),
     "tokens": ("api.cli", "app", "Analytics API tokens.", "group"),
+    "members": (
+        "metalldaten.members_cli",
+        "app",
+        "Trustee: members' consent, suspension, removal, deletion with a receipt, export.",
+        "group",
+    ),
     "demo": ("metalldaten.demo.cli", "demo", "", "command"),
     "simulate": ("metalldaten.demo.simulate", "simulate_command", "", "command"),
 }

@@ -92,3 +92,32 @@ def read_dead_letters(path: Path | str) -> list[dict[str, object]]:
             record["payload"] = base64.b64decode(str(record.pop("payload_b64")))
             out.append(record)
     return out
+
+
+def purge_member(path: Path | str, member: str) -> int:
+    """Remove every dead letter whose topic names ``member`` from the file and its rotated copy; return how many.
+
+    The file is rewritten atomically. Run it once the broker refuses the member's logins (suspended or removed):
+    a message of a refused member that still reaches the ingestor becomes a dead letter too."""
+    base = Path(path)
+    removed = 0
+    for p in (base, base.with_name(base.name + ".1")):
+        if not p.exists():
+            continue
+        kept: list[str] = []
+        for line in p.read_text(encoding="ascii").splitlines():
+            if not line.strip():
+                continue
+            try:
+                topic = str(json.loads(line).get("topic", ""))
+            except ValueError:
+                kept.append(line)
+                continue
+            if topic.split("/")[2:3] == [member]:
+                removed += 1
+            else:
+                kept.append(line)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text("".join(k + "\n" for k in kept), encoding="ascii")
+        os.replace(tmp, p)
+    return removed

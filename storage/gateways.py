@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -46,6 +47,13 @@ class GatewayTracker:
         state.last_seen_ns = now_ns
         state.online = True
         return state
+
+    def forget(self, keep: Callable[[str], bool]) -> int:
+        """Drop the states of members ``keep`` says no to (suspended, removed, deleted); return how many."""
+        gone = [key for key in self._states if not keep(key[0])]
+        for key in gone:
+            del self._states[key]
+        return len(gone)
 
     def snapshot(self) -> list[GatewayState]:
         return [GatewayState(**{f: getattr(s, f) for f in GatewayState.__slots__}) for s in self._states.values()]

@@ -254,7 +254,11 @@ class Ingestor:
 
     def _current_register(self) -> MemberRegister:
         try:
-            self._last_register = self._register()
+            register = self._register()
+            if register is not self._last_register:
+                # a member suspended, removed or deleted: its gateways' status is not kept any more
+                self.gateways_tracker.forget(register.is_active)
+            self._last_register = register
         except Exception as exc:
             if self._last_register is None:
                 raise
