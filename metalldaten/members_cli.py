@@ -104,6 +104,7 @@ def grant_cmd(
     if entry is None:
         _fail(f"{member} is not in {register}")
     assert entry is not None
+    problem: str | None = None
     try:
         permission = Permission.model_validate(
             {
@@ -115,7 +116,9 @@ def grant_cmd(
         )
         reg = with_member_changed(reg, member, permission=granted(list(entry.permission), permission))
     except ValueError as exc:
-        _fail(str(exc))
+        problem = str(exc)
+    if problem is not None:  # outside the handler: the exit carries no traceback of the validation error
+        _fail(problem)
     save_register(register, reg)
     _audit(audit_log, by, "consent.grant", member, permission=permission.model_dump(mode="json"))
     typer.echo(

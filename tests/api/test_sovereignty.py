@@ -201,3 +201,52 @@ def test_export_holds_the_members_own_contributions_to_released_cells(hub: Hub) 
         "released_at",
         "own_value",
     }
+
+
+def test_consent_commands_edit_the_register_file_and_the_running_api_follows_on_the_next_request(
+    tmp_path: Path, filled_store: DuckDBStore
+) -> None:
+    from core.register import RegisterFile, save_register
+
+    path = tmp_path / "members.toml"
+    save_register(path, REGISTER)
+    hub = make_hub(tmp_path, filled_store, register_provider=RegisterFile(path))
+    hub.app.state.ctx.clock = lambda: datetime.now(UTC)  # the commands stamp changes with the real time
+    with hub.client:
+        _consent_round_trip(hub, path)
+
+
+def _consent_round_trip(hub: Hub, path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from metalldaten.members_cli import app as members_app
+
+    common = ["--register", str(path), "--audit-log", str(hub.settings.audit_log), "--by", "desk-1"]
+
+    def members_cmd(*args: str) -> str:
+        result = CliRunner().invoke(members_app, [*args, *common])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "m-e00001" in members_in(hub.client.get(SERIES, headers=hub.auth("analyst")).content)
+    members_cmd("consent", "withdraw", "m-e00001", "--target", "raw_series", "--purpose", "research")
+    assert "m-e00001" not in members_in(hub.client.get(SERIES, headers=hub.auth("analyst")).content)
+    members_cmd("consent", "grant", "m-e00001", "--target", "raw_series", "--purpose", "research")
+    assert "m-e00001" in members_in(hub.client.get(SERIES, headers=hub.auth("analyst")).content)
+
+    policy = json.loads(
+        CliRunner().invoke(members_app, ["consent", "show", "m-e00001", "--register", str(path)]).output
+    )
+    assert policy["@type"] == "Set" and policy["@context"] == "http://www.w3.org/ns/odrl.jsonld"
+    raw = [p for p in policy["permission"] if p["target"].endswith("/m-e00001/raw_series")]
+    assert len(raw) == 2 and all(p["action"] == "use" for p in raw)
+    ended = [c for p in raw for c in p["constraint"][0]["and"] if c["operator"] == "lt"]
+    assert len(ended) == 1  # the withdrawn consent ends when it was withdrawn; the new one is open-ended
+
+    bad = CliRunner().invoke(
+        members_app, ["consent", "grant", "m-e00001", "--target", "kpis", "--purpose", "marketing", *common]
+    )
+    assert bad.exit_code == 2 and "marketing" in bad.output
+    audit = [json.loads(line) for line in hub.settings.audit_log.read_text().splitlines()]
+    changes = [(e["action"], e["actor"]) for e in audit if e.get("role") == "trustee"]
+    assert changes == [("consent.withdraw", "desk-1"), ("consent.grant", "desk-1")]

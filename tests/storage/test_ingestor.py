@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from core.register import with_member_changed
 from storage import DuckDBStore, Ingestor, SeriesQuery
 from storage.deadletter import read_dead_letters
 from testkit.mqtt import Publisher, ingest_settings, make_batch, register, wait_until
@@ -208,6 +209,24 @@ async def test_retained_messages_are_never_stored(mosquitto: MosquittoServer, tm
             assert all(g.births == 0 for g in ing.gateways())  # the retained birth message was not taken
         assert store.count() == 10
         assert store.query_series(SeriesQuery(assets=(planted,))).height == 0
+    finally:
+        pub.close()
+        store.close()
+
+
+async def test_a_suspended_members_gateway_status_is_forgotten(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    current = {"register": register(MA, MB)}
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    ing = Ingestor(ingest_settings(mosquitto.port, tmp_path), store, lambda: current["register"])
+    pub = Publisher(mosquitto.port)
+    try:
+        async with running(ing):
+            pub.status(MA, GA, "online")
+            pub.status(MB, GB, "online")
+            await wait_until(lambda: len(ing.gateways()) == 2, what="both gateways' birth")
+            current["register"] = with_member_changed(current["register"], MA, suspended=True)
+            pub.status(MB, GB, "online")  # the next message makes the ingestor read the register
+            await wait_until(lambda: [g.member for g in ing.gateways()] == [MB], what="MA's status forgotten")
     finally:
         pub.close()
         store.close()
