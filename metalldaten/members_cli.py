@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,13 +24,16 @@ from api.tokens import TokenStore
 from core.cli import CliGroup
 from core.consent import CATEGORIES, Permission, granted, iso, odrl_policy, withdrawn
 from core.register import load_register, save_register, with_member_changed
-from storage import open_store
+from storage import Store, open_store
 
 from .broker_ca import CaFiles
 from .broker_control import BrokerControlError, control_endpoint
 from .broker_files import BrokerToolError
 from .deletion import delete_member_data
 from .revocation import Action, resume_member, revoke_member
+
+if TYPE_CHECKING:
+    from .hub import HubSettings
 
 app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 consent_app = typer.Typer(cls=CliGroup, no_args_is_help=True, help="Consent per data category and purpose.")
@@ -266,6 +271,19 @@ def resume_cmd(
 
 
 # -- deletion and export ---------------------------------------------------------------------------------
+@contextmanager
+def _hub_store(config: Path) -> Iterator[tuple[HubSettings, Store]]:
+    """The hub's settings from ``config`` and its store, closed afterwards."""
+    from .hub import load_hub_settings
+
+    settings = load_hub_settings(config)
+    store = open_store(settings.store)
+    try:
+        yield settings, store
+    finally:
+        store.close()
+
+
 @app.command("delete-data")
 def delete_data_cmd(
     member: MemberArg,
@@ -274,11 +292,7 @@ def delete_data_cmd(
     by: ByOpt = None,
 ) -> None:
     """Delete everything the store holds of a suspended or removed MEMBER and write the receipt."""
-    from .hub import load_hub_settings
-
-    settings = load_hub_settings(config)
-    store = open_store(settings.store)
-    try:
+    with _hub_store(config) as (settings, store):
         receipt = delete_member_data(
             store=store,
             store_kind=settings.store.kind,
@@ -289,8 +303,6 @@ def delete_data_cmd(
             now=_now(),
             audit=AuditLog(settings.api.audit_log),
         )
-    finally:
-        store.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(receipt, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     rows = ", ".join(f"{k} {v}" for k, v in receipt["rows_deleted"].items())
@@ -307,18 +319,12 @@ def export_cmd(
     by: ByOpt = None,
 ) -> None:
     """Write everything the hub holds of MEMBER as Parquet files in a zip with a manifest (as GET /v1/export)."""
-    from .hub import load_hub_settings
-
-    settings = load_hub_settings(config)
-    register = load_register(settings.register_file)
-    if register.get(member) is None:
-        _fail(f"{member} is not in {settings.register_file}")
-    store = open_store(settings.store)
-    try:
+    with _hub_store(config) as (settings, store):
+        register = load_register(settings.register_file)
+        if register.get(member) is None:
+            _fail(f"{member} is not in {settings.register_file}")
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as fh:
             manifest = write_export(store, register, member, fh, now=_now())
-    finally:
-        store.close()
     _audit(settings.api.audit_log, by, "member.export", member, files={f.name: f.rows for f in manifest.files})
     typer.echo(f"export of {member} written to {out}: " + ", ".join(f"{f.name} {f.rows} rows" for f in manifest.files))

@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.register import load_register
+from storage import IngestSettings
 from testkit.servers import MosquittoServer, free_port, require_binary
 from tests.broker.clikit import env_password, invoke
 
@@ -44,6 +45,22 @@ class Hub:
         while not done():
             assert time.monotonic() < deadline, "the reload did not take effect within 10 s"
             time.sleep(0.05)
+
+
+def ingestor_settings(hub: Hub, tmp_path: Path, client_id: str) -> IngestSettings:
+    """An ingestor of ``hub`` over TLS with the ingestor login, dead letters in ``tmp_path``."""
+    return IngestSettings(
+        host="localhost",
+        port=hub.server.port,
+        tls=True,
+        ca_file=hub.ca,
+        username="ingestor",
+        password=hub.ingestor_password,
+        client_id=client_id,  # type: ignore[arg-type]
+        dead_letter_path=tmp_path / "dead.jsonl",
+        batch_max_delay_s=0.05,
+        rollup_refresh_s=None,
+    )
 
 
 def start_hub(tmp_path: Path) -> Iterator[Hub]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.register import load_register
-from storage import DuckDBStore, Ingestor, IngestSettings, SeriesQuery
+from storage import DuckDBStore, Ingestor, SeriesQuery
 from testkit.mqtt import make_batch, wait_until
-from tests.broker.brokerkit import GW, Client, Hub
+from tests.broker.brokerkit import GW, Client, Hub, ingestor_settings
 from tests.broker.clikit import env_password, invoke
 from tests.storage.test_ingestor import running
 from wire import encode_batch, samples_topic
@@ -92,18 +92,7 @@ def test_client_certificate_login_is_bound_to_the_pseudonym(hub: Hub) -> None:
 async def test_ingestor_over_tls_stores_own_data_and_never_sees_forged_data(hub: Hub, tmp_path: Path) -> None:
     (a, pa), (b, _) = sorted(hub.members.items())
     store = DuckDBStore(tmp_path / "hub.duckdb")
-    settings = IngestSettings(
-        host="localhost",
-        port=hub.server.port,
-        tls=True,
-        ca_file=hub.ca,
-        username="ingestor",
-        password=hub.ingestor_password,
-        client_id="ing-tls",  # type: ignore[arg-type]
-        dead_letter_path=tmp_path / "dead.jsonl",
-        batch_max_delay_s=0.05,
-        rollup_refresh_s=None,
-    )
+    settings = ingestor_settings(hub, tmp_path, "ing-tls")
     ingestor = Ingestor(settings, store, lambda: load_register(hub.register))
     member_a = Client(hub, a, pa)
     try:

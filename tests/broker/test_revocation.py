@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from api.tokens import TokenStore
 from core.register import load_register
 from metalldaten.members_cli import app as members_app
-from storage import DuckDBStore, Ingestor, IngestSettings, SeriesQuery, read_dead_letters
+from storage import DuckDBStore, Ingestor, SeriesQuery, read_dead_letters
 from testkit.mqtt import make_batch
 from testkit.waiting import wait_until
-from tests.broker.brokerkit import GW, Client, Hub
+from tests.broker.brokerkit import GW, Client, Hub, ingestor_settings
 from tests.storage.test_ingestor import running
 from wire import encode_batch, samples_topic
 
@@ -138,18 +138,7 @@ async def test_removal_holds_across_a_restart_where_the_revocation_list_refuses_
 async def test_the_ingestor_refuses_what_was_still_queued_for_a_suspended_member(hub: Hub, tmp_path: Path) -> None:
     (a, pa), (b, pb) = sorted(hub.members.items())
     store = DuckDBStore(tmp_path / "hub.duckdb")
-    settings = IngestSettings(
-        host="localhost",
-        port=hub.server.port,
-        tls=True,
-        ca_file=hub.ca,
-        username="ingestor",
-        password=hub.ingestor_password,
-        client_id="ing-queued",  # type: ignore[arg-type]
-        dead_letter_path=tmp_path / "dead.jsonl",
-        batch_max_delay_s=0.05,
-        rollup_refresh_s=None,
-    )
+    settings = ingestor_settings(hub, tmp_path, "ing-queued")
     ingestor = Ingestor(settings, store, lambda: load_register(hub.register))
     async with running(ingestor):
         pass  # the ingestor's session and subscriptions now exist at the broker; it is offline below

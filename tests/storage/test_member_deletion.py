@@ -84,6 +84,17 @@ def hub_config(tmp_path: Path, store: StoreSettings) -> Path:
     return path
 
 
+def filled_hub(tmp_path: Path, settings: StoreSettings, *, suspended: bool) -> Path:
+    """A store with the contract's data, a dead letter file and a register; the hub's settings file for them."""
+    config = hub_config(tmp_path, settings)
+    store = open_store(settings)
+    try:
+        fill(store, tmp_path, suspended=suspended)
+    finally:
+        store.close()  # the embedded store's file has one writer: the command's
+    return config
+
+
 def fill(store: Store, tmp_path: Path, *, suspended: bool) -> None:
     write_fixture(store)
     store.refresh_rollups()
@@ -101,12 +112,7 @@ def fill(store: Store, tmp_path: Path, *, suspended: bool) -> None:
 
 
 def test_delete_data_leaves_no_row_of_the_member_and_writes_a_receipt(settings: StoreSettings, tmp_path: Path) -> None:
-    config = hub_config(tmp_path, settings)
-    store = open_store(settings)
-    try:
-        fill(store, tmp_path, suspended=True)
-    finally:
-        store.close()  # the embedded store's file has one writer: the command's
+    config = filled_hub(tmp_path, settings, suspended=True)
     receipt_path = tmp_path / "receipt.json"
     done = run_cli("delete-data", M1, "--config", config, "--out", receipt_path, "--by", "trustee-desk")
     assert done.returncode == 0, done.stderr
@@ -132,24 +138,14 @@ def test_delete_data_leaves_no_row_of_the_member_and_writes_a_receipt(settings: 
 
 def test_delete_data_refuses_a_member_that_may_still_send(tmp_path: Path) -> None:
     settings = StoreSettings(kind="duckdb", path=tmp_path / "hub.duckdb")
-    config = hub_config(tmp_path, settings)
-    store = open_store(settings)
-    try:
-        fill(store, tmp_path, suspended=False)
-    finally:
-        store.close()
+    config = filled_hub(tmp_path, settings, suspended=False)
     code, output = invoke("delete-data", M1, "--config", config, "--out", tmp_path / "receipt.json")
     assert code == 2 and "suspend or remove it first" in output
     assert not (tmp_path / "receipt.json").exists()
 
 
 def test_export_command_writes_the_members_rows(settings: StoreSettings, tmp_path: Path) -> None:
-    config = hub_config(tmp_path, settings)
-    store = open_store(settings)
-    try:
-        fill(store, tmp_path, suspended=False)
-    finally:
-        store.close()
+    config = filled_hub(tmp_path, settings, suspended=False)
     code, output = invoke("export", M2, "--config", config, "--out", tmp_path / "m2.zip")
     assert code == 0, output
     archive = zipfile.ZipFile(tmp_path / "m2.zip")
