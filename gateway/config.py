@@ -63,6 +63,9 @@ class OpcuaGroup(_Section):
     publishing_interval_ms: float = Field(default=500, gt=0)
     sampling_interval_ms: float = Field(default=250, ge=0)
     queue_size: int = Field(default=10, ge=0)
+    #: OPC UA DataChangeTrigger: "status_value_timestamp" also reports a value written again with a new source
+    #: timestamp (a controller that re-stamps an unchanged state, or replays its past).
+    trigger: Literal["status_value", "status_value_timestamp"] = "status_value"
     deadband_abs: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=100)
     poll_interval_s: float = Field(default=1.0, gt=0)

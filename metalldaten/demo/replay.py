@@ -1,0 +1,95 @@
+"""What a demo factory shares between its transports: its machines' history, the live model that
+continues from it, and how far the replay has come (for the console).
+
+A factory first replays its history (see :mod:`.history`), paced by its gateway: it waits until the
+gateway reads (``ready``), and, for a transport without flow control of its own, until the gateway has
+taken delivery of what was sent (``delivered``). Then its machines go live where the history ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .history import MachineHistory, Reading, WorkPattern, days, history_start, machine_histories
+from .machines import Machine, MachineSpec, build_machines
+
+log = logging.getLogger(__name__)
+
+#: How long a replay waits for its gateway before it goes on regardless (and says so in the log).
+WAIT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryPlan:
+    """Which past a factory replays: from ``start`` up to ``end`` (today's UTC midnight); ``today`` anchors
+    the work pattern's down day and counter reset."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def for_days(cls, now: datetime, history_days: int | None) -> HistoryPlan:
+        end = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return cls(start=history_start(now, history_days), end=end)
+
+
+@dataclass(slots=True)
+class ReplayProgress:
+    days_total: int = 0
+    days_done: int = 0
+    readings: int = 0  # readings handed to the transport
+    live: bool = False
+
+
+class FactoryMachines:
+    """The machines of one factory: their history and the live model that continues from it."""
+
+    def __init__(self, specs: list[MachineSpec], *, seed: int, pattern: WorkPattern, history: HistoryPlan | None):
+        self.specs = specs
+        self.live: list[Machine] = build_machines(specs, seed)
+        self.history = history
+        self.histories: list[MachineHistory] = machine_histories(specs, pattern, seed) if history else []
+        self.progress = ReplayProgress(days_total=len(days(history.start, history.end)) if history else 0)
+        if not self.histories:
+            self.progress.live = True
+
+    def first_readings(self) -> dict[str, dict[str, float | int | str]]:
+        """Each machine's values before its history starts (the counters the history continues)."""
+        out: dict[str, dict[str, float | int | str]] = {}
+        for m, h in zip(self.live, self.histories or [None] * len(self.live), strict=True):
+            values = m.readings()
+            if h is not None:
+                values.update(EnergyMeter=h.energy_kwh, PartCounter=h.parts_total, ScrapCounter=h.parts_scrap)
+                values.update(State="off", ActivePower=0.0, SpindleSpeed=0.0)
+            out[m.spec.serial] = values
+        return out
+
+    def day(self, day: datetime) -> list[list[Reading]]:
+        assert self.history is not None
+        readings = [h.day(day, self.history.end) for h in self.histories]
+        if day == days(self.history.start, self.history.end)[-1]:
+            for machine, h in zip(readings, self.histories, strict=True):
+                machine.extend(h.close(self.history.end))
+        return readings
+
+    def go_live(self) -> None:
+        """The live machines continue the counters where the history ended (no false reset at the hub)."""
+        for m, h in zip(self.live, self.histories, strict=True):
+            m.energy_kwh, m.parts_total, m.parts_scrap = h.energy_kwh, h.parts_total, h.parts_scrap
+        self.progress.live = True
+
+
+async def wait_for(what: str, done: Callable[[], bool], within_s: float = WAIT_S) -> bool:
+    """Poll ``done`` until it holds or ``within_s`` passed (then log and return False)."""
+    deadline = time.monotonic() + within_s
+    while not done():
+        if time.monotonic() > deadline:
+            log.warning("replay: waited %.0f s for %s; going on", within_s, what)
+            return False
+        await asyncio.sleep(0.02)
+    return True
