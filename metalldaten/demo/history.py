@@ -9,7 +9,8 @@ real path.
 The model works in five-minute slots: one ``State`` reading per slot (the hub counts a
 state for at most five minutes without news), the counters ``EnergyMeter``,
 ``PartCounter`` and ``ScrapCounter`` once an hour. A factory works one, two or three
-shifts on weekdays, some on Saturday mornings; its machines run for a share of the shift
+shifts on weekdays, some on Saturday mornings; outside them its machines are switched
+off and record nothing. Within a shift they run for a share of the time
 (``availability``) and are idle, in setup or down for the rest. A *down day* stops the
 whole factory for a day (the machines report ``down``), a *counter reset* restarts one
 machine's part counters from zero (a controller restart), as real lines do.
@@ -78,14 +79,14 @@ class MachineHistory:
         self.parts_total = self.rng.randint(10_000, 200_000)
         self.parts_scrap = int(self.parts_total * self.spec.scrap_rate)
 
-    def _state(self, at: datetime, down: bool) -> str:
-        if down:
-            return "down"
+    def _on(self, at: datetime) -> bool:
+        """Whether the machine is switched on (within a shift) at ``at``."""
         weekday = at.weekday()
-        hours = _SHIFT_HOURS[self.pattern.shifts]
-        working = (weekday < 5 and at.hour in hours) or (weekday == 5 and self.pattern.saturday and 6 <= at.hour < 12)
-        if not working:
-            return "off"
+        if weekday == 5:
+            return self.pattern.saturday and 6 <= at.hour < 12
+        return weekday < 5 and at.hour in _SHIFT_HOURS[self.pattern.shifts]
+
+    def _state(self) -> str:
         r = self.rng.random()
         a = self.pattern.availability
         if r < a:
@@ -102,11 +103,20 @@ class MachineHistory:
             self.parts_scrap = 0
         out: list[Reading] = []
         base_ns = int(start.timestamp()) * _NS
+        was_on = self._on(start - timedelta(seconds=SLOT_S))
         for slot in range(24 * SLOTS_PER_HOUR):
+            at = start + timedelta(seconds=slot * SLOT_S)
             ts = base_ns + slot * SLOT_S * _NS
-            if slot % SLOTS_PER_HOUR == 0:
+            on = down or self._on(at)
+            # The controller is switched off outside the shifts: it records nothing, the hub sees a gap
+            # (neither running nor observed). The counters are read on the hour while it is on, and once
+            # more on the hour after the shift ended, so that the last hour's parts count for their day.
+            if slot % SLOTS_PER_HOUR == 0 and (on or was_on):
                 out.extend(self._counters(ts))
-            state = self._state(start + timedelta(seconds=slot * SLOT_S), down)
+            was_on = on
+            if not on:
+                continue
+            state = "down" if down else self._state()
             out.append((ts, "State", state))
             load = _LOAD[state] * self.rng.uniform(0.9, 1.1)
             self.energy_kwh = round(self.energy_kwh + self.spec.rated_kw * load * SLOT_S / 3600, 4)
@@ -146,8 +156,3 @@ def machine_histories(specs: list[MachineSpec], pattern: WorkPattern, seed: int)
         MachineHistory(spec=s, pattern=pattern, rng=random.Random(rng.random()), first=i == 0)
         for i, s in enumerate(specs)
     ]
-
-
-def readings_per_day(machines: int) -> int:
-    """Readings a factory of ``machines`` records per day: a state per slot, three counters per hour."""
-    return machines * 24 * (SLOTS_PER_HOUR + 3)

@@ -75,6 +75,7 @@ class MqttFactory:
         """Replay the history once the gateway reads (``ready``), then publish live values."""
         m = self.machines
         if m.history is not None:
+            began = time.monotonic()
             await wait_for(f"the gateway of {self.node} to subscribe", ready)
             progress = m.progress
             day = m.history.start
@@ -88,6 +89,13 @@ class MqttFactory:
                 )
                 progress.days_done += 1
                 day += timedelta(days=1)
+            log.info(
+                "%s: %d readings of %d days replayed in %.1f s",
+                self.name,
+                m.progress.readings,
+                m.progress.days_done,
+                time.monotonic() - began,
+            )
             m.go_live()
         while True:
             now = time.time_ns()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -98,6 +99,7 @@ class OpcUaFactory:
         the gateway has read), then write live values every tick."""
         m = self.machines
         if m.history is not None:
+            began = time.monotonic()
             await wait_for(f"the gateway of {self.name} to subscribe", ready)
             start = delivered()
             written = 0
@@ -116,6 +118,13 @@ class OpcUaFactory:
                 )
                 m.progress.days_done += 1
                 day += timedelta(days=1)
+            log.info(
+                "%s: %d readings of %d days replayed in %.1f s",
+                self.name,
+                m.progress.readings,
+                m.progress.days_done,
+                time.monotonic() - began,
+            )
             m.go_live()
         while True:
             now = dt.datetime.now(dt.UTC)

@@ -55,27 +55,46 @@ class FactoryMachines:
         self.history = history
         self.histories: list[MachineHistory] = machine_histories(specs, pattern, seed) if history else []
         self.progress = ReplayProgress(days_total=len(days(history.start, history.end)) if history else 0)
+        start = {
+            s.serial: (h.energy_kwh, h.parts_total, h.parts_scrap) for s, h in zip(specs, self.histories, strict=False)
+        }
+        self._start = start
+        self._days = self._record()
+        end_ns = int(history.end.timestamp()) * 10**9 if history else 0
+        #: Readings of the history before its end (what the hub must hold before benchmarks are asked for).
+        self.expected = sum(1 for ms in self._days.values() for m in ms for r in m if r[0] < end_ns)
         if not self.histories:
             self.progress.live = True
 
     def first_readings(self) -> dict[str, dict[str, float | int | str]]:
         """Each machine's values before its history starts (the counters the history continues)."""
         out: dict[str, dict[str, float | int | str]] = {}
-        for m, h in zip(self.live, self.histories or [None] * len(self.live), strict=True):
+        for m in self.live:
             values = m.readings()
-            if h is not None:
-                values.update(EnergyMeter=h.energy_kwh, PartCounter=h.parts_total, ScrapCounter=h.parts_scrap)
+            if m.spec.serial in self._start:
+                energy, parts, scrap = self._start[m.spec.serial]
+                values.update(EnergyMeter=energy, PartCounter=parts, ScrapCounter=scrap)
                 values.update(State="off", ActivePower=0.0, SpindleSpeed=0.0)
             out[m.spec.serial] = values
         return out
 
-    def day(self, day: datetime) -> list[list[Reading]]:
-        assert self.history is not None
-        readings = [h.day(day, self.history.end) for h in self.histories]
-        if day == days(self.history.start, self.history.end)[-1]:
-            for machine, h in zip(readings, self.histories, strict=True):
+    def _record(self) -> dict[datetime, list[list[Reading]]]:
+        """Every day of the history, each machine's readings (the last day ends with the counters at its end)."""
+        if self.history is None:
+            return {}
+        out = {
+            day: [h.day(day, self.history.end) for h in self.histories]
+            for day in days(self.history.start, self.history.end)
+        }
+        if out:
+            last = out[max(out)]
+            for machine, h in zip(last, self.histories, strict=True):
                 machine.extend(h.close(self.history.end))
-        return readings
+        return out
+
+    def day(self, day: datetime) -> list[list[Reading]]:
+        """Each machine's readings of the day starting at ``day``."""
+        return self._days[day]
 
     def go_live(self) -> None:
         """The live machines continue the counters where the history ended (no false reset at the hub)."""

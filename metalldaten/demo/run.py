@@ -31,7 +31,6 @@ from storage import RollupQuery
 
 from .checks import DemoTokens, check_benchmarks, check_members, links, prepare
 from .embedded_broker import embedded_broker
-from .history import readings_per_day
 from .mqtt_factory import MqttFactory
 from .opcua_factory import OpcUaFactory
 from .replay import FactoryMachines, HistoryPlan
@@ -80,10 +79,7 @@ class _Running:
     def expected_history(self) -> dict[str, int]:
         if self.history is None:
             return {}
-        return {
-            fp.member: readings_per_day(len(fp.machines)) * m.progress.days_total
-            for fp, m in zip(self.plan.factories, self.machines, strict=True)
-        }
+        return {fp.member: m.expected for fp, m in zip(self.plan.factories, self.machines, strict=True)}
 
     def stored(self) -> tuple[dict[str, int], dict[str, int]]:
         """Samples in the store per member: all of them, and those of the history (before its end)."""
