@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .history import Reading
-from .replay import FactoryMachines, wait_for
+from .replay import FactoryMachines, reached, wait_for
 from .sparkplug import Metric, encode_payload
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,8 @@ class MqttFactory:
         self.tick_s = tick_s
         self.machines = machines
         self._seq = 0
-        self._published = 0  # written by the event loop only
-        self._acked = 0  # written by paho's thread only
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-{node}", protocol=mqtt.MQTTv311)
         self._client.max_queued_messages_set(0)
-        self._client.on_publish = self._on_publish
-
-    def _on_publish(self, *_: object) -> None:
-        self._acked += 1
 
     def topic(self, serial: str) -> str:
         return f"spBv1.0/{self.group}/DDATA/{self.node}/{serial}"
@@ -68,25 +62,25 @@ class MqttFactory:
     def _publish(self, serial: str, readings: list[Reading]) -> None:
         self._seq = (self._seq + 1) % 256
         payload = encode_payload(timestamp=time.time_ns() // 10**6, metrics=metrics(readings), seq=self._seq)
-        self._published += 1
         self._client.publish(self.topic(serial), payload, qos=1)
 
-    async def run(self, ready: Callable[[], bool]) -> None:
-        """Replay the history once the gateway reads (``ready``), then publish live values."""
+    async def run(self, ready: Callable[[], bool], delivered: Callable[[], int]) -> None:
+        """Replay the history once the gateway reads (``ready``), a day at a time once the gateway has read
+        the day before (``delivered``: readings it took; the embedded broker drops a QoS 1 message whose
+        acknowledgement takes longer than 5 s, so nothing may pile up before the gateway), then go live."""
         m = self.machines
         if m.history is not None:
             began = time.monotonic()
             await wait_for(f"the gateway of {self.node} to subscribe", ready)
             progress = m.progress
+            target = delivered()
             day = m.history.start
             while day < m.history.end:
                 for spec, readings in zip(m.specs, m.day(day), strict=True):
                     self._publish(spec.serial, readings)
                     progress.readings += len(readings)
-                # QoS 1: at most a day per machine in flight to the local broker, so the replay keeps pace
-                await wait_for(
-                    f"{self.node}'s broker to take day {day:%Y-%m-%d}", lambda: self._acked >= self._published
-                )
+                    target += len(readings)
+                await wait_for(f"the gateway of {self.node} to read day {day:%Y-%m-%d}", reached(delivered, target))
                 progress.days_done += 1
                 day += timedelta(days=1)
             log.info(

@@ -21,7 +21,7 @@ from asyncua import ua
 
 from .history import SLOT_S
 from .opcua_server import MachineServer
-from .replay import FactoryMachines, wait_for
+from .replay import FactoryMachines, reached, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ _TYPES = {
     "OperatorBadge": ua.VariantType.String,
     "SerialNumber": ua.VariantType.String,
 }
-
-
-def _reached(count: Callable[[], int], target: int) -> Callable[[], bool]:
-    return lambda: count() >= target
 
 
 class OpcUaFactory:
@@ -114,7 +110,7 @@ class OpcUaFactory:
                     written += len(readings)
                     m.progress.readings += len(readings)
                 await wait_for(
-                    f"the gateway of {self.name} to read day {day:%Y-%m-%d}", _reached(delivered, start + written)
+                    f"the gateway of {self.name} to read day {day:%Y-%m-%d}", reached(delivered, start + written)
                 )
                 m.progress.days_done += 1
                 day += timedelta(days=1)

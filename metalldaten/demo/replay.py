@@ -112,3 +112,8 @@ async def wait_for(what: str, done: Callable[[], bool], within_s: float = WAIT_S
             return False
         await asyncio.sleep(0.02)
     return True
+
+
+def reached(count: Callable[[], int], target: int) -> Callable[[], bool]:
+    """A condition for :func:`wait_for`: ``count()`` has reached ``target``."""
+    return lambda: count() >= target

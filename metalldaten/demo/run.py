@@ -87,8 +87,7 @@ class _Running:
         end = self.history.end if self.history is not None else datetime.max.replace(tzinfo=UTC)
         total = frame.group_by("member").agg(pl.col("samples").sum())
         past = frame.filter(pl.col("hour") < end).group_by("member").agg(pl.col("samples").sum())
-        as_dict = lambda f: dict(zip(f["member"].to_list(), f["samples"].to_list(), strict=True))  # noqa: E731
-        return as_dict(total), as_dict(past)
+        return _per_member(total), _per_member(past)
 
     def rows(self, stored: dict[str, int]) -> list[MemberStatus]:
         out = []
@@ -108,6 +107,10 @@ class _Running:
                 )
             )
         return out
+
+
+def _per_member(frame: pl.DataFrame) -> dict[str, int]:
+    return dict(zip(frame["member"].to_list(), frame["samples"].to_list(), strict=True))
 
 
 @contextlib.contextmanager
@@ -209,8 +212,7 @@ async def _run(work: Path, seconds: float | None, seed: int, history_days: int |
             feeds = []
             for f, gw in zip(factories, gateways, strict=True):
                 ready, delivered = _reader(gw)
-                coro = f.run(ready, delivered) if isinstance(f, OpcUaFactory) else f.run(ready)
-                feeds.append(tg.create_task(coro, name=f"factory-{f.name}"))
+                feeds.append(tg.create_task(f.run(ready, delivered), name=f"factory-{f.name}"))
             try:
                 result = await _phases(state, tokens, api, live, console, deadline, started)
             finally:

@@ -184,7 +184,10 @@ def gateway_settings(
             "tls": False,
             "protocol": "3.1.1",
             "batch_time_s": 1.0,
-            "batch_size": 20_000,
+            # The embedded broker gives up on a QoS 1 delivery that is not acknowledged within 5 s (and drops
+            # it): few, small batches in flight, so that the ingestor acknowledges each in time on a busy machine.
+            "batch_size": 2_000,
+            "max_inflight": 1,
             "heartbeat_s": 30,
         },
         "health": {"port": 0},

@@ -44,7 +44,7 @@ async def simulate(*, host: str, base_port: int, mqtt_host: str, mqtt_port: int,
                     name=f.name, node=f"hall{i}", broker_port=mqtt_port, broker_host=mqtt_host, machines=machines
                 )
                 await stack.enter_async_context(mq.running())
-                tg.create_task(mq.run(lambda: True))
+                tg.create_task(mq.run(lambda: True, lambda: 0))
                 typer.echo(f"factory {i}: mqtt://{mqtt_host}:{mqtt_port} {mq.topic('+')} (Sparkplug B)")
 
 
