@@ -167,7 +167,7 @@ async def _factory(fp: FactoryPlan, machines: FactoryMachines) -> AsyncIterator[
         async with opc.running():
             yield opc
     else:
-        async with embedded_broker(fp.port):
+        async with embedded_broker(fp.port, workdir=fp.gateway.buffer.path.parent):
             mq = MqttFactory(name=fp.factory.name, node=f"hall{fp.index}", broker_port=fp.port, machines=machines)
             async with mq.running():
                 yield mq
@@ -198,7 +198,7 @@ async def _run(work: Path, seconds: float | None, seed: int, history_days: int |
         for fp in plan.factories
     ]
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(embedded_broker(plan.broker_port))
+        await stack.enter_async_context(embedded_broker(plan.broker_port, workdir=work / "brokers"))
         hub = await stack.enter_async_context(running_hub(plan.hub))
         await hub.wait_started()
         factories = [

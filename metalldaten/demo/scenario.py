@@ -184,10 +184,10 @@ def gateway_settings(
             "tls": False,
             "protocol": "3.1.1",
             "batch_time_s": 1.0,
-            # The embedded broker gives up on a QoS 1 delivery that is not acknowledged within 5 s (and drops
-            # it): few, small batches in flight, so that the ingestor acknowledges each in time on a busy machine.
-            "batch_size": 2_000,
-            "max_inflight": 1,
+            # Batches of up to 10,000 samples, four in flight: the history moves fast, and an ingestor on a busy
+            # machine still acknowledges each within seconds (amqtt, the fallback broker, gives up after 5 s).
+            "batch_size": 10_000,
+            "max_inflight": 4,
             "heartbeat_s": 30,
         },
         "health": {"port": 0},
