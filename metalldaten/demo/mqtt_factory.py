@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .history import Reading
-from .replay import FactoryMachines, reached, wait_for
+from .replay import FactoryMachines, Pacer, wait_for
 from .sparkplug import Metric, encode_payload
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,15 @@ class MqttFactory:
             began = time.monotonic()
             await wait_for(f"the gateway of {self.node} to subscribe", ready)
             progress = m.progress
-            target = delivered()
+            pacer = Pacer(delivered, progress)
             day = m.history.start
             while day < m.history.end:
-                for spec, readings in zip(m.specs, m.day(day), strict=True):
+                day_readings = m.day(day)
+                for spec, readings in zip(m.specs, day_readings, strict=True):
                     self._publish(spec.serial, readings)
-                    progress.readings += len(readings)
-                    target += len(readings)
-                await wait_for(f"the gateway of {self.node} to read day {day:%Y-%m-%d}", reached(delivered, target))
-                progress.days_done += 1
+                await pacer.sent(sum(map(len, day_readings)), f"the gateway of {self.node} to read day {day:%Y-%m-%d}")
                 day += timedelta(days=1)
+            await pacer.finish(f"the gateway of {self.node} to read the history")
             log.info(
                 "%s: %d readings of %d days replayed in %.1f s",
                 self.name,

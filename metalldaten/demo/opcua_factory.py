@@ -21,7 +21,7 @@ from asyncua import ua
 
 from .history import SLOT_S
 from .opcua_server import MachineServer
-from .replay import FactoryMachines, reached, wait_for
+from .replay import FactoryMachines, Pacer, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -97,23 +97,20 @@ class OpcUaFactory:
         if m.history is not None:
             began = time.monotonic()
             await wait_for(f"the gateway of {self.name} to subscribe", ready)
-            start = delivered()
-            written = 0
+            # three days in flight: at most 3 x 288 state changes queued per node, within QUEUE_SIZE
+            pacer = Pacer(delivered, m.progress, ahead=3)
             day = m.history.start
             while day < m.history.end:
-                for spec, readings in zip(m.specs, m.day(day), strict=True):
+                day_readings = m.day(day)
+                for spec, readings in zip(m.specs, day_readings, strict=True):
                     for i, (ts, name, value) in enumerate(readings):
                         stamp = dt.datetime.fromtimestamp(ts / 1e9, dt.UTC)
                         await self._server.write(spec.serial, name, value, ts=stamp)
                         if i % 100 == 99:
                             await asyncio.sleep(0)  # the server's writes do not yield: let the others run
-                    written += len(readings)
-                    m.progress.readings += len(readings)
-                await wait_for(
-                    f"the gateway of {self.name} to read day {day:%Y-%m-%d}", reached(delivered, start + written)
-                )
-                m.progress.days_done += 1
+                await pacer.sent(sum(map(len, day_readings)), f"the gateway of {self.name} to read day {day:%Y-%m-%d}")
                 day += timedelta(days=1)
+            await pacer.finish(f"the gateway of {self.name} to read the history")
             log.info(
                 "%s: %d readings of %d days replayed in %.1f s",
                 self.name,

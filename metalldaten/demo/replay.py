@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,3 +118,35 @@ async def wait_for(what: str, done: Callable[[], bool], within_s: float = WAIT_S
 def reached(count: Callable[[], int], target: int) -> Callable[[], bool]:
     """A condition for :func:`wait_for`: ``count()`` has reached ``target``."""
     return lambda: count() >= target
+
+
+class Pacer:
+    """Keeps a replay at most ``ahead`` days in front of its gateway.
+
+    Each :meth:`sent` day is counted done once the gateway has read (``delivered``) everything up to its
+    end; a further day waits until the oldest of ``ahead`` days in flight is done. Days in flight hide the
+    round trips (a subscription's publishing interval, a buffer flush) without piling up more than the
+    OPC UA server's queue or the broker's patience holds.
+    """
+
+    def __init__(self, delivered: Callable[[], int], progress: ReplayProgress, *, ahead: int = 3) -> None:
+        self._delivered = delivered
+        self._progress = progress
+        self._ahead = ahead
+        self._target = delivered()
+        self._in_flight: deque[int] = deque()
+
+    async def sent(self, readings: int, what: str) -> None:
+        self._target += readings
+        self._progress.readings += readings
+        self._in_flight.append(self._target)
+        while len(self._in_flight) >= self._ahead:
+            await self._done_one(what)
+
+    async def finish(self, what: str) -> None:
+        while self._in_flight:
+            await self._done_one(what)
+
+    async def _done_one(self, what: str) -> None:
+        await wait_for(what, reached(self._delivered, self._in_flight.popleft()))
+        self._progress.days_done += 1

@@ -29,7 +29,7 @@ from gateway.runner import Gateway
 from metalldaten.hub import Hub, running_hub
 from storage import RollupQuery
 
-from .checks import DemoTokens, check_benchmarks, check_members, links, prepare
+from .checks import DemoTokens, check_benchmarks, check_members, links, peer_groups, prepare
 from .embedded_broker import embedded_broker
 from .mqtt_factory import MqttFactory
 from .opcua_factory import OpcUaFactory
@@ -119,6 +119,10 @@ def _log_to(path: Path) -> Iterator[None]:
     root = logging.getLogger()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # asyncua logs every node of the standard address space it loads at INFO: thousands of lines per server
+    quiet = logging.getLogger("asyncua")
+    quiet_level = quiet.level
+    quiet.setLevel(logging.WARNING)
     old_level, old_handlers = root.level, list(root.handlers)
     for h in old_handlers:
         root.removeHandler(h)
@@ -131,6 +135,7 @@ def _log_to(path: Path) -> Iterator[None]:
         for h in old_handlers:
             root.addHandler(h)
         root.setLevel(old_level)
+        quiet.setLevel(quiet_level)
         handler.close()
 
 
@@ -261,10 +266,11 @@ async def _phases(
         await asyncio.sleep(0.5)
     loaded_after = time.monotonic() - started
     log.info("history at the hub after %.1f s", loaded_after)
-    # 2. Release the closed periods: months first, then weeks, then days (see checks.check_benchmarks).
+    # 2. Release the closed months and weeks, months first (see checks.check_benchmarks).
     published: dict[str, int] = {}
     if state.history is not None:
-        published = await check_benchmarks(api, tokens.analyst, state.history)
+        classes = peer_groups(state.plan, state.plan.hub.api.min_contributors)
+        published = await check_benchmarks(api, tokens.analyst, state.history, classes)
     link_map = links(api, tokens)
     console.print(_where_to_look(state, link_map, api, published, loaded_after), soft_wrap=True)
     # 3. Live data until the time is up (or Ctrl-C).
