@@ -110,6 +110,9 @@ class OpcuaSource(_Section):
     server_cert: Path | None = Field(default=None, description="Trusted server certificate (pinned)")
     server_fingerprint: str | None = Field(default=None, description="SHA-256 fingerprint of the server certificate")
     timeout_s: float = Field(default=4.0, gt=0)
+    #: How often the client probes the server's state; a probe unanswered for this long counts as a lost
+    #: connection (raise it on a busy device whose event loop may stall for a second).
+    watchdog_s: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=5000, description="Monitored items created per request")
     backoff_min_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)

@@ -194,7 +194,7 @@ class OpcuaSourceRunner:
             await asyncio.sleep(backoff.next())
 
     async def _session(self, backoff: Backoff) -> None:
-        client = Client(self.cfg.url, timeout=self.cfg.timeout_s, watchdog_intervall=1.0)
+        client = Client(self.cfg.url, timeout=self.cfg.timeout_s, watchdog_intervall=self.cfg.watchdog_s)
         client.application_uri = "urn:metalldaten:gateway"
         await apply_security(client, self.cfg, self.pki_dir)
         lost = asyncio.Event()

@@ -16,7 +16,7 @@ import logging
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,12 +146,14 @@ async def run_demo(
     seed: int = 7,
     history_days: int | None = None,
     console: Console | None = None,
+    while_live: Callable[[], Awaitable[None]] | None = None,
 ) -> DemoResult:
     """Run the demo. With ``seconds``: stop after that long (counted from the start) and check that every
     member's data reached the API and that at least one benchmark cell of every KPI is published.
 
     ``history_days``: how far back the factories' history goes (default: to the first of the previous
-    month, so that a whole month is closed); 0: no history, live data only.
+    month, so that a whole month is closed); 0: no history, live data only. ``while_live``: awaited once
+    the history is in and the links are printed; the demo then stops (without waiting for ``seconds``).
     """
     work = Path(tempfile.mkdtemp(prefix="metalldaten-demo-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -160,7 +162,7 @@ async def run_demo(
         if not console.is_terminal:  # a log or a pipe: wide enough for the status table
             console = Console(width=120)
     with _log_to(work / LOG_FILE):
-        result = await _run(work, seconds, seed, history_days, console)
+        result = await _run(work, seconds, seed, history_days, console, while_live)
     result.workdir = work
     return result
 
@@ -191,7 +193,14 @@ def _reader(gw: Gateway) -> tuple[Callable[[], bool], Callable[[], int]]:
     return ready, lambda: int(source.readings_in)
 
 
-async def _run(work: Path, seconds: float | None, seed: int, history_days: int | None, console: Console) -> DemoResult:
+async def _run(
+    work: Path,
+    seconds: float | None,
+    seed: int,
+    history_days: int | None,
+    console: Console,
+    while_live: Callable[[], Awaitable[None]] | None,
+) -> DemoResult:
     started = time.monotonic()
     deadline = None if seconds is None else started + seconds
     plan = make_plan(workdir=work, ports=_free_ports(len(FACTORIES) + 2), seed=seed)
@@ -219,7 +228,7 @@ async def _run(work: Path, seconds: float | None, seed: int, history_days: int |
                 ready, delivered = _reader(gw)
                 feeds.append(tg.create_task(f.run(ready, delivered), name=f"factory-{f.name}"))
             try:
-                result = await _phases(state, tokens, api, live, console, deadline, started)
+                result = await _phases(state, tokens, api, live, console, deadline, started, while_live)
             finally:
                 for t in feeds:
                     t.cancel()
@@ -252,6 +261,7 @@ async def _phases(
     console: Console,
     deadline: float | None,
     started: float,
+    while_live: Callable[[], Awaitable[None]] | None,
 ) -> DemoResult:
     expected = state.expected_history()
     # 1. The history reaches the hub through the gateways; nothing asks for a benchmark before it is all
@@ -273,8 +283,10 @@ async def _phases(
         published = await check_benchmarks(api, tokens.analyst, state.history, classes)
     link_map = links(api, tokens)
     console.print(_where_to_look(state, link_map, api, published, loaded_after), soft_wrap=True)
-    # 3. Live data until the time is up (or Ctrl-C).
-    while deadline is None or time.monotonic() < deadline:
+    # 3. Live data until the time is up (or Ctrl-C), or while a caller looks at it.
+    if while_live is not None:
+        await while_live()
+    while while_live is None and (deadline is None or time.monotonic() < deadline):
         await _show(state, live, "live")
         await asyncio.sleep(1.0)
     total, _ = await asyncio.to_thread(state.stored)

@@ -197,7 +197,9 @@ def gateway_settings(
             {
                 "name": "line",
                 "url": f"opc.tcp://127.0.0.1:{port}",
-                "timeout_s": 30.0,  # one process runs thirteen factories, their gateways and the hub
+                # one process runs thirteen factories, their gateways and the hub: its loop may stall for seconds
+                "timeout_s": 30.0,
+                "watchdog_s": 10.0,
                 "groups": [
                     {
                         "name": "default",
