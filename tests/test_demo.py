@@ -31,6 +31,7 @@ def _dashboard(link: str) -> dict[str, object]:
     with chromium_page() as page:
         page.send("Page.navigate", url=link)
         page.wait_for(
+            "!!document.getElementById('status') && "
             "document.getElementById('status').textContent.startsWith('Member') && "
             "document.querySelectorAll('.card svg').length > 0",
             timeout=60,

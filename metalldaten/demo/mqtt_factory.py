@@ -13,13 +13,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .history import Reading
-from .replay import FactoryMachines, Pacer, wait_for
+from .machines import MachineSpec
+from .replay import FactoryMachines
 from .sparkplug import Metric, encode_payload
 
 log = logging.getLogger(__name__)
@@ -69,27 +69,11 @@ class MqttFactory:
         the day before (``delivered``: readings it took; the embedded broker drops a QoS 1 message whose
         acknowledgement takes longer than 5 s, so nothing may pile up before the gateway), then go live."""
         m = self.machines
-        if m.history is not None:
-            began = time.monotonic()
-            await wait_for(f"the gateway of {self.node} to subscribe", ready)
-            progress = m.progress
-            pacer = Pacer(delivered, progress)
-            day = m.history.start
-            while day < m.history.end:
-                day_readings = m.day(day)
-                for spec, readings in zip(m.specs, day_readings, strict=True):
-                    self._publish(spec.serial, readings)
-                await pacer.sent(sum(map(len, day_readings)), f"the gateway of {self.node} to read day {day:%Y-%m-%d}")
-                day += timedelta(days=1)
-            await pacer.finish(f"the gateway of {self.node} to read the history")
-            log.info(
-                "%s: %d readings of %d days replayed in %.1f s",
-                self.name,
-                m.progress.readings,
-                m.progress.days_done,
-                time.monotonic() - began,
-            )
-            m.go_live()
+
+        async def send(spec: MachineSpec, readings: list[Reading]) -> None:
+            self._publish(spec.serial, readings)
+
+        await m.replay(self.node, ready, delivered, send)
         while True:
             now = time.time_ns()
             for machine in m.live:

@@ -13,15 +13,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 from asyncua import ua
 
-from .history import SLOT_S
+from .history import SLOT_S, Reading
+from .machines import MachineSpec
 from .opcua_server import MachineServer
-from .replay import FactoryMachines, Pacer, wait_for
+from .replay import FactoryMachines
 
 log = logging.getLogger(__name__)
 
@@ -94,31 +94,15 @@ class OpcUaFactory:
         """Replay the history once the gateway subscribed (``ready``), paced by ``delivered`` (value changes
         the gateway has read), then write live values every tick."""
         m = self.machines
-        if m.history is not None:
-            began = time.monotonic()
-            await wait_for(f"the gateway of {self.name} to subscribe", ready)
-            # three days in flight: at most 3 x 288 state changes queued per node, within QUEUE_SIZE
-            pacer = Pacer(delivered, m.progress, ahead=3)
-            day = m.history.start
-            while day < m.history.end:
-                day_readings = m.day(day)
-                for spec, readings in zip(m.specs, day_readings, strict=True):
-                    for i, (ts, name, value) in enumerate(readings):
-                        stamp = dt.datetime.fromtimestamp(ts / 1e9, dt.UTC)
-                        await self._server.write(spec.serial, name, value, ts=stamp)
-                        if i % 100 == 99:
-                            await asyncio.sleep(0)  # the server's writes do not yield: let the others run
-                await pacer.sent(sum(map(len, day_readings)), f"the gateway of {self.name} to read day {day:%Y-%m-%d}")
-                day += timedelta(days=1)
-            await pacer.finish(f"the gateway of {self.name} to read the history")
-            log.info(
-                "%s: %d readings of %d days replayed in %.1f s",
-                self.name,
-                m.progress.readings,
-                m.progress.days_done,
-                time.monotonic() - began,
-            )
-            m.go_live()
+
+        async def send(spec: MachineSpec, readings: list[Reading]) -> None:
+            for i, (ts, name, value) in enumerate(readings):
+                await self._server.write(spec.serial, name, value, ts=dt.datetime.fromtimestamp(ts / 1e9, dt.UTC))
+                if i % 100 == 99:
+                    await asyncio.sleep(0)  # the server's writes do not yield: let the others run
+
+        # three days in flight (the Pacer's default): at most 3 x 288 state changes per node, within QUEUE_SIZE
+        await m.replay(self.name, ready, delivered, send)
         while True:
             now = dt.datetime.now(dt.UTC)
             for machine in m.live:

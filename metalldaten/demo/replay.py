@@ -12,9 +12,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .history import MachineHistory, Reading, WorkPattern, days, history_start, machine_histories
 from .machines import Machine, MachineSpec, build_machines
@@ -96,6 +96,37 @@ class FactoryMachines:
     def day(self, day: datetime) -> list[list[Reading]]:
         """Each machine's readings of the day starting at ``day``."""
         return self._days[day]
+
+    async def replay(
+        self,
+        name: str,
+        ready: Callable[[], bool],
+        delivered: Callable[[], int],
+        send: Callable[[MachineSpec, list[Reading]], Awaitable[None]],
+    ) -> None:
+        """Send the history a day at a time (``send`` per machine) once the gateway reads, paced by what it
+        has read (see :class:`Pacer`); then the live machines take over from the history's counters."""
+        if self.history is None:
+            return
+        began = time.monotonic()
+        await wait_for(f"the gateway of {name} to subscribe", ready)
+        pacer = Pacer(delivered, self.progress)
+        day = self.history.start
+        while day < self.history.end:
+            readings = self.day(day)
+            for spec, machine in zip(self.specs, readings, strict=True):
+                await send(spec, machine)
+            await pacer.sent(sum(map(len, readings)), f"the gateway of {name} to read day {day:%Y-%m-%d}")
+            day += timedelta(days=1)
+        await pacer.finish(f"the gateway of {name} to read the history")
+        log.info(
+            "%s: %d readings of %d days replayed in %.1f s",
+            name,
+            self.progress.readings,
+            self.progress.days_done,
+            time.monotonic() - began,
+        )
+        self.go_live()
 
     def go_live(self) -> None:
         """The live machines continue the counters where the history ended (no false reset at the hub)."""

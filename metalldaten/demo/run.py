@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import tempfile
 import time
@@ -43,15 +44,34 @@ log = logging.getLogger(__name__)
 LOG_FILE = "demo.log"
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(int(s.getsockname()[1]))
-    for s in socks:
-        s.close()
+    """``n`` free loopback ports below the ephemeral range: the demo's own outgoing connections (and other
+    programs' port-0 listeners) take ephemeral ports, and one of them could take a port before its server
+    binds it."""
+    rng = random.SystemRandom()
+    low = _ephemeral_low()
+    ports: list[int] = []
+    for _ in range(100 * n):
+        if len(ports) == n:
+            break
+        port = rng.randrange(max(1024, low - 12_000), low)
+        if port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    if len(ports) < n:
+        raise RuntimeError(f"found only {len(ports)} of {n} free loopback ports below {low}")
     return ports
 
 
