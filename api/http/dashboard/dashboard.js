@@ -201,12 +201,13 @@
     const before = own.slice(Math.max(0, i - 3), i).filter((v) => v !== null);
     if (!before.length) return { cls: "neutral", words: "no earlier " + period + " to compare with", arrow: "•" };
     const ref = before.reduce((a, b) => a + b, 0) / before.length;
+    const span = before.length === 1 ? `the ${period} before` : `the ${before.length} ${period}s before`;
     const change = ref === 0 ? 0 : (own[i] - ref) / Math.abs(ref);
-    if (Math.abs(change) < 0.03) return { cls: "neutral", words: `steady against the ${before.length} ${period}s before`, arrow: "→" };
+    if (Math.abs(change) < 0.03) return { cls: "neutral", words: `steady against ${span}`, arrow: "→" };
     const better = higherIsBetter ? change > 0 : change < 0;
     const pct = Math.round(Math.abs(change) * 100);
     return { cls: better ? "good" : "bad", arrow: change > 0 ? "▲" : "▼",
-      words: `${better ? "improving" : "worsening"}: ${change > 0 ? "up" : "down"} ${pct} % against the ${before.length} ${period}s before` };
+      words: `${better ? "improving" : "worsening"}: ${change > 0 ? "up" : "down"} ${pct} % against ${span}` };
   }
 
   function overview(role, period, byClass) {
