@@ -183,6 +183,7 @@ async def run_demo(
             console = Console(width=120)
     with _log_to(work / LOG_FILE):
         result = await _run(work, seconds, seed, history_days, console, while_live)
+    console.line()  # the status board ends without a newline
     result.workdir = work
     return result
 
