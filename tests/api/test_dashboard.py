@@ -143,6 +143,21 @@ def test_dashboard_link_overview_totals_csv_and_phone_width(served: tuple[Hub, s
             " card: document.querySelector('.card').getBoundingClientRect().width})"
         )
         page.screenshot(tmp_path / "phone.png")
+        # an analyst's link: peer figures only, no own values, no totals
+        page.send("Page.navigate", url=f"{base}/#token={hub.tokens['analyst']}")
+        page.wait_for(
+            "!!document.getElementById('status') && document.getElementById('status').textContent.startsWith('Analyst')"
+        )
+        page.evaluate(
+            "const q = document.getElementById('period'); q.value = 'day'; q.dispatchEvent(new Event('change')); true"
+        )
+        page.wait_for("document.getElementById('status').textContent.endsWith('by day.')")
+        analyst = page.evaluate(
+            "({heading: document.querySelector('#overview h2').textContent,"
+            " badges: document.querySelectorAll('#overview .badge').length,"
+            " peers: [...document.querySelectorAll('#overview .line')].map(l => l.textContent),"
+            " totals: document.getElementById('totals').hidden})"
+        )
         page.drain()
     assert view["hash"] == ""  # the token left the address bar (and its history)
     assert view["first"] == "overview" and view["heading"] == "Where you stand"
@@ -164,4 +179,6 @@ def test_dashboard_link_overview_totals_csv_and_phone_width(served: tuple[Hub, s
     assert {"member", "asset", "period_start", "energy_kwh", "co2e_kg", "energy_per_good_part_kwh"} <= set(header)
     assert len(rows) > 1 and all(r.split(",")[header.index("member")] == "m-a00001" for r in rows[1:])
     assert phone["scroll"] <= phone["width"] and phone["card"] <= phone["width"]
+    assert analyst["heading"] == "Latest published peer figures" and analyst["badges"] == 0 and analyst["totals"]
+    assert any("peers: mean" in line for line in analyst["peers"]), analyst
     assert page.errors == [], page.errors

@@ -326,14 +326,24 @@
       : `Analyst view (no own values), by ${period}.`);
   }
 
-  function start() {
-    // A link from the cluster office carries the token in its #fragment, which the browser never sends:
-    // keep it in this tab's session storage and take it out of the address bar (and its history).
+  // A link from the cluster office carries the token in its #fragment, which the browser never sends:
+  // keep it in this tab's session storage and take it out of the address bar (and its history).
+  function tokenFromLink() {
     const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-    if (m) {
-      sessionStorage.setItem("mdh-token", decodeURIComponent(m[1]));
-      history.replaceState(null, "", location.pathname + location.search);
-    }
+    if (!m) return false;
+    sessionStorage.setItem("mdh-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+    return true;
+  }
+
+  function start() {
+    tokenFromLink();
+    window.addEventListener("hashchange", () => {  // another link opened in this tab
+      if (!tokenFromLink()) return;
+      const token = sessionStorage.getItem("mdh-token");
+      $("token").value = token;
+      show(token, $("period").value).catch((err) => status(err.message, true));
+    });
     const saved = sessionStorage.getItem("mdh-token");
     if (saved) $("token").value = saved;
     $("login").addEventListener("submit", (ev) => {
