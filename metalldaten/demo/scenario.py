@@ -71,7 +71,7 @@ def _f(name: str, group: str, classes: str, transport: str, factor: float, **wor
 #: month, median); laser cutting has two and is never published. Shifts, Saturdays, availability, a down day
 #: and a counter reset differ, so the KPIs spread.
 FACTORIES: tuple[Factory, ...] = (
-    _f("Schmiedewerk Lüdenscheid GmbH", "grp-01", "cnc_milling press cnc_turning", "opcua", 0.38, shifts=2),
+    _f("Schmiedewerk Lüdenscheid GmbH", "grp-01", "cnc_milling cnc_milling press cnc_turning", "opcua", 0.38, shifts=2),
     _f("Drehteile Olpe KG", "grp-02", "cnc_turning cnc_milling", "opcua", 0.36, shifts=1, availability=0.85),
     _f(
         "Umformtechnik Iserlohn AG",
