@@ -83,6 +83,7 @@ async def test_demo_history_reaches_the_api_and_publishes_every_kpi(tmp_path: Pa
     assert "history at the hub" in text and "analyst" in text
     assert "WARNING" not in text and "INFO" not in text
     assert (tmp_path / "demo.log").stat().st_size > 0
+    assert (tmp_path / "hub" / "cell_key").exists()  # the hub's secrets stay in the work folder
     # the hub holds pseudonyms only: no factory name is anywhere in the hub's files
     for path in (tmp_path / "hub").iterdir():
         if path.is_file() and path.suffix in (".toml", ".jsonl", ".log"):

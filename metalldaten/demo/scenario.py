@@ -253,6 +253,7 @@ def hub_settings(*, workdir: Path, broker_port: int, api_port: int) -> HubSettin
             "port": api_port,
             "tokens_file": str(hub_dir / "tokens.json"),
             "audit_log": str(hub_dir / "audit.log"),
+            "cell_key_file": str(hub_dir / "cell_key"),
             # The demo's history is complete before anything asks for a benchmark, so nothing arrives late for a
             # delay to wait for: every KPI's closed periods are released at once (production: 7 days, 28 for
             # utilisation).
