@@ -27,21 +27,40 @@ from metalldaten.demo.machines import factory_machines
 from metalldaten.demo.scenario import FACTORIES, gateway_settings
 from metalldaten.hub import load_hub_settings
 from storage import ROLLUP_SCHEMA
-from storage.influx.lineprotocol import SAMPLES_MEASUREMENT
+from storage.influx.lineprotocol import SAMPLES_MEASUREMENT, SampleEncoder, encode_point
 from storage.ingest_metrics import IngestMetrics
-from wire import ASSET_CLASSES
+from wire import ASSET_CLASSES, Sample
 from wire.catalog import SIGNALS
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
-#: What the InfluxDB store writes (docs/storage.md): measurement -> (fields, tags).
-INFLUX_SCHEMA: dict[str, tuple[set[str], set[str]]] = {
-    SAMPLES_MEASUREMENT: ({"value", "text", "quality"}, {"member", "asset", "asset_class", "signal"}),
-    "rollups": (
-        {c for c in ROLLUP_SCHEMA if c not in ("member", "asset", "asset_class", "hour")},
-        {"member", "asset", "asset_class"},
-    ),
-}
+
+
+def _written(line: str) -> tuple[str, set[str], set[str]]:
+    """Measurement, fields and tags of one line of line protocol (no escaped characters in our names)."""
+    series, fields, _ts = line.split(" ")
+    measurement, *tags = series.split(",")
+    return measurement, {f.split("=")[0] for f in fields.split(",")}, {t.split("=")[0] for t in tags}
+
+
+def influx_schema() -> dict[str, tuple[set[str], set[str]]]:
+    """What the InfluxDB store really writes: measurement -> (fields, tags), from its own encoders."""
+    out: dict[str, tuple[set[str], set[str]]] = {}
+    number = Sample(NOW_NS, "a-1", "press", "power_kw", 1.5, 0)
+    state = Sample(NOW_NS, "a-1", "press", "state", "running", 0)
+    for line in SampleEncoder().encode_python("m-000001", [number, state]).decode().splitlines():
+        measurement, fields, tags = _written(line)
+        old_fields, old_tags = out.get(measurement, (set(), set()))
+        out[measurement] = (old_fields | fields, old_tags | tags)
+    keys = {"member": "m-000001", "asset": "a-1", "asset_class": "press"}
+    rollup = {c: 1.0 for c in ROLLUP_SCHEMA if c not in (*keys, "hour")}
+    measurement, fields, tags = _written(encode_point("rollups", keys, rollup, NOW_NS))
+    out[measurement] = (fields, tags)
+    return out
+
+
+NOW_NS = 1_790_000_000 * 10**9
+INFLUX_SCHEMA = influx_schema()
 #: InfluxQL that InfluxDB 3.x does not serve (the store stays inside the common subset).
 NOT_IN_3X = ("INTEGRAL", "SAMPLE", "SLIMIT", "HOLT_WINTERS")
 _SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"), "gauge": ("",)}
@@ -133,6 +152,14 @@ def test_prometheus_queries_name_metrics_the_hub_and_gateways_expose(tmp_path: P
         "mdh_gateway_buffer_samples",
     ):
         assert needed in used
+
+
+def test_the_schema_is_read_from_the_store_encoders() -> None:
+    assert INFLUX_SCHEMA[SAMPLES_MEASUREMENT] == (
+        {"value", "text", "quality"},
+        {"member", "asset", "asset_class", "signal"},
+    )
+    assert "energy_kwh" in INFLUX_SCHEMA["rollups"][0] and "asset_class" in INFLUX_SCHEMA["rollups"][1]
 
 
 def test_a_misspelt_metric_would_be_caught() -> None:
