@@ -1,4 +1,4 @@
-"""The demo's cast: six simulated factories, their members, and the settings of every part.
+"""The demo's cast: thirteen simulated factories, their members, and the settings of every part.
 
 Pure: given a work folder, ports and a seed, it returns the settings objects for
 the gateways and the hub and the trustee's register. The factory names are the

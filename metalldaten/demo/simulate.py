@@ -55,6 +55,6 @@ def simulate_command(
     mqtt_port: Annotated[int, typer.Option(help="Port of that broker.")] = 1883,
     seed: Annotated[int, typer.Option(help="Seed of the simulated machines.")] = 7,
 ) -> None:
-    """Run the six simulated factories (OPC UA servers and one MQTT publisher) until Ctrl-C."""
+    """Run the demo's simulated factories (OPC UA servers, Sparkplug B publishers), live only, until Ctrl-C."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(simulate(host=host, base_port=base_port, mqtt_host=mqtt_host, mqtt_port=mqtt_port, seed=seed))
