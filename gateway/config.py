@@ -63,6 +63,9 @@ class OpcuaGroup(_Section):
     publishing_interval_ms: float = Field(default=500, gt=0)
     sampling_interval_ms: float = Field(default=250, ge=0)
     queue_size: int = Field(default=10, ge=0)
+    #: OPC UA DataChangeTrigger: "status_value_timestamp" also reports a value written again with a new source
+    #: timestamp (a controller that re-stamps an unchanged state, or replays its past).
+    trigger: Literal["status_value", "status_value_timestamp"] = "status_value"
     deadband_abs: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=100)
     poll_interval_s: float = Field(default=1.0, gt=0)
@@ -107,6 +110,9 @@ class OpcuaSource(_Section):
     server_cert: Path | None = Field(default=None, description="Trusted server certificate (pinned)")
     server_fingerprint: str | None = Field(default=None, description="SHA-256 fingerprint of the server certificate")
     timeout_s: float = Field(default=4.0, gt=0)
+    #: How often the client probes the server's state; a probe unanswered for this long counts as a lost
+    #: connection (raise it on a busy device whose event loop may stall for a second).
+    watchdog_s: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=5000, description="Monitored items created per request")
     backoff_min_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)

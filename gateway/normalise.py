@@ -200,11 +200,14 @@ class Normaliser:
         """Repeat, stamped ``now_ns``, every last value not refreshed for ``older_than_ns``.
 
         The hub caps how long a state lasts without news; repeating current values while the
-        source is connected keeps states and gauges of quiet machines alive.
+        source is connected keeps states and gauges of quiet machines alive. A last value older
+        than four times ``older_than_ns`` is not a current value that went quiet but history (a
+        source replaying or backfilling its past): repeating it stamped now would put an old
+        counter reading after newer ones, which the hub must read as a reset.
         """
         out: list[Sample] = []
         for key, (s, rule) in self.last.items():
-            if now_ns - s.ts >= older_than_ns:
+            if older_than_ns <= now_ns - s.ts < 4 * older_than_ns:
                 ts = now_ns - now_ns % rule.coarsen_ns if rule.coarsen_ns else now_ns
                 if ts <= s.ts:
                     continue

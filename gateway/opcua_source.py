@@ -194,7 +194,7 @@ class OpcuaSourceRunner:
             await asyncio.sleep(backoff.next())
 
     async def _session(self, backoff: Backoff) -> None:
-        client = Client(self.cfg.url, timeout=self.cfg.timeout_s, watchdog_intervall=1.0)
+        client = Client(self.cfg.url, timeout=self.cfg.timeout_s, watchdog_intervall=self.cfg.watchdog_s)
         client.application_uri = "urn:metalldaten:gateway"
         await apply_security(client, self.cfg, self.pki_dir)
         lost = asyncio.Event()
@@ -242,11 +242,16 @@ class OpcuaSourceRunner:
             overflow=OverflowPolicy.WARN,
         )
         mfilter: ua.DataChangeFilter | None = None
-        if g.deadband_abs is not None or g.deadband_pct is not None:
+        if g.deadband_abs is not None or g.deadband_pct is not None or g.trigger != "status_value":
             mfilter = ua.DataChangeFilter()
-            mfilter.Trigger = ua.DataChangeTrigger.StatusValue
-            mfilter.DeadbandType = 1 if g.deadband_abs is not None else 2
-            mfilter.DeadbandValue = float(g.deadband_abs if g.deadband_abs is not None else g.deadband_pct or 0)
+            mfilter.Trigger = (
+                ua.DataChangeTrigger.StatusValueTimestamp
+                if g.trigger == "status_value_timestamp"
+                else ua.DataChangeTrigger.StatusValue
+            )
+            if g.deadband_abs is not None or g.deadband_pct is not None:
+                mfilter.DeadbandType = 1 if g.deadband_abs is not None else 2
+                mfilter.DeadbandValue = float(g.deadband_abs if g.deadband_abs is not None else g.deadband_pct or 0)
         failed = 0
         for start in range(0, len(items), self.cfg.batch_size):
             requests = []

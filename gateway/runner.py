@@ -5,7 +5,7 @@
     async with Gateway(settings) as gw:   # opens the buffer, connects the uplink, starts /health
         await gw.run()                    # until gw.stop() (or SIGTERM in the CLI): then drain and flush
 
-Several gateways can run in one process (the demo runs six); each has its own buffer file,
+Several gateways can run in one process (the demo runs thirteen); each has its own buffer file,
 metrics registry and health port (``health.port = 0`` turns the endpoint off).
 """
 

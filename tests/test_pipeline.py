@@ -31,6 +31,7 @@ from gateway.pseudonymise import generate_key
 from gateway.runner import Gateway
 from metalldaten.demo.machines import factory_machines
 from metalldaten.demo.opcua_factory import OpcUaFactory
+from metalldaten.demo.replay import FactoryMachines
 from metalldaten.demo.scenario import FACTORIES, MODEL_CLASSES, PRIVATE_SIGNALS, SHARED_SIGNALS, gateway_settings
 from metalldaten.hub import HubSettings, running_hub
 from storage import SeriesQuery
@@ -107,12 +108,17 @@ async def _factory_and_gateway(
     )
     gw_settings.identity.key_file.parent.mkdir(parents=True, exist_ok=True)
     generate_key(gw_settings.identity.key_file)
-    factory = OpcUaFactory(name=f.name, port=port, namespace=namespace, machines=machines, seed=11, tick_s=0.5)
+    live = FactoryMachines(machines, seed=11, pattern=f.work, history=None)  # live values only
+    factory = OpcUaFactory(name=f.name, port=port, namespace=namespace, machines=live, tick_s=0.5)
     async with factory.running(), Gateway(gw_settings) as gw:
         task = asyncio.create_task(gw.run())
+        feed = asyncio.create_task(factory.run(lambda: True, lambda: 0))
         try:
             yield factory, gw
         finally:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed
             gw.stop()
             await asyncio.wait_for(task, 30)
 
@@ -209,7 +215,8 @@ async def test_factory_to_api_through_real_servers(
                 got = running.store.query_series(SeriesQuery(members=(member,)))
                 signals = set(got["signal"].unique())
                 return (
-                    got["asset"].n_unique() == len(factory.machines) and {"power_kw", "energy_kwh", "state"} <= signals
+                    got["asset"].n_unique() == len(factory.machines.live)
+                    and {"power_kw", "energy_kwh", "state"} <= signals
                 )
 
             await wait_until(every_machine_stored, within=60, what="samples of every machine and signal stored")
@@ -235,15 +242,15 @@ async def test_factory_to_api_through_real_servers(
     # Six allow-listed signals of four machines; nothing else is shared.
     assert set(rows["signal"].unique()) <= {p["canonical"] for p in SHARED_SIGNALS.values()}
     assert {"power_kw", "energy_kwh", "state"} <= set(rows["signal"].unique())
-    assert rows["asset"].n_unique() == len(factory.machines)
-    assert set(rows["asset_class"].unique()) == {MODEL_CLASSES[m.spec.model] for m in factory.machines}
+    assert rows["asset"].n_unique() == len(factory.machines.live)
+    assert set(rows["asset_class"].unique()) == {MODEL_CLASSES[m.spec.model] for m in factory.machines.live}
     assert as_owner.status_code == 200 and pl.read_csv(as_owner.content).height == rows.height
     assert as_other.status_code == 403
     assert anonymous.status_code == 401
 
     # Privacy: every byte that reached the broker.
     clear = [FACTORIES[0].name, f"{FACTORIES[0].name} / gateway 1", "urn:test:factory1", *PRIVATE_SIGNALS]
-    for m in factory.machines:
+    for m in factory.machines.live:
         clear += [m.spec.serial, m.spec.model, m.operator_badge]
         clear += [f"{m.spec.serial}.{var}" for var in SHARED_SIGNALS]
     clear += list(SHARED_SIGNALS)  # local signal names stay local too

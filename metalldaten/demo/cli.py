@@ -1,4 +1,4 @@
-"""``metalldaten demo``: the whole chain in one process, on the embedded broker and store."""
+"""``metalldaten demo``: the whole chain in one process, on the embedded brokers and store."""
 
 from __future__ import annotations
 
@@ -13,22 +13,36 @@ from .run import run_demo
 
 def demo(
     seconds: Annotated[
-        float | None, typer.Option("--seconds", help="Run this long, check that every factory's data arrived, exit.")
+        float | None,
+        typer.Option(
+            "--seconds",
+            help="Run this long (from the start), check every member's data and the published benchmarks, exit.",
+        ),
     ] = None,
     workdir: Annotated[
-        Path | None, typer.Option("--workdir", help="Keep keys, buffers and the store here (default: a temp dir).")
+        Path | None,
+        typer.Option("--workdir", help="Keep keys, buffers, the store and demo.log here (default: a new temp dir)."),
+    ] = None,
+    history_days: Annotated[
+        int | None,
+        typer.Option(
+            "--history-days",
+            min=0,
+            help="Days of history the factories replay (default: back to the first of the previous month; 0: none).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated machines.")] = 7,
 ) -> None:
-    """Six simulated factories → gateways → embedded broker → hub → analytics API, in one process."""
+    """Thirteen simulated factories replay weeks of history, then run live → gateways → broker → hub → API."""
     try:
-        result = asyncio.run(run_demo(seconds=seconds, workdir=workdir, seed=seed))
+        result = asyncio.run(run_demo(seconds=seconds, workdir=workdir, seed=seed, history_days=history_days))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
-    typer.echo("samples stored per member pseudonym:")
-    for member, n in result.samples_per_member.items():
-        typer.echo(f"  {member}  {n:>8}")
     if not result.ok:
-        typer.echo(f"demo FAILED: {result.reason}", err=True)
+        typer.echo(f"demo FAILED: {result.reason} (logs: {result.workdir}/demo.log)", err=True)
         raise typer.Exit(1)
-    typer.echo(f"demo OK: data from all {len(result.samples_per_member)} simulated factories reached the API")
+    stored = sum(result.samples_per_member.values())
+    typer.echo(
+        f"demo OK: {stored:,} samples from all {len(result.samples_per_member)} members reached the hub; "
+        "published benchmark cells: " + ", ".join(f"{k} {n}" for k, n in result.published.items())
+    )

@@ -1,4 +1,4 @@
-"""The demo's cast: six simulated factories, their members, and the settings of every part.
+"""The demo's cast: thirteen simulated factories, their members, and the settings of every part.
 
 Pure: given a work folder, ports and a seed, it returns the settings objects for
 the gateways and the hub and the trustee's register. The factory names are the
@@ -8,7 +8,7 @@ clear identities that stay inside each factory; only pseudonyms reach the hub.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ from core.register import Member, Register
 from gateway.config import GatewaySettings
 from metalldaten.hub import HubSettings
 
+from .history import WorkPattern
 from .machines import MachineSpec, factory_machines
+from .opcua_factory import QUEUE_SIZE
 
 #: Local signal names of the simulated controllers -> how the member's policy shares them.
 SHARED_SIGNALS: dict[str, dict[str, Any]] = {
@@ -46,60 +48,85 @@ class Factory:
     group: str  # corporate group (the trustee's register knows it under a code)
     region: str
     classes: tuple[str, ...]
-    transport: str  # "opcua" | "mqtt"
+    transport: str  # "opcua" | "mqtt" (Sparkplug B on the factory's own broker)
     emission_factor: float
+    work: WorkPattern = field(default_factory=WorkPattern)
 
 
+def _f(name: str, group: str, classes: str, transport: str, factor: float, **work: Any) -> Factory:
+    return Factory(
+        name=name,
+        group=group,
+        region="DE-NW",
+        classes=tuple(classes.split()),
+        transport=transport,
+        emission_factor=factor,
+        work=WorkPattern(**work),
+    )
+
+
+#: Thirteen factories in eleven corporate groups. Drehteile Olpe and Präzisionsteile Arnsberg belong to one
+#: group, as do Plettenberg and Werdohl: each pair counts as one contributor. Every factory has a milling and a
+#: turning machine, nearly every one a press, so those classes have 11 contributors (mean and, by week and
+#: month, median); laser cutting has two and is never published. Shifts, Saturdays, availability, a down day
+#: and a counter reset differ, so the KPIs spread.
 FACTORIES: tuple[Factory, ...] = (
-    Factory(
-        name="Schmiedewerk Lüdenscheid GmbH",
-        group="grp-01",
-        region="DE-NW",
-        classes=("cnc_milling", "cnc_milling", "press", "cnc_turning"),
-        transport="opcua",
-        emission_factor=0.38,
+    _f("Schmiedewerk Lüdenscheid GmbH", "grp-01", "cnc_milling cnc_milling press cnc_turning", "opcua", 0.38, shifts=2),
+    _f("Drehteile Olpe KG", "grp-02", "cnc_turning cnc_milling", "opcua", 0.36, shifts=1, availability=0.85),
+    _f(
+        "Umformtechnik Iserlohn AG",
+        "grp-03",
+        "press cnc_milling cnc_turning",
+        "opcua",
+        0.41,
+        shifts=3,
+        availability=0.6,
+        reset_day=5,
     ),
-    Factory(
-        name="Drehteile Olpe KG",
-        group="grp-02",
-        region="DE-NW",
-        classes=("cnc_turning", "cnc_turning", "cnc_milling"),
-        transport="opcua",
-        emission_factor=0.36,
+    _f(
+        "Lasertechnik Siegen GmbH",
+        "grp-04",
+        "laser_cutting cnc_milling press cnc_turning",
+        "mqtt",
+        0.30,
+        shifts=2,
+        saturday=True,
     ),
-    Factory(
-        name="Umformtechnik Iserlohn AG",
-        group="grp-03",
-        region="DE-NW",
-        classes=("press", "press", "cnc_milling"),
-        transport="opcua",
-        emission_factor=0.41,
+    _f("Präzisionsteile Arnsberg GmbH", "grp-02", "cnc_milling cnc_turning press", "mqtt", 0.36, shifts=1),
+    _f(
+        "Metallbau Meschede GmbH",
+        "grp-05",
+        "cnc_milling press laser_cutting cnc_turning",
+        "mqtt",
+        0.45,
+        shifts=2,
+        availability=0.55,
+        down_day=6,
     ),
-    Factory(
-        name="Lasertechnik Siegen GmbH",
-        group="grp-04",
-        region="DE-NW",
-        classes=("laser_cutting", "laser_cutting", "cnc_milling"),
-        transport="opcua",
-        emission_factor=0.30,
+    _f("Stanztechnik Altena GmbH", "grp-06", "press cnc_turning cnc_milling", "mqtt", 0.40, shifts=2, availability=0.8),
+    _f(
+        "Federnwerk Plettenberg GmbH",
+        "grp-07",
+        "cnc_turning press cnc_milling",
+        "mqtt",
+        0.35,
+        shifts=1,
+        availability=0.7,
     ),
-    # Same corporate group as Drehteile Olpe: the two count as one contributor in benchmarks.
-    Factory(
-        name="Präzisionsteile Arnsberg GmbH",
-        group="grp-02",
-        region="DE-NW",
-        classes=("cnc_milling", "cnc_milling", "cnc_turning"),
-        transport="opcua",
-        emission_factor=0.36,
+    _f(
+        "Armaturen Attendorn KG",
+        "grp-08",
+        "cnc_milling cnc_turning press",
+        "mqtt",
+        0.33,
+        shifts=2,
+        saturday=True,
+        availability=0.65,
     ),
-    Factory(
-        name="Metallbau Meschede GmbH",
-        group="grp-05",
-        region="DE-NW",
-        classes=("cnc_milling", "press", "laser_cutting"),
-        transport="mqtt",
-        emission_factor=0.45,
-    ),
+    _f("Gießerei Menden GmbH", "grp-09", "cnc_turning press cnc_milling", "mqtt", 0.48, shifts=3, availability=0.7),
+    _f("Werkzeugbau Hemer GmbH", "grp-10", "cnc_milling press cnc_turning", "mqtt", 0.37, shifts=1, availability=0.9),
+    _f("Kettenfabrik Brilon AG", "grp-11", "press cnc_milling cnc_turning", "mqtt", 0.42, shifts=2, availability=0.75),
+    _f("Drahtwerk Werdohl GmbH", "grp-07", "cnc_turning cnc_milling press", "mqtt", 0.35, shifts=2, availability=0.6),
 )
 
 
@@ -138,6 +165,8 @@ def gateway_settings(
     broker_port: int,
 ) -> GatewaySettings:
     gw_dir = workdir / f"factory-{index}"
+    node = f"hall{index}"
+    sparkplug = factory.transport != "opcua"
     data: dict[str, Any] = {
         "identity": {
             "member": member,
@@ -145,7 +174,8 @@ def gateway_settings(
             "key_file": str(gw_dir / "member.key"),
             "journal_file": str(gw_dir / "journal.jsonl"),
         },
-        "assets": [{"id": m.serial, "model": m.model} for m in machines],
+        # A Sparkplug device is known to the gateway as "{edge node}/{device}".
+        "assets": [{"id": f"{node}/{m.serial}" if sparkplug else m.serial, "model": m.model} for m in machines],
         "policy": {"signals": SHARED_SIGNALS, "asset_classes": MODEL_CLASSES, "min_quality": "uncertain"},
         "buffer": {"path": str(gw_dir / "buffer.sqlite"), "flush_interval_s": 0.25},
         "uplink": {
@@ -154,21 +184,31 @@ def gateway_settings(
             "tls": False,
             "protocol": "3.1.1",
             "batch_time_s": 1.0,
+            # Batches of up to 10,000 samples, four in flight: the history moves fast, and an ingestor on a busy
+            # machine still acknowledges each within seconds (amqtt, the fallback broker, gives up after 5 s).
+            "batch_size": 10_000,
+            "max_inflight": 4,
             "heartbeat_s": 30,
         },
         "health": {"port": 0},
     }
-    if factory.transport == "opcua":
+    if not sparkplug:
         data["opcua"] = [
             {
                 "name": "line",
                 "url": f"opc.tcp://127.0.0.1:{port}",
+                # one process runs thirteen factories, their gateways and the hub: its loop may stall for seconds
+                "timeout_s": 30.0,
+                "watchdog_s": 10.0,
                 "groups": [
                     {
                         "name": "default",
                         "mode": "subscription",
-                        "publishing_interval_ms": 500,
-                        "sampling_interval_ms": 250,
+                        "publishing_interval_ms": 200,
+                        "sampling_interval_ms": 0,
+                        # the controller replays its past: every re-stamped value counts, and a day of it queues
+                        "queue_size": QUEUE_SIZE,
+                        "trigger": "status_value_timestamp",
                     }
                 ],
                 "nodes": [
@@ -184,17 +224,7 @@ def gateway_settings(
                 "name": "plant",
                 "host": "127.0.0.1",
                 "port": port,
-                "topics": [
-                    {
-                        "filter": f"plant/hall{index}/+/+",
-                        "format": "json",
-                        "asset_level": 2,
-                        "signal_level": 3,
-                        "value_path": "value",
-                        "ts_path": "ts",
-                        "ts_unit": "iso",
-                    }
-                ],
+                "topics": [{"filter": f"spBv1.0/plant/+/{node}/#", "format": "sparkplug"}],
             }
         ]
     return settings_from_dict(GatewaySettings, data, source=f"<demo gateway {index}>")
@@ -223,7 +253,12 @@ def hub_settings(*, workdir: Path, broker_port: int, api_port: int) -> HubSettin
             "port": api_port,
             "tokens_file": str(hub_dir / "tokens.json"),
             "audit_log": str(hub_dir / "audit.log"),
+            "cell_key_file": str(hub_dir / "cell_key"),
+            # The demo's history is complete before anything asks for a benchmark, so nothing arrives late for a
+            # delay to wait for: every KPI's closed periods are released at once (production: 7 days, 28 for
+            # utilisation).
             "release_delay_days": 0,
+            "release_delay_days_by_kpi": {},
             "dp": {"budget_file": str(hub_dir / "dp_budget.json")},
         },
     }

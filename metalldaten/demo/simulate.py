@@ -1,8 +1,8 @@
 """``metalldaten simulate``: only the demo's simulated factories, for real gateways to read.
 
-The five OPC UA factories listen on ``--host`` at ``--base-port + 1 … + 5``; the
-sixth publishes JSON to the MQTT broker at ``--mqtt-host:--mqtt-port`` under
-``plant/hall6/{serial}/{Variable}``. docker-compose's ``simulator`` profile runs
+The OPC UA factories listen on ``--host`` at ``--base-port + i`` (factory i); the
+others publish Sparkplug B to the MQTT broker at ``--mqtt-host:--mqtt-port`` under
+``spBv1.0/plant/DDATA/hall{i}/{serial}``. docker-compose's ``simulator`` profile runs
 this next to a gateway configured by ``deploy/gateway-sim.toml``.
 """
 
@@ -17,36 +17,35 @@ import typer
 from .machines import factory_machines
 from .mqtt_factory import MqttFactory
 from .opcua_factory import OpcUaFactory
+from .replay import FactoryMachines
 from .scenario import FACTORIES
 
 
 async def simulate(*, host: str, base_port: int, mqtt_host: str, mqtt_port: int, seed: int) -> None:
-    async with contextlib.AsyncExitStack() as stack:
+    """Live values only (no history: a real gateway started beside it reads from now on)."""
+    async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
         for i, f in enumerate(FACTORIES, start=1):
-            machines = factory_machines(i, list(f.classes), seed)
+            machines = FactoryMachines(
+                factory_machines(i, list(f.classes), seed), seed=seed + i, pattern=f.work, history=None
+            )
             if f.transport == "opcua":
                 opc = OpcUaFactory(
                     name=f.name,
                     port=base_port + i,
                     namespace=f"urn:demo:factory{i}:line-controller",
                     machines=machines,
-                    seed=seed + i,
                     host=host,
                 )
                 await stack.enter_async_context(opc.running())
+                tg.create_task(opc.run(lambda: True, lambda: 0))
                 typer.echo(f"factory {i}: {opc.endpoint}")
             else:
                 mq = MqttFactory(
-                    name=f.name,
-                    hall=f"hall{i}",
-                    broker_port=mqtt_port,
-                    broker_host=mqtt_host,
-                    machines=machines,
-                    seed=seed + i,
+                    name=f.name, node=f"hall{i}", broker_port=mqtt_port, broker_host=mqtt_host, machines=machines
                 )
                 await stack.enter_async_context(mq.running())
-                typer.echo(f"factory {i}: mqtt://{mqtt_host}:{mqtt_port} plant/hall{i}/#")
-        await asyncio.Event().wait()
+                tg.create_task(mq.run(lambda: True, lambda: 0))
+                typer.echo(f"factory {i}: mqtt://{mqtt_host}:{mqtt_port} {mq.topic('+')} (Sparkplug B)")
 
 
 def simulate_command(
@@ -56,6 +55,6 @@ def simulate_command(
     mqtt_port: Annotated[int, typer.Option(help="Port of that broker.")] = 1883,
     seed: Annotated[int, typer.Option(help="Seed of the simulated machines.")] = 7,
 ) -> None:
-    """Run the six simulated factories (OPC UA servers and one MQTT publisher) until Ctrl-C."""
+    """Run the demo's simulated factories (OPC UA servers, Sparkplug B publishers), live only, until Ctrl-C."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(simulate(host=host, base_port=base_port, mqtt_host=mqtt_host, mqtt_port=mqtt_port, seed=seed))

@@ -58,7 +58,7 @@ def test_dashboard_draws_member_charts_against_peer_bands(served: tuple[Hub, str
         page.drain()
         counts = page.evaluate(
             "({cards: document.querySelectorAll('.card').length,"
-            " classes: [...document.querySelectorAll('h2')].map(h => h.textContent),"
+            " classes: [...document.querySelectorAll('#classes h2')].map(h => h.textContent),"
             " bands: document.querySelectorAll('.card rect.band-outer').length,"
             " medians: document.querySelectorAll('.card line.median').length,"
             " cells: document.querySelectorAll('.card g.cell').length,"
@@ -80,7 +80,7 @@ def test_dashboard_draws_member_charts_against_peer_bands(served: tuple[Hub, str
             " why: [...document.querySelectorAll('.card .why')].map(p => p.textContent)})"
         )
         page.drain()
-    assert counts["classes"] == ["cnc milling", "grinding"]
+    assert counts["classes"] == [f"{c}: your machines against their peers" for c in ("cnc milling", "grinding")]
     assert counts["cards"] == 10
     # cnc_milling, days 03-02 .. 03-06: energy and CO2e per part published on all 5 days; utilisation not yet
     # (released 28 days after the day); good parts per hour never (24 or 48 per running hour for every group:
@@ -100,3 +100,85 @@ def test_dashboard_draws_member_charts_against_peer_bands(served: tuple[Hub, str
     assert any("not yet released" in w for w in weekly["why"])
     assert page.errors == [], page.errors
     assert shot.stat().st_size > 10_000
+
+
+def test_dashboard_link_overview_totals_csv_and_phone_width(served: tuple[Hub, str], tmp_path: Path) -> None:
+    """A link with the token in its fragment logs in; the page leads with where the member stands, shows its
+    energy and CO2e totals, downloads its KPIs as CSV, and fits a phone's width without a horizontal scroll."""
+    hub, base = served
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with chromium_page() as page:
+        page.send("Page.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+        page.send("Page.navigate", url=f"{base}/#token={hub.tokens['member_a']}")
+        page.wait_for("document.querySelectorAll('.card svg').length === 10")
+        # by day (the fixture's weeks are not released yet)
+        page.evaluate(
+            "const p = document.getElementById('period'); p.value = 'day'; p.dispatchEvent(new Event('change')); true"
+        )
+        page.wait_for("document.getElementById('status').textContent.endsWith('by day.')")
+        page.drain()
+        view = page.evaluate(
+            "({hash: location.hash,"
+            " first: document.querySelector('main > section:not([hidden])').id,"
+            " heading: document.querySelector('#overview h2').textContent,"
+            " kpis: [...document.querySelectorAll('#overview li.kpi h3')].map(h => h.textContent),"
+            " badges: [...document.querySelectorAll('#overview .badge')].map(b => [b.className, b.textContent]),"
+            " trends: [...document.querySelectorAll('#overview .trend')].map(t => t.textContent),"
+            " totals: document.getElementById('totals').innerText,"
+            " tables: document.querySelectorAll('.card details.alt table').length,"
+            " labelled: [...document.querySelectorAll('.card svg')].every(s => s.getAttribute('aria-label')),"
+            " skip: document.querySelector('a.skip').getAttribute('href')})"
+        )
+        page.evaluate("document.getElementById('download').click(); true")
+        csv_file = downloads / "kpis-m-a00001-day.csv"
+        deadline = time.monotonic() + 20
+        while not (csv_file.exists() and csv_file.stat().st_size > 0):
+            assert time.monotonic() < deadline, f"no download in {list(downloads.iterdir())}"
+            time.sleep(0.1)
+        page.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
+        page.wait_for("window.innerWidth === 390")
+        phone = page.evaluate(
+            "({scroll: document.documentElement.scrollWidth, width: window.innerWidth,"
+            " card: document.querySelector('.card').getBoundingClientRect().width})"
+        )
+        page.screenshot(tmp_path / "phone.png")
+        # an analyst's link: peer figures only, no own values, no totals
+        page.send("Page.navigate", url=f"{base}/#token={hub.tokens['analyst']}")
+        page.wait_for(
+            "!!document.getElementById('status') && document.getElementById('status').textContent.startsWith('Analyst')"
+        )
+        page.evaluate(
+            "const q = document.getElementById('period'); q.value = 'day'; q.dispatchEvent(new Event('change')); true"
+        )
+        page.wait_for("document.getElementById('status').textContent.endsWith('by day.')")
+        analyst = page.evaluate(
+            "({heading: document.querySelector('#overview h2').textContent,"
+            " badges: document.querySelectorAll('#overview .badge').length,"
+            " peers: [...document.querySelectorAll('#overview .line')].map(l => l.textContent),"
+            " totals: document.getElementById('totals').hidden})"
+        )
+        page.drain()
+    assert view["hash"] == ""  # the token left the address bar (and its history)
+    assert view["first"] == "overview" and view["heading"] == "Where you stand"
+    assert view["kpis"] == [
+        "Energy per good part",
+        "CO2e per good part",
+        "Utilisation",
+        "Scrap rate",
+        "Good parts per running hour",
+    ]
+    # published cells give the member its position, in words and in a colour class (never colour alone)
+    assert view["badges"], view
+    assert all(("good" in cls or "bad" in cls) and ("peer" in text) for cls, text in view["badges"])
+    assert all(any(w in t for w in ("improving", "worsening", "steady", "no earlier")) for t in view["trends"])
+    assert "kWh" in view["totals"] and "CO2e" in view["totals"] and "Download my KPIs" in view["totals"]
+    assert view["tables"] == 10 and view["labelled"] and view["skip"] == "#main"
+    rows = csv_file.read_text(encoding="utf-8").splitlines()
+    header = rows[0].split(",")
+    assert {"member", "asset", "period_start", "energy_kwh", "co2e_kg", "energy_per_good_part_kwh"} <= set(header)
+    assert len(rows) > 1 and all(r.split(",")[header.index("member")] == "m-a00001" for r in rows[1:])
+    assert phone["scroll"] <= phone["width"] and phone["card"] <= phone["width"]
+    assert analyst["heading"] == "Latest published peer figures" and analyst["badges"] == 0 and analyst["totals"]
+    assert any("peers: mean" in line for line in analyst["peers"]), analyst
+    assert page.errors == [], page.errors

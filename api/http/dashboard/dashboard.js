@@ -135,6 +135,7 @@
     }
     const lines = [...byAsset.entries()].map(([asset, values]) => ({ label: asset, values }));
     box.appendChild(chart(bench.cells, lines, `${title}: your machines against the peer bands`));
+    box.appendChild(dataTable(title, unit, bench.cells, lines));
     const reasons = new Map();
     for (const c of bench.cells) if (c.status !== "published") reasons.set(c.reason, (reasons.get(c.reason) || 0) + 1);
     for (const [reason, count] of reasons) {
@@ -146,6 +147,154 @@
     return box;
   }
 
+  // The chart's text alternative: the same figures as a table, behind a disclosure widget.
+  function dataTable(title, unit, cells, lines) {
+    const details = html("details", "", "alt");
+    details.appendChild(html("summary", "Figures as a table"));
+    const table = html("table");
+    table.appendChild(html("caption", `${title} (${unit}) per period`));
+    const head = html("tr");
+    for (const h of ["Period", "Peers", ...lines.map((l) => "Your " + l.label)]) {
+      const th = html("th", h);
+      th.scope = "col";
+      head.appendChild(th);
+    }
+    table.appendChild(head);
+    cells.forEach((c, i) => {
+      const tr = html("tr");
+      const th = html("th", c.period_start.slice(0, 10));
+      th.scope = "row";
+      tr.appendChild(th);
+      const peers = c.status === "published"
+        ? [`mean ${fmt(c.mean)}`, ...["p10", "p25", "median", "p75", "p90"].filter((q) => c[q] !== null)
+          .map((q) => `${q} ${fmt(c[q])}`)].join(", ")
+        : "not published: " + c.reason;
+      tr.appendChild(html("td", peers));
+      for (const ln of lines) tr.appendChild(html("td", fmt(ln.values[i])));
+      table.appendChild(tr);
+    });
+    details.appendChild(table);
+    return details;
+  }
+
+  // Where a band lies, 0 (lowest) to 1 (highest), from the figures named at its edges.
+  const EDGE = { p10: 0.1, p25: 0.25, median: 0.5, mean: 0.5, p75: 0.75, p90: 0.9 };
+  function bandPosition(b) {
+    const m = /^(below|above)_(\w+)$/.exec(b);
+    if (m) return m[1] === "below" ? EDGE[m[2]] / 2 : (EDGE[m[2]] + 1) / 2;
+    const [lo, hi] = b.split("_");
+    return (EDGE[lo] + EDGE[hi]) / 2;
+  }
+  function verdict(b, higherIsBetter) {
+    const pos = bandPosition(b);
+    const good = higherIsBetter ? pos > 0.5 : pos < 0.5;
+    const strong = Math.abs(pos - 0.5) >= 0.3;
+    return { cls: good ? "good" : "bad", words: good ? (strong ? "well ahead of most peers" : "better than the peer middle")
+      : (strong ? "behind most peers" : "worse than the peer middle") };
+  }
+  // The member's own value in the latest published period against its mean over up to three periods before.
+  function direction(cells, higherIsBetter, period) {
+    const own = cells.map((c) => (c.own ? c.own.value : null));
+    const last = cells.map((c, i) => [c, i]).reverse().find(([c]) => c.status === "published" && c.own);
+    if (!last) return null;
+    const [, i] = last;
+    const before = own.slice(Math.max(0, i - 3), i).filter((v) => v !== null);
+    if (!before.length) return { cls: "neutral", words: "no earlier " + period + " to compare with", arrow: "•" };
+    const ref = before.reduce((a, b) => a + b, 0) / before.length;
+    const span = before.length === 1 ? `the ${period} before` : `the ${before.length} ${period}s before`;
+    const change = ref === 0 ? 0 : (own[i] - ref) / Math.abs(ref);
+    if (Math.abs(change) < 0.03) return { cls: "neutral", words: `steady against ${span}`, arrow: "→" };
+    const better = higherIsBetter ? change > 0 : change < 0;
+    const pct = Math.round(Math.abs(change) * 100);
+    return { cls: better ? "good" : "bad", arrow: change > 0 ? "▲" : "▼",
+      words: `${better ? "improving" : "worsening"}: ${change > 0 ? "up" : "down"} ${pct} % against ${span}` };
+  }
+
+  function overview(role, period, byClass) {
+    const box = $("overview");
+    box.replaceChildren();
+    box.appendChild(html("h2", role === "member" ? "Where you stand" : "Latest published peer figures"));
+    const list = html("ul", "", "stand");
+    KPIS.forEach(([kpi, title, unit], k) => {
+      const item = html("li", "", "kpi");
+      item.appendChild(html("h3", title));
+      for (const [cls, benches] of byClass) {
+        const bench = benches[k];
+        const cell = [...bench.cells].reverse().find((c) => c.status === "published");
+        const line = html("p", "", "line");
+        line.appendChild(html("span", cls.replace(/_/g, " ") + ": ", "cls"));
+        if (!cell) {
+          line.appendChild(html("span", "no published " + period + " yet", "neutral"));
+        } else if (role === "member" && cell.own && cell.own.band) {
+          const v = verdict(cell.own.band, bench.higher_is_better);
+          const badge = html("span", `you ${fmt(cell.own.value)} ${unit}, ${bandText(cell.own.band)} — ${v.words}`,
+            "badge " + v.cls);
+          line.appendChild(badge);
+          const d = direction(bench.cells, bench.higher_is_better, period);
+          if (d) {
+            const trend = html("span", "", "trend " + d.cls);
+            trend.appendChild(html("span", d.arrow + " ", "arrow"));
+            trend.lastChild.setAttribute("aria-hidden", "true");
+            trend.appendChild(document.createTextNode(d.words));
+            line.appendChild(trend);
+          }
+          line.appendChild(html("span", ` (${period} of ${cell.period_start.slice(0, 10)}, ${cell.contributors} companies)`, "when"));
+        } else {
+          line.appendChild(html("span", `peers: mean ${fmt(cell.mean)} ${unit}` +
+            (cell.median !== null ? `, median ${fmt(cell.median)}` : "") +
+            ` (${period} of ${cell.period_start.slice(0, 10)}, ${cell.contributors} companies)`, "neutral"));
+        }
+        item.appendChild(line);
+      }
+      list.appendChild(item);
+    });
+    box.appendChild(list);
+    box.hidden = false;
+  }
+
+  function totals(rows, member, period) {
+    const box = $("totals");
+    box.replaceChildren();
+    if (!rows.length) { box.hidden = true; return; }
+    box.appendChild(html("h2", "Your energy and emissions"));
+    const sum = (rs, col) => rs.reduce((a, r) => a + (r[col] || 0), 0);
+    const starts = [...new Set(rows.map((r) => r.period_start))].sort();
+    const latest = rows.filter((r) => r.period_start === starts[starts.length - 1]);
+    const assets = new Set(rows.map((r) => r.asset)).size;
+    const dl = html("dl", "", "totals");
+    const add = (term, value) => { dl.appendChild(html("dt", term)); dl.appendChild(html("dd", value)); };
+    const kwh = (v) => v >= 10000 ? `${(v / 1000).toFixed(1)} MWh` : `${v.toFixed(0)} kWh`;
+    const kg = (v) => v >= 10000 ? `${(v / 1000).toFixed(1)} t CO2e` : `${v.toFixed(0)} kg CO2e`;
+    add(`Since ${starts[0].slice(0, 10)} (${assets} machine${assets === 1 ? "" : "s"})`,
+      `${kwh(sum(rows, "energy_kwh"))} · ${kg(sum(rows, "co2e_kg"))} · ${Math.round(sum(rows, "parts_good")).toLocaleString("en")} good parts`);
+    add(`This ${period} so far (from ${starts[starts.length - 1].slice(0, 10)})`,
+      `${kwh(sum(latest, "energy_kwh"))} · ${kg(sum(latest, "co2e_kg"))}`);
+    box.appendChild(dl);
+    const button = html("button", "Download my KPIs (CSV)");
+    button.type = "button";
+    button.id = "download";
+    button.addEventListener("click", () => download(rows, member, period));
+    box.appendChild(button);
+    box.hidden = false;
+  }
+
+  function csv(rows) {
+    if (!rows.length) return "";
+    const cols = Object.keys(rows[0]);
+    const cell = (v) => v === null || v === undefined ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v);
+    return [cols.join(","), ...rows.map((r) => cols.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
+  }
+  function download(rows, member, period) {
+    const url = URL.createObjectURL(new Blob([csv(rows)], { type: "text/csv" }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `kpis-${member}-${period}.csv`;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
   async function show(token, period) {
     status("Loading…");
     const me = await api("/v1/me", token);
@@ -155,13 +304,19 @@
     const kpis = me.role === "member" ? (await api(`/v1/kpis?period=${period}`, token)).data : [];
     const root = $("classes");
     root.replaceChildren();
+    const byClass = [];
     for (const cls of classes) {
-      root.appendChild(html("h2", cls.replace(/_/g, " ")));
+      const benches = await Promise.all(KPIS.map(([kpi]) =>
+        api(`/v1/benchmarks/${kpi}?asset_class=${encodeURIComponent(cls)}&period=${period}`, token)));
+      byClass.push([cls, benches]);
+    }
+    overview(me.role, period, byClass);
+    if (me.role === "member") totals(kpis, me.member, period); else $("totals").hidden = true;
+    for (const [cls, benches] of byClass) {
+      root.appendChild(html("h2", cls.replace(/_/g, " ") + ": your machines against their peers"));
       const grid = html("div", "", "grid");
       root.appendChild(grid);
       const rows = kpis.filter((r) => r.asset_class === cls);
-      const benches = await Promise.all(KPIS.map(([kpi]) =>
-        api(`/v1/benchmarks/${kpi}?asset_class=${encodeURIComponent(cls)}&period=${period}`, token)));
       KPIS.forEach(([kpi, title, unit], k) => grid.appendChild(card(kpi, title, unit, benches[k], rows)));
     }
     $("legend").hidden = false;
@@ -171,7 +326,24 @@
       : `Analyst view (no own values), by ${period}.`);
   }
 
+  // A link from the cluster office carries the token in its #fragment, which the browser never sends:
+  // keep it in this tab's session storage and take it out of the address bar (and its history).
+  function tokenFromLink() {
+    const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    if (!m) return false;
+    sessionStorage.setItem("mdh-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+    return true;
+  }
+
   function start() {
+    tokenFromLink();
+    window.addEventListener("hashchange", () => {  // another link opened in this tab
+      if (!tokenFromLink()) return;
+      const token = sessionStorage.getItem("mdh-token");
+      $("token").value = token;
+      show(token, $("period").value).catch((err) => status(err.message, true));
+    });
     const saved = sessionStorage.getItem("mdh-token");
     if (saved) $("token").value = saved;
     $("login").addEventListener("submit", (ev) => {
@@ -188,6 +360,8 @@
       sessionStorage.removeItem("mdh-token");
       $("token").value = "";
       $("classes").replaceChildren();
+      $("overview").hidden = true;
+      $("totals").hidden = true;
       $("legend").hidden = true;
       $("logout").hidden = true;
       status("Token forgotten.");
