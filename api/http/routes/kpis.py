@@ -12,7 +12,7 @@ from storage import RollupQuery
 
 from ...audit import record_rows
 from ...core.cells import period_starts
-from ...core.kpis import compute_kpis
+from ...core.kpis import compute_kpis, downtime_by_reason
 from ..deps import ContextDep, ReaderDep, visible_members
 from ..params import to_ns, window
 from ..problems import problem_responses
@@ -56,5 +56,5 @@ def get_kpis(
     factors = {m.pseudonym: m.emission_factor_kg_per_kwh for m in register.member}
     frame = compute_kpis(rollups, period, factors, DEFAULT_EMISSION_FACTOR)
     record_rows(request, frame.height)
-    rows = [KpiRow.model_validate(r) for r in frame.iter_rows(named=True)]
+    rows = [KpiRow.model_validate({**r, "downtime_s": downtime_by_reason(r)}) for r in frame.iter_rows(named=True)]
     return KpiResponse(period=period, start=start_, end=end_, data=rows)
