@@ -12,8 +12,8 @@ from core.mqtt import MqttClient, MqttEndpoint
 
 from .config import GatewaySettings
 from .errors import GatewayError
-from .opcua_security import apply_security
-from .opcua_source import OpcuaSourceRunner
+from .sources.opcua import OpcuaSourceRunner
+from .sources.opcua.security import apply_security
 
 Result = tuple[str, bool, str]
 #: A check retries a refused connection within its few seconds, not after the configured back-off.

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from wire.codec import Codec
 from wire.model import SCHEMA_VERSION, Batch, Sample
@@ -24,19 +23,14 @@ from wire.model import SCHEMA_VERSION, Batch, Sample
 from .buffer import DiskBuffer
 from .config import GatewaySettings
 from .errors import DiskBufferError
-from .metrics import HealthServer, SourceView
-from .mqtt_source import MqttSourceRunner
+from .metrics import HealthServer
 from .normalise import Normaliser, Watermarks
-from .opcua_source import OpcuaSourceRunner
 from .policy import compile_policy
 from .pseudonymise import Journal, MemberKey, Pseudonymiser, load_key
+from .sources import SourceContext, SourceRunner, build_sources
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
-
-
-class SourceRunner(SourceView, Protocol):
-    async def run(self) -> None: ...
 
 
 class Gateway:
@@ -64,15 +58,15 @@ class Gateway:
         self.uplink = Uplink(settings.uplink, self.buffer, member=self.member, gateway=self.gateway_pseudonym)
         classes = settings.asset_classes()
         self.watermarks = Watermarks()
-        self.sources: list[SourceRunner] = []
-        pki = b.path.parent / "pki"
-        for oc in settings.opcua:
-            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes, watermarks=self.watermarks)
-            self.sources.append(OpcuaSourceRunner(oc, n, self._sink, pki_dir=pki))
-        for mc in settings.mqtt:
-            n = Normaliser(self.policy, self.pseudonymiser, asset_classes=classes, watermarks=self.watermarks)
-            cid = f"mdh-{self.gateway_pseudonym}-{self.pseudonymiser('g', 'source:' + mc.name)[2:10]}"
-            self.sources.append(MqttSourceRunner(mc, n, self._sink, client_id=cid))
+        ctx = SourceContext(
+            normaliser=lambda: Normaliser(
+                self.policy, self.pseudonymiser, asset_classes=classes, watermarks=self.watermarks
+            ),
+            sink=self._sink,
+            pki_dir=b.path.parent / "pki",
+            client_id=lambda name: f"mdh-{self.gateway_pseudonym}-{self.pseudonymiser('g', 'source:' + name)[2:10]}",
+        )
+        self.sources: list[SourceRunner] = build_sources(settings, ctx)
         self.health: HealthServer | None = None
         self._stop = asyncio.Event()
         self._running = False

@@ -18,7 +18,7 @@ from gateway.errors import KeyFileError
 from gateway.normalise import Normaliser, Reading, quality_of
 from gateway.policy import PolicySettings, compile_policy
 from gateway.pseudonymise import Journal, MemberKey, Pseudonymiser, generate_key, load_key, pseudonym, reveal
-from gateway.sparkplug import AliasTable, SparkplugError, decode_payload
+from gateway.sources.mqtt.sparkplug import AliasTable, SparkplugError, decode_payload
 from wire import Quality, Sample, sample_problem
 from wire.model import PSEUDONYM_RE
 

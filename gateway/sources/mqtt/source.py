@@ -12,20 +12,18 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from core.mqtt import Message, MqttClient, topic_matches
-from wire.model import Sample
 
+from ...normalise import Normaliser, Reading
+from ..base import Sink
 from .config import MqttSource, MqttTopic
-from .normalise import Normaliser, Reading
 from .sparkplug import AliasTable, SparkplugError, decode_payload, parse_topic
 
 log = logging.getLogger(__name__)
 
-AckingSink = Callable[[list[Sample], Callable[[], None] | None], None]
 _TS_FACTOR = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
@@ -70,7 +68,7 @@ def parse_number(payload: bytes) -> Any:
 class MqttSourceRunner:
     kind = "mqtt"
 
-    def __init__(self, cfg: MqttSource, normaliser: Normaliser, sink: AckingSink, *, client_id: str) -> None:
+    def __init__(self, cfg: MqttSource, normaliser: Normaliser, sink: Sink, *, client_id: str) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.normaliser = normaliser

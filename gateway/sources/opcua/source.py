@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,14 +30,14 @@ from asyncua.ua.uaerrors import UaError
 from core.backoff import Backoff
 from wire.model import Sample
 
+from ...errors import SourceError
+from ...normalise import Normaliser, Reading
+from ..base import Sink
 from .config import OpcuaGroup, OpcuaNode, OpcuaSource
-from .errors import SourceError
-from .normalise import Normaliser, Reading
-from .opcua_security import apply_security
+from .security import apply_security
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[list[Sample]], None]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _OBJECTS = ua.NodeId(ua.Int32(ObjectIds.ObjectsFolder))
