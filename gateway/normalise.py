@@ -129,6 +129,14 @@ class Normaliser:
         self._prepared[(asset, local)] = prepared
         return prepared
 
+    def watermark(self, asset: str, local: str) -> int | None:
+        """The newest timestamp sent of the series a reading of ``asset``/``local`` goes to (``None``: none yet,
+        or the reading would be dropped); where a backfill after an outage starts."""
+        prepared = self._prepared.get((asset, local)) or self._prepare(asset, local)
+        if isinstance(prepared, str):
+            return None
+        return self._marks.get((prepared[0], prepared[2].canonical))
+
     def drop(self, reason: str) -> str:
         self.dropped[reason] += 1
         return reason

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from .events import EventSettings
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -34,6 +36,16 @@ class OpcuaGroup(_Section):
         if self.deadband_abs is not None and self.deadband_pct is not None:
             raise ValueError("set deadband_abs or deadband_pct, not both")
         return self
+
+
+class BackfillSettings(_Section):
+    """``[opcua.backfill]``: read gaps from the server's history on (re)connect (see ``backfill.py``)."""
+
+    enabled: bool = Field(default=False, description="Read gaps from the server's history on (re)connect")
+    max_gap_s: float = Field(default=3600.0, gt=0, le=31 * 86400, description="Read at most this far back")
+    values_per_request: int = Field(default=1000, ge=1, le=100_000, description="NumValuesPerNode per request")
+    nodes_per_request: int = Field(default=50, ge=1, le=1000, description="Nodes per HistoryRead request")
+    max_requests_per_s: float = Field(default=20.0, gt=0, le=1000, description="HistoryRead requests per second")
 
 
 class OpcuaNode(_Section):
@@ -74,6 +86,8 @@ class OpcuaSource(_Section):
     backoff_max_s: float = Field(default=30.0, gt=0)
     groups: list[OpcuaGroup] = Field(default_factory=list)
     nodes: list[OpcuaNode] = Field(default_factory=list)
+    backfill: BackfillSettings = Field(default_factory=BackfillSettings)
+    events: EventSettings | None = Field(default=None, description="Events and alarms -> states and reasons")
 
     @model_validator(mode="after")
     def _security(self) -> OpcuaSource:

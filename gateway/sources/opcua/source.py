@@ -33,6 +33,7 @@ from wire.model import Sample
 from ...errors import SourceError
 from ...normalise import Normaliser, Reading
 from ..base import Sink
+from .backfill import BackfillStats, Gap, historised, plan, read_gaps
 from .config import OpcuaGroup, OpcuaNode, OpcuaSource
 from .security import apply_security
 
@@ -106,6 +107,7 @@ class OpcuaSourceRunner:
         self.readings_in = 0
         self.unresolved = 0
         self.last_error: str | None = None
+        self.backfill = BackfillStats()
         self._sessions = 0
 
     # -- resolution ----------------------------------------------------------------------------
@@ -210,6 +212,10 @@ class OpcuaSourceRunner:
                 self.reconnects += 1
             self._sessions += 1
             subs: list[Subscription] = []
+            # with backfill, live changes queue in the subscriptions until the gap has been read from history
+            live = asyncio.Event()
+            if not self.cfg.backfill.enabled:
+                live.set()
             async with asyncio.TaskGroup() as tg:
                 groups: dict[str, list[Binding]] = {}
                 for b in bindings:
@@ -217,15 +223,18 @@ class OpcuaSourceRunner:
                 for items in groups.values():
                     g = items[0].group
                     if g.mode == "poll":
-                        tg.create_task(self._poll(client, g, items))
+                        tg.create_task(self._poll(client, g, items, live))
                     else:
                         sub = await self._subscribe(client, g, items)
                         subs.append(sub)
-                        tg.create_task(self._consume(sub, {i + 1: b for i, b in enumerate(items)}))
+                        tg.create_task(self._consume(sub, {i + 1: b for i, b in enumerate(items)}, live))
                 self.connected = True
                 self.last_error = None
                 backoff.reset()
                 log.info("opcua %s: connected, %d nodes in %d groups", self.name, len(bindings), len(groups))
+                if not live.is_set():
+                    await self._backfill(client, bindings)
+                    live.set()
                 await lost.wait()
                 raise ConnectionError("connection to the OPC UA server lost")
         finally:
@@ -272,8 +281,40 @@ class OpcuaSourceRunner:
             log.warning("opcua %s: %d monitored items were refused by the server", self.name, failed)
         return sub
 
-    async def _consume(self, sub: Subscription, handles: dict[int, Binding]) -> None:
+    async def _backfill(self, client: Client, bindings: list[Binding]) -> None:
+        """Read the gap of every historised series from the server's history (see :mod:`.backfill`)."""
+        cfg, stats = self.cfg.backfill, self.backfill
+        end = datetime.now(UTC)  # after the subscriptions exist: what changes from now on, they deliver
+        flags = await historised(client, [b.nodeid for b in bindings], self.cfg.batch_size)
+        stats.historised = sum(flags)
+        marks = [
+            (b, b.nodeid, self.normaliser.watermark(b.asset, b.signal))
+            for b, f in zip(bindings, flags, strict=True)
+            if f
+        ]
+        gaps = plan(marks, end, cfg, stats)
+        if not gaps:
+            return
+        before = stats.samples
+
+        def deliver(gap: Gap, values: list[ua.DataValue]) -> None:
+            out: list[Sample] = []
+            accepted = self.normaliser.accepted
+            recv = time.time_ns()
+            for dv in values:
+                self._emit(gap.key, dv, recv, out)
+            stats.samples += self.normaliser.accepted - accepted
+            if out:
+                self._sink(out)
+
+        await read_gaps(client, gaps, cfg, stats, deliver)
+        log.info(
+            "opcua %s: backfilled %d values of %d series from history", self.name, stats.samples - before, len(gaps)
+        )
+
+    async def _consume(self, sub: Subscription, handles: dict[int, Binding], live: asyncio.Event) -> None:
         out: list[Sample] = []
+        await live.wait()
         async for ev in sub:
             if not isinstance(ev, DataChangeEvent):
                 continue
@@ -285,8 +326,9 @@ class OpcuaSourceRunner:
                 self._sink(out)
                 out = []
 
-    async def _poll(self, client: Client, g: OpcuaGroup, items: list[Binding]) -> None:
+    async def _poll(self, client: Client, g: OpcuaGroup, items: list[Binding], live: asyncio.Event) -> None:
         last: dict[int, tuple[Any, int | None, int]] = {}
+        await live.wait()
         while True:
             started = time.monotonic()
             out: list[Sample] = []

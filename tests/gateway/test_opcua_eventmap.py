@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.configfile import ConfigError, settings_from_dict
-from gateway.eventmap import EventFacts, EventNotifier, EventRule, EventSettings, match, readings
+from gateway.sources.opcua.events import EventFacts, EventNotifier, EventRule, EventSettings, match, readings
 from gateway.normalise import Normaliser
 from gateway.policy import PolicySettings, compile_policy
 from gateway.pseudonymise import MemberKey, Pseudonymiser

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wire.catalog import DOWNTIME_REASONS, MACHINE_STATES
 
-from .normalise import Reading
+from ...normalise import Reading
 
 #: The Server object: every event of the server is reported through it.
 SERVER_OBJECT = "ns=0;i=2253"
