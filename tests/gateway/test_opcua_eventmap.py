@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.configfile import ConfigError, settings_from_dict
-from gateway.sources.opcua.events import EventFacts, EventNotifier, EventRule, EventSettings, match, readings
 from gateway.normalise import Normaliser
 from gateway.policy import PolicySettings, compile_policy
 from gateway.pseudonymise import MemberKey, Pseudonymiser
+from gateway.sources.opcua.events import EventFacts, EventNotifier, EventRule, EventSettings, match, readings
 from wire import DOWNTIME_REASONS, MACHINE_STATES, sample_problem
 
 RULES = [
