@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from .buffer import DiskBuffer
 from .normalise import DROP_REASONS, Normaliser
+from .sources.opcua.metrics import opcua_metrics
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class GatewayCollector(Collector):
             up.add_metric([s.name, s.kind], 1.0 if s.connected else 0.0)
             rec.add_metric([s.name], s.reconnects)
         yield from (readings, out, dropped, up, rec)
+        yield from opcua_metrics(gw.sources)
         b = gw.buffer
         yield GaugeMetricFamily("mdh_gateway_buffer_samples", "Samples in the disk buffer", value=b.depth_samples)
         yield GaugeMetricFamily("mdh_gateway_buffer_bytes", "Bytes in the disk buffer", value=b.depth_bytes)

@@ -35,6 +35,8 @@ from ...normalise import Normaliser, Reading
 from ..base import Sink
 from .backfill import BackfillStats, Gap, historised, plan, read_gaps
 from .config import OpcuaGroup, OpcuaNode, OpcuaSource
+from .events import EventSettings
+from .eventsub import EventReader, EventStats
 from .security import apply_security
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class OpcuaSourceRunner:
         self.unresolved = 0
         self.last_error: str | None = None
         self.backfill = BackfillStats()
+        self.events = EventStats()
         self._sessions = 0
 
     # -- resolution ----------------------------------------------------------------------------
@@ -235,10 +238,13 @@ class OpcuaSourceRunner:
                 if not live.is_set():
                     await self._backfill(client, bindings)
                     live.set()
+                if self.cfg.events is not None:
+                    await self._subscribe_events(client, self.cfg.events, tg)
                 await lost.wait()
                 raise ConnectionError("connection to the OPC UA server lost")
         finally:
             self.connected = False
+            self.events.notifiers = 0
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     await client.disconnect()
@@ -311,6 +317,26 @@ class OpcuaSourceRunner:
         log.info(
             "opcua %s: backfilled %d values of %d series from history", self.name, stats.samples - before, len(gaps)
         )
+
+    async def _subscribe_events(self, client: Client, cfg: EventSettings, tg: asyncio.TaskGroup) -> None:
+        namespaces = await client.get_namespace_array()
+        nodeids = [parse_node(n.node, namespaces) for n in cfg.notifiers]
+        reader = EventReader(cfg, self.events, self._emit_readings, to_ns)
+        sub = await reader.subscribe(
+            client, nodeids, min((g.publishing_interval_ms for g in self.cfg.groups), default=500)
+        )
+        tg.create_task(reader.consume(client, sub))
+        log.info("opcua %s: subscribed to the events of %d notifier(s)", self.name, len(nodeids))
+
+    def _emit_readings(self, readings: list[Reading]) -> None:
+        out: list[Sample] = []
+        for r in readings:
+            self.readings_in += 1
+            s = self.normaliser.normalise(r)
+            if not isinstance(s, str):
+                out.append(s)
+        if out:
+            self._sink(out)
 
     async def _consume(self, sub: Subscription, handles: dict[int, Binding], live: asyncio.Event) -> None:
         out: list[Sample] = []
