@@ -16,19 +16,10 @@ from testkit.machines import MachineServer
 from testkit.servers import free_port, start_mosquitto
 from testkit.waiting import wait_until
 
-from .conftest import POLICY, gateway_settings
+from .conftest import EVENT_POLICY, gateway_settings
 from .hub import RawSubscriber, Relay
 
 pytestmark = pytest.mark.integration
-
-EVENT_POLICY: dict[str, Any] = {
-    **POLICY,
-    "signals": {
-        **POLICY["signals"],
-        "EventState": {"canonical": "state"},
-        "EventReason": {"canonical": "downtime_reason"},
-    },
-}
 
 
 def events_config(server: MachineServer) -> dict[str, Any]:
