@@ -15,6 +15,7 @@ from .config import GatewaySettings, load_gateway_settings
 app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
 CONFIG = typer.Option(..., "--config", "-c", help="Gateway configuration file (TOML)")
+PSEUDONYMS = typer.Argument(..., help="One or more pseudonyms such as a-1f2e3d4c5b6a7988")
 KEY_OUT = typer.Option(Path("member.key"), "--out", "-o", help="Key file to write (mode 0600)")
 
 
@@ -42,7 +43,7 @@ def run(config: Path = CONFIG) -> None:
 @app.command()
 def keygen(
     out: Path = KEY_OUT,
-    key_id: str | None = typer.Option(None, "--key-id", help="Key id sent with every batch (default: date-based)"),
+    key_id: str | None = typer.Option(None, "--key-id", help="Key id sent with every batch (default: opaque, random)"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing key: every pseudonym changes"),
 ) -> None:
     """Create the member's secret key. Keep it in the factory; back it up like a password."""
@@ -54,22 +55,25 @@ def keygen(
 
 @app.command()
 def reveal(
-    pseudonym: str = typer.Argument(..., help="A pseudonym such as a-1f2e3d4c5b6a7988"),
+    pseudonyms: list[str] = PSEUDONYMS,
     config: Path = CONFIG,
 ) -> None:
-    """Map one of this member's pseudonyms back to the clear identifier (locally, with the key)."""
+    """Map this member's pseudonyms back to the clear identifiers (locally, with the key); exit 1 if one is unknown."""
     from .pseudonymise import Journal, load_key
     from .pseudonymise import reveal as do_reveal
 
     settings = _settings(config)
     key = load_key(settings.identity.key_file)
     candidates = settings.known_identifiers() + Journal(settings.identity.journal_file).read()
-    found = do_reveal(key, pseudonym, candidates)
-    if not found:
-        typer.echo("not found among the identifiers in the configuration and the journal", err=True)
-        raise typer.Exit(1)
-    for kind, ident in found:
-        typer.echo(f"{pseudonym}\t{kind}\t{ident}")
+    unknown = 0
+    for pseudonym in pseudonyms:
+        found = do_reveal(key, pseudonym, candidates)
+        if not found:
+            typer.echo(f"{pseudonym}\tnot found among the identifiers in the configuration and the journal", err=True)
+            unknown += 1
+        for kind, ident in found:
+            typer.echo(f"{pseudonym}\t{kind}\t{ident}")
+    raise typer.Exit(1 if unknown else 0)
 
 
 @app.command()

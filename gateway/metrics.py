@@ -5,7 +5,8 @@ Metrics are collected at scrape time from the gateway's own counters (nothing is
 the hot path), in a registry per gateway so that several gateways can run in one process.
 
 ``GET /health`` answers 200 with ``{"status": "ok", ...}`` when the uplink and every source are
-connected, else 503 with ``"degraded"`` and the details; ``GET /metrics`` is the Prometheus text.
+connected and no source has an active problem, else 503 with ``"degraded"``, the ``reasons`` and the
+details; ``GET /metrics`` is the Prometheus text.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prometheus_client.registry import Collector
 from .buffer import DiskBuffer
 from .normalise import DROP_REASONS, Normaliser
 from .sources.opcua.metrics import opcua_metrics
+from .sources.problems import INPUT_EVENTS, NODE_STATES, SourceProblems
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class SourceView(Protocol):
     kind: str
     normaliser: Normaliser
     readings_in: int
+    problems: SourceProblems
 
     @property
     def connected(self) -> bool: ...
@@ -76,14 +79,32 @@ class GatewayCollector(Collector):
             "mdh_gateway_source_connected", "1 if the source is connected", labels=["source", "kind"]
         )
         rec = CounterMetricFamily("mdh_gateway_source_reconnects", "Reconnects per source", labels=["source"])
+        nodes = GaugeMetricFamily(
+            "mdh_gateway_source_nodes_unavailable",
+            "Configured nodes now missing on the server, refused by it, or stalled",
+            labels=["source", "reason"],
+        )
+        inputs = CounterMetricFamily(
+            "mdh_gateway_source_input_problems",
+            "Inputs that were malformed, lost to a queue overflow, stalled or refused",
+            labels=["source", "reason"],
+        )
+        healthy = GaugeMetricFamily(
+            "mdh_gateway_source_healthy", "1 if the source is connected and has no active problem", labels=["source"]
+        )
         for s in gw.sources:
+            for state in NODE_STATES:
+                nodes.add_metric([s.name, state], s.problems.nodes.get(state, 0))
+            for kind in INPUT_EVENTS:
+                inputs.add_metric([s.name, kind], s.problems.events.get(kind, 0))
+            healthy.add_metric([s.name], 1.0 if s.connected and not s.problems.active() else 0.0)
             readings.add_metric([s.name], s.readings_in)
             out.add_metric([s.name], s.normaliser.accepted)
             for reason in DROP_REASONS:
                 dropped.add_metric([s.name, reason], s.normaliser.dropped.get(reason, 0))
             up.add_metric([s.name, s.kind], 1.0 if s.connected else 0.0)
             rec.add_metric([s.name], s.reconnects)
-        yield from (readings, out, dropped, up, rec)
+        yield from (readings, out, dropped, up, rec, nodes, inputs, healthy)
         yield from opcua_metrics(gw.sources)
         b = gw.buffer
         yield GaugeMetricFamily("mdh_gateway_buffer_samples", "Samples in the disk buffer", value=b.depth_samples)
@@ -116,11 +137,21 @@ class GatewayCollector(Collector):
 
 
 def health(gw: GatewayView) -> tuple[bool, dict[str, Any]]:
-    sources = {s.name: {"kind": s.kind, "connected": s.connected, "reconnects": s.reconnects} for s in gw.sources}
-    ok = gw.uplink.connected and all(v["connected"] for v in sources.values())
+    """``ok`` only if the uplink and every source are connected and no source has an active problem
+    (missing, refused or stalled nodes; malformed or overflowing input within the last minutes)."""
+    sources: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = [] if gw.uplink.connected else ["uplink: not connected"]
+    for s in gw.sources:
+        problems = s.problems.active()
+        sources[s.name] = {"kind": s.kind, "connected": s.connected, "reconnects": s.reconnects, "problems": problems}
+        if not s.connected:
+            reasons.append(f"source {s.name}: not connected")
+        reasons += [f"source {s.name}: {text}" for text in problems.values()]
+    ok = not reasons
     oldest = gw.buffer.oldest_ns()
     return ok, {
         "status": "ok" if ok else "degraded",
+        "reasons": reasons,
         "gateway": gw.gateway_pseudonym,
         "uplink": {"connected": gw.uplink.connected, "inflight": gw.uplink.inflight},
         "sources": sources,

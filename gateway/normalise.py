@@ -110,6 +110,11 @@ class Normaliser:
         #: gateway, so a value that a server delivers again after a reconnect or restart is not sent twice.
         self.watermarks = watermarks if watermarks is not None else Watermarks()
         self._marks = self.watermarks.ts
+        #: True for sources that can confirm an unchanged value (OPC UA reads it): the heartbeat then repeats
+        #: a value as good only if the source confirmed it within the heartbeat period (:meth:`confirm`).
+        self.require_confirmation = False
+        #: (asset pseudonym, canonical signal) -> receive time (ns) of the last delivery or confirmation.
+        self.confirmed: dict[tuple[str, str], int] = {}
 
     def classify(self, asset: str, asset_class: str) -> None:
         """Set the asset class of a clear asset id discovered at run time."""
@@ -161,10 +166,6 @@ class Normaliser:
             ts -= ts % rule.coarsen_ns
         if not MIN_TS_NS <= ts <= MAX_TS_NS:
             return self.drop("invalid")
-        mark_key = (asset, rule.canonical)
-        mark = self._marks.get(mark_key)
-        if mark is not None and ts <= mark:
-            return self.drop("replayed")
         kind = rule.kind
         value: Any
         if rule.personal:
@@ -198,20 +199,43 @@ class Normaliser:
         checked = rule.personal or (isinstance(value, str) and len(value) > MAX_STRING_VALUE)
         if checked and sample_problem(sample) is not None:
             return self.drop("contract")
+        mark_key = (asset, rule.canonical)
+        mark = self._marks.get(mark_key)
+        if mark is not None and ts <= mark:
+            if mark_key not in self.last:  # first sight after a restart: the heartbeat repeats it from now on
+                self.last[mark_key] = (sample, rule)
+                self.confirmed[mark_key] = r.recv_ns
+            return self.drop("replayed")
         self.accepted += 1
         self._marks[mark_key] = ts
         self.watermarks.dirty[mark_key] = ts
         self.last[mark_key] = (sample, rule)
+        self.confirmed[mark_key] = r.recv_ns
         return sample
 
-    def repeat_stale(self, now_ns: int, older_than_ns: int) -> list[Sample]:
+    def confirm(self, asset: str, local: str, recv_ns: int) -> None:
+        """The source read (asset, local signal) again and its value is unchanged: the value is still current."""
+        prepared = self._prepared.get((asset, local))
+        if prepared is None or isinstance(prepared, str):
+            return
+        key = (prepared[0], prepared[2].canonical)
+        if key in self.last:
+            self.confirmed[key] = recv_ns
+
+    def repeat_stale(self, now_ns: int, older_than_ns: int, *, confirmed_since_ns: int | None = None) -> list[Sample]:
         """Repeat, stamped ``now_ns``, every last value not refreshed for ``older_than_ns``.
 
         The hub caps how long a state lasts without news; repeating current values while the
-        source is connected keeps states and gauges of quiet machines alive.
+        source is connected keeps states and gauges of quiet machines alive. A value is never
+        repeated as good on the gateway's word alone: with :attr:`require_confirmation`, only values
+        the source delivered or confirmed at or after ``confirmed_since_ns`` are repeated (a stalled
+        subscription therefore goes quiet instead of repeating a frozen value).
         """
         out: list[Sample] = []
+        since = now_ns - older_than_ns if confirmed_since_ns is None else confirmed_since_ns
         for key, (s, rule) in self.last.items():
+            if self.require_confirmation and self.confirmed.get(key, 0) < since:
+                continue
             if now_ns - s.ts >= older_than_ns:
                 ts = now_ns - now_ns % rule.coarsen_ns if rule.coarsen_ns else now_ns
                 if ts <= s.ts:

@@ -180,6 +180,6 @@ class Gateway:
             now = time.time_ns()
             for s in self.sources:
                 if s.connected:
-                    repeated = s.normaliser.repeat_stale(now, older)
+                    repeated = s.normaliser.repeat_stale(now, older, confirmed_since_ns=now - int(period * 1e9))
                     if repeated:
                         self.buffer.add(repeated)

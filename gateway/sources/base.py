@@ -15,6 +15,7 @@ from typing import Protocol
 from wire.model import Sample
 
 from ..normalise import Normaliser
+from .problems import SourceProblems
 
 
 class Sink(Protocol):
@@ -30,6 +31,7 @@ class SourceRunner(Protocol):
     kind: str
     normaliser: Normaliser
     readings_in: int
+    problems: SourceProblems
 
     @property
     def connected(self) -> bool: ...

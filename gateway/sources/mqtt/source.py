@@ -19,6 +19,7 @@ from core.mqtt import Message, MqttClient, topic_matches
 
 from ...normalise import Normaliser, Reading
 from ..base import Sink
+from ..problems import SourceProblems
 from .config import MqttSource, MqttTopic
 from .sparkplug import AliasTable, SparkplugError, decode_payload, parse_topic
 
@@ -77,6 +78,7 @@ class MqttSourceRunner:
         self.readings_in = 0
         self.messages_in = 0
         self.malformed = 0
+        self.problems = SourceProblems(f"mqtt {cfg.name}", log)
         self.aliases = AliasTable()
         self.session: MqttClient | None = None
         self._classified: set[str] = set()
@@ -132,8 +134,8 @@ class MqttSourceRunner:
             return [Reading(asset, signal, parse_number(payload), recv_ns)]
         try:
             doc = json.loads(payload)
-        except ValueError:
-            self.malformed += 1
+        except ValueError as exc:
+            self._malformed(t, f"not JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')})")
             return []
         ts = parse_ts(lookup(doc, t.ts_path), t.ts_unit) if t.ts_path else None
         if ts is None and retained:
@@ -143,14 +145,19 @@ class MqttSourceRunner:
             value = None
         return [Reading(asset, signal, value, recv_ns, ts)]
 
+    def _malformed(self, t: MqttTopic, why: str) -> None:
+        """Counted, acknowledged (a message that cannot be read will not become readable when delivered again)."""
+        self.malformed += 1
+        self.problems.event("malformed", detail=f"filter {t.filter!r}: {why}")
+
     def _sparkplug(self, t: MqttTopic, topic: str, payload: bytes, recv_ns: int) -> list[Reading]:
         try:
             group, mtype, node, device = parse_topic(topic)
             if mtype not in ("NBIRTH", "DBIRTH", "NDATA", "DDATA"):
                 return []
             p = decode_payload(payload)
-        except SparkplugError:
-            self.malformed += 1
+        except SparkplugError as exc:
+            self._malformed(t, f"not a Sparkplug B payload ({exc})")
             return []
         if mtype.endswith("BIRTH"):
             self.aliases.learn(group, node, p.metrics, reset=mtype == "NBIRTH")

@@ -26,13 +26,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
 
+from ...normalise import Normaliser
 from .config import BackfillSettings
+from .resolve import Binding
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,37 @@ class Gap:
     nodeid: ua.NodeId
     start: datetime
     end: datetime
+
+
+class BackfillTarget(Protocol):
+    """What the backfill needs of its source: the series' watermarks and a way to send values."""
+
+    name: str
+    normaliser: Normaliser
+
+    def emit_values(self, b: Binding, values: list[ua.DataValue]) -> int: ...
+
+
+async def backfill(
+    client: Client, bindings: Sequence[Binding], source: BackfillTarget, cfg: BackfillSettings, stats: BackfillStats
+) -> None:
+    """Read the gap of every historised series of ``bindings`` and send it through ``source``."""
+    end = datetime.now(UTC)  # called after the subscriptions exist: what changes from now on, they deliver
+    flags = await historised(client, [b.nodeid for b in bindings], cfg.nodes_per_request)
+    stats.historised = sum(flags)
+    marks = [
+        (b, b.nodeid, source.normaliser.watermark(b.asset, b.signal)) for b, f in zip(bindings, flags, strict=True) if f
+    ]
+    gaps = plan(marks, end, cfg, stats)
+    if not gaps:
+        return
+    before = stats.samples
+
+    def deliver(gap: Gap, values: list[ua.DataValue]) -> None:
+        stats.samples += source.emit_values(gap.key, values)
+
+    await read_gaps(client, gaps, cfg, stats, deliver)
+    log.info("opcua %s: backfilled %d values of %d series from history", source.name, stats.samples - before, len(gaps))
 
 
 def from_ns(ns: int) -> datetime:

@@ -5,6 +5,7 @@ The sample ``sample.toml`` beside this module shows every key; the plugin's READ
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -26,10 +27,19 @@ class OpcuaGroup(_Section):
     mode: Literal["subscription", "poll"] = "subscription"
     publishing_interval_ms: float = Field(default=500, gt=0)
     sampling_interval_ms: float = Field(default=250, ge=0)
-    queue_size: int = Field(default=10, ge=0)
+    queue_size: int | None = Field(
+        default=None, ge=1, description="Monitored item queue; at least what one publishing interval samples"
+    )
     deadband_abs: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=100)
     poll_interval_s: float = Field(default=1.0, gt=0)
+
+    def effective_queue_size(self) -> int:
+        """The queue each monitored item asks for: enough for every sample of one publishing interval, twice
+        (a publish response that comes late must not overflow it), at least the configured size, at most 1000."""
+        sampling = self.sampling_interval_ms or 50.0  # 0 = the server's fastest rate; assume 50 ms
+        needed = 2 * math.ceil(self.publishing_interval_ms / sampling) + 1
+        return min(1000, max(self.queue_size or 0, needed))
 
     @model_validator(mode="after")
     def _one_deadband(self) -> OpcuaGroup:
@@ -82,6 +92,11 @@ class OpcuaSource(_Section):
     server_fingerprint: str | None = Field(default=None, description="SHA-256 fingerprint of the server certificate")
     timeout_s: float = Field(default=4.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=5000, description="Monitored items created per request")
+    audit_interval_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="Read the subscribed nodes this often and compare with what arrived (0: off)",
+    )
     backoff_min_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
     groups: list[OpcuaGroup] = Field(default_factory=list)

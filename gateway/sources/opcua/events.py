@@ -86,6 +86,7 @@ class EventSettings(_Section):
     state_signal: str = Field(default="EventState", description="Local signal of the mapped machine state")
     reason_signal: str = Field(default="EventReason", description="Local signal of the mapped downtime reason")
     queue_size: int = Field(default=1000, ge=1, le=100_000, description="Events the server queues per notifier")
+    publishing_interval_ms: float = Field(default=250, gt=0, description="Publishing interval of the events")
 
 
 @dataclass(frozen=True, slots=True)

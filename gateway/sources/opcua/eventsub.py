@@ -7,12 +7,13 @@ reach the gateway. Event types are matched by browse name, read once per type an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -23,6 +24,7 @@ from asyncua.ua.uaerrors import UaError
 
 from ...normalise import Reading
 from .events import EventFacts, EventNotifier, EventSettings, readings
+from .resolve import parse_node, to_ns
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +122,21 @@ class EventReader:
                 continue
             self.stats.mapped += 1
             self._emit(out)
+
+
+class EventTarget(Protocol):
+    name: str
+
+    def emit_readings(self, readings: list[Reading]) -> None: ...
+
+
+async def subscribe_events(
+    client: Client, cfg: EventSettings, source: EventTarget, stats: EventStats, tg: asyncio.TaskGroup
+) -> None:
+    """Subscribe to the events of ``cfg.notifiers`` and consume them in a task of ``tg``."""
+    namespaces = await client.get_namespace_array()
+    nodeids = [parse_node(n.node, namespaces) for n in cfg.notifiers]
+    reader = EventReader(cfg, stats, source.emit_readings, to_ns)
+    sub = await reader.subscribe(client, nodeids, cfg.publishing_interval_ms)
+    tg.create_task(reader.consume(client, sub))
+    log.info("opcua %s: subscribed to the events of %d notifier(s)", source.name, len(nodeids))
