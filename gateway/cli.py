@@ -1,4 +1,4 @@
-"""``metalldaten gateway``: run, keygen, reveal, preview, check."""
+"""``metalldaten gateway``: run, reload, keygen, reveal, preview, check."""
 
 from __future__ import annotations
 
@@ -25,19 +25,33 @@ def _settings(path: Path) -> GatewaySettings:
 
 @app.command()
 def run(config: Path = CONFIG) -> None:
-    """Run the gateway until SIGTERM or Ctrl-C (then drain the uplink and flush the buffer)."""
+    """Run the gateway until SIGTERM or Ctrl-C (then drain the uplink and flush the buffer); SIGHUP reloads."""
     from .runner import Gateway
 
     settings = _settings(config)
 
     async def main() -> None:
-        async with Gateway(settings) as gw:
+        async with Gateway(settings, config_path=config) as gw:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, gw.stop)
+            loop.add_signal_handler(signal.SIGHUP, gw.request_reload)
             await gw.run()
 
     asyncio.run(main())
+
+
+@app.command()
+def reload(config: Path = CONFIG) -> None:
+    """Check the configuration file and make the gateway running with it re-read it (as SIGHUP does).
+
+    A file that does not load is reported here and not sent; what the running gateway cannot apply
+    (a changed [identity], [buffer], [uplink] or [health]) it refuses and reports in its log and /health."""
+    from .reload import signal_reload
+
+    settings = _settings(config)
+    pid = signal_reload(settings)
+    typer.echo(f"reload requested from the gateway (pid {pid}); see its log and /health for the result")
 
 
 @app.command()

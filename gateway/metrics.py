@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -63,6 +63,12 @@ class GatewayView(Protocol):
     @property
     def uplink(self) -> Uplink: ...
 
+    @property
+    def reloads(self) -> Mapping[str, int]: ...
+
+    @property
+    def reload_error(self) -> str | None: ...
+
 
 class GatewayCollector(Collector):
     def __init__(self, gateway: GatewayView) -> None:
@@ -106,6 +112,14 @@ class GatewayCollector(Collector):
             rec.add_metric([s.name], s.reconnects)
         yield from (readings, out, dropped, up, rec, nodes, inputs, healthy)
         yield from opcua_metrics(gw.sources)
+        reloads = CounterMetricFamily(
+            "mdh_gateway_reloads",
+            "Configuration reloads by result (refused: the running one continues)",
+            labels=["result"],
+        )
+        for result in ("ok", "refused"):
+            reloads.add_metric([result], gw.reloads.get(result, 0))
+        yield reloads
         b = gw.buffer
         yield GaugeMetricFamily("mdh_gateway_buffer_samples", "Samples in the disk buffer", value=b.depth_samples)
         yield GaugeMetricFamily("mdh_gateway_buffer_bytes", "Bytes in the disk buffer", value=b.depth_bytes)
@@ -147,6 +161,8 @@ def health(gw: GatewayView) -> tuple[bool, dict[str, Any]]:
         if not s.connected:
             reasons.append(f"source {s.name}: not connected")
         reasons += [f"source {s.name}: {text}" for text in problems.values()]
+    if gw.reload_error is not None:
+        reasons.append(f"reload refused, the running configuration continues: {gw.reload_error}")
     ok = not reasons
     oldest = gw.buffer.oldest_ns()
     return ok, {

@@ -116,6 +116,13 @@ class Normaliser:
         #: (asset pseudonym, canonical signal) -> receive time (ns) of the last delivery or confirmation.
         self.confirmed: dict[tuple[str, str], int] = {}
 
+    def set_policy(self, policy: Policy, asset_classes: dict[str, str]) -> None:
+        """Apply a reloaded policy from the next reading on; the heartbeat forgets series whose rule changed."""
+        self.policy = policy
+        self._asset_classes = dict(asset_classes)
+        self._prepared = {}
+        self.last = {k: (s, rule) for k, (s, rule) in self.last.items() if policy.rules.get(rule.local) == rule}
+
     def classify(self, asset: str, asset_class: str) -> None:
         """Set the asset class of a clear asset id discovered at run time."""
         self._asset_classes[asset] = asset_class
