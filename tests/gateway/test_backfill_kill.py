@@ -6,12 +6,8 @@ the whole run) exactly once, and no change reached the hub in two batches."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,80 +22,28 @@ from testkit.waiting import wait_until
 
 from .conftest import MEMBER
 from .hub import RawSubscriber
+from .process import kill_if_running, opcua_toml, scrape, spawn_gateway, write_gateway_toml
 
 pytestmark = pytest.mark.integration
 
-CLI = str(Path(sys.executable).parent / "metalldaten")
 KILLED_S = 30.0
 STEP_S = 0.2
+FILLED = 'mdh_gateway_backfill_samples_total{source="m"}'
 
 
 def _config(tmp: Path, url: str, node: str, broker_port: int, health_port: int) -> Path:
     generate_key(tmp / "member.key", key_id="k-test")
-    path = tmp / "gateway.toml"
-    path.write_text(
-        f"""
-[identity]
-member = "{MEMBER}"
-gateway_name = "backfill-kill-gw"
-key_file = "member.key"
-
-[policy.signals.Power]
-canonical = "power_kw"
-
-[[opcua]]
-name = "m"
-url = "{url}"
-backoff_min_s = 0.1
-backoff_max_s = 1.0
-groups = [{{ name = "fast", publishing_interval_ms = 50, sampling_interval_ms = 0, queue_size = 100 }}]
-nodes = [{{ asset = "Schleifmaschine-SN-889", signal = "Power", node = "{node}", group = "fast" }}]
-
-[opcua.backfill]
-enabled = true
-values_per_request = 40
-max_requests_per_s = 50
-
-[buffer]
-path = "buffer.sqlite"
-flush_interval_s = 0.25
-
-[uplink]
-host = "127.0.0.1"
-port = {broker_port}
-tls = false
-batch_size = 50
-batch_time_s = 0.3
-
-[health]
-port = {health_port}
-""",
-        encoding="utf-8",
+    backfill = "[opcua.backfill]\nenabled = true\nvalues_per_request = 40\nmax_requests_per_s = 50\n"
+    source = opcua_toml("m", url, "Schleifmaschine-SN-889", node, extra=backfill)
+    return write_gateway_toml(
+        tmp / "gateway.toml",
+        member=MEMBER,
+        name="backfill-kill-gw",
+        broker_port=broker_port,
+        health_port=health_port,
+        sources=source,
+        batch_size=50,
     )
-    return path
-
-
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    return subprocess.Popen(
-        [CLI, "gateway", "run", "--config", str(config)],
-        stdout=out,
-        stderr=out,
-        cwd=config.parent,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def _metric(port: int, name: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 async def test_sigkilled_gateway_backfills_30_s_exactly_once(tmp_path: Path) -> None:
@@ -133,7 +77,7 @@ async def test_sigkilled_gateway_backfills_30_s_exactly_once(tmp_path: Path) -> 
 
         async with ingestor:
             ing_task = asyncio.create_task(ingestor.run())
-            gw = _spawn(config, log)
+            gw = spawn_gateway(config, log)
             try:
                 await asyncio.wait_for(ingestor.connected.wait(), 10)
                 await wait_until(lambda: len(tap.samples()) >= 1, 60, "the gateway's first sample")
@@ -144,10 +88,8 @@ async def test_sigkilled_gateway_backfills_30_s_exactly_once(tmp_path: Path) -> 
                 killed_from = len(written)
                 await write_for(KILLED_S)  # the machine keeps changing while no gateway runs
                 during_kill = written[killed_from:]
-                gw = _spawn(config, log)
-                await wait_until(
-                    lambda: (_metric(health, "mdh_gateway_backfill_samples_total") or 0) > 0, 60, "backfill"
-                )
+                gw = spawn_gateway(config, log)
+                await wait_until(lambda: scrape(health).get(FILLED, 0) > 0, 60, "backfill")
                 await write_for(1.0)
                 expected = set(written)
                 await wait_until(lambda: expected <= set(stored()), 60, "every change in the store")
@@ -160,15 +102,13 @@ async def test_sigkilled_gateway_backfills_30_s_exactly_once(tmp_path: Path) -> 
                 # exactly once on the wire too: no change in two batches (the store would hide a duplicate)
                 keys = [(a, s, ts) for a, s, ts, _ in tap.samples()]
                 assert len(keys) == len(set(keys)), "a change reached the hub twice"
-                backfilled = _metric(health, "mdh_gateway_backfill_samples_total") or 0
+                backfilled = scrape(health).get(FILLED, 0)
                 assert len(during_kill) <= backfilled <= len(during_kill) + 10 / STEP_S
                 assert len(during_kill) >= 0.8 * KILLED_S / STEP_S
                 gw.send_signal(signal.SIGTERM)
                 assert gw.wait(20) == 0
             finally:
-                if gw.poll() is None:
-                    gw.kill()
-                    gw.wait(5)
+                kill_if_running(gw)
                 ingestor.stop()
                 await asyncio.wait_for(ing_task, 10)
                 tap.stop()

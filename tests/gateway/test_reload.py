@@ -6,14 +6,9 @@ with the error and the running configuration continues."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,86 +20,29 @@ from testkit.waiting import wait_until
 
 from .conftest import MEMBER
 from .hub import RawSubscriber
+from .process import CLI, kill_if_running, opcua_toml, scrape, spawn_gateway, write_gateway_toml
+from .process import health as health_of
 
 pytestmark = pytest.mark.integration
 
-CLI = str(Path(sys.executable).parent / "metalldaten")
-
 
 def _source(name: str, server: MachineServer, machine: str) -> str:
-    return f"""
-[[opcua]]
-name = "{name}"
-url = "{server.url}"
-backoff_min_s = 0.1
-backoff_max_s = 0.5
-groups = [{{ name = "fast", publishing_interval_ms = 50, sampling_interval_ms = 0, queue_size = 100 }}]
-nodes = [{{ asset = "{machine}-SN-1", signal = "Power", node = "{server.node_id(machine, "Power")}", group = "fast" }}]
-"""
+    return opcua_toml(name, server.url, f"{machine}-SN-1", server.node_id(machine, "Power"))
 
 
 def _write(path: Path, broker_port: int, health: int, sources: str, *, extra: str = "") -> None:
-    path.write_text(
-        f"""
-[identity]
-member = "{MEMBER}"
-gateway_name = "reload-gw"
-key_file = "member.key"
-
-[policy.signals.Power]
-canonical = "power_kw"
-{extra}
-[buffer]
-path = "buffer.sqlite"
-flush_interval_s = 0.1
-
-[uplink]
-host = "127.0.0.1"
-port = {broker_port}
-tls = false
-batch_size = 20
-batch_time_s = 0.2
-backoff_min_s = 0.1
-backoff_max_s = 0.5
-
-[health]
-port = {health}
-{sources}""",
-        encoding="utf-8",
-    )
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def _metrics(port: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in _get(port, "/metrics")[1].splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
-def _health(port: int) -> dict[str, Any]:
-    code, body = _get(port, "/health")
-    return json.loads(body) if code else {}
-
-
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [CLI, "gateway", "run", "--config", str(config)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        cwd=config.parent,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    policy = '[policy.signals.Power]\ncanonical = "power_kw"\n' + extra
+    write_gateway_toml(
+        path,
+        member=MEMBER,
+        name="reload-gw",
+        broker_port=broker_port,
+        health_port=health,
+        sources=sources,
+        policy=policy,
+        flush_interval_s=0.1,
+        batch_size=20,
+        batch_time_s=0.2,
     )
 
 
@@ -131,11 +69,11 @@ async def test_reload_adds_and_removes_sources_keeps_the_rest_and_the_buffer(tmp
         thread.run(a.start())
         thread.run(b.start())
         _write(config, broker.port, health, _source("a", a, "Presse"))
-        gw = _spawn(config, log)
+        gw = spawn_gateway(config, log)
         m: dict[str, float] = {}
         try:
             await wait_until(
-                lambda: _metrics(health).get('mdh_gateway_source_connected{kind="opcua",source="a"}') == 1,
+                lambda: scrape(health).get('mdh_gateway_source_connected{kind="opcua",source="a"}') == 1,
                 60,
                 "source a",
             )
@@ -146,15 +84,15 @@ async def test_reload_adds_and_removes_sources_keeps_the_rest_and_the_buffer(tmp
             for v in buffered:
                 await thread.call(a.write("Presse", "Power", v))
             await wait_until(
-                lambda: _metrics(health).get("mdh_gateway_buffer_samples", 0) >= 10, 20, "a's changes buffered"
+                lambda: scrape(health).get("mdh_gateway_buffer_samples", 0) >= 10, 20, "a's changes buffered"
             )
-            readings_a = _metrics(health)['mdh_gateway_readings_total{source="a"}']
+            readings_a = scrape(health)['mdh_gateway_readings_total{source="a"}']
 
             # 1. add source b (SIGHUP); a keeps running
             _write(config, broker.port, health, _source("a", a, "Presse") + _source("b", b, "Laser"))
             gw.send_signal(signal.SIGHUP)
             await wait_until(
-                lambda: _metrics(health).get('mdh_gateway_source_connected{kind="opcua",source="b"}') == 1,
+                lambda: scrape(health).get('mdh_gateway_source_connected{kind="opcua",source="b"}') == 1,
                 30,
                 "source b",
             )
@@ -162,11 +100,11 @@ async def test_reload_adds_and_removes_sources_keeps_the_rest_and_the_buffer(tmp
                 await thread.call(b.write("Laser", "Power", v))
                 await thread.call(a.write("Presse", "Power", v + 1))
             await wait_until(
-                lambda: _metrics(health)['mdh_gateway_readings_total{source="a"}'] >= readings_a + 2,
+                lambda: scrape(health)['mdh_gateway_readings_total{source="a"}'] >= readings_a + 2,
                 20,
                 "a still reads",
             )
-            m = _metrics(health)
+            m = scrape(health)
             assert m['mdh_gateway_reloads_total{result="ok"}'] == 1
             assert m['mdh_gateway_source_reconnects_total{source="a"}'] == 0, "the unchanged source was restarted"
 
@@ -183,36 +121,34 @@ async def test_reload_adds_and_removes_sources_keeps_the_rest_and_the_buffer(tmp
             assert "gateway.toml" in cli.stderr and "policy.signals.Temp.canonical" in cli.stderr, cli.stderr
             gw.send_signal(signal.SIGHUP)
             await wait_until(
-                lambda: _metrics(health).get('mdh_gateway_reloads_total{result="refused"}') == 1, 30, "the refusal"
+                lambda: scrape(health).get('mdh_gateway_reloads_total{result="refused"}') == 1, 30, "the refusal"
             )
-            doc = _health(health)
+            doc = health_of(health)
             assert doc["status"] == "degraded" and any(
                 "reload refused" in r and "canonical" in r for r in doc["reasons"]
             )
             await thread.call(b.write("Laser", "Power", 300.0))
-            await wait_until(
-                lambda: _metrics(health)['mdh_gateway_readings_total{source="b"}'] >= 3, 20, "b still reads"
-            )
+            await wait_until(lambda: scrape(health)['mdh_gateway_readings_total{source="b"}'] >= 3, 20, "b still reads")
 
             # 3. a change of a fixed section is refused too
             _write(config, broker.port + 1, health, _source("a", a, "Presse") + _source("b", b, "Laser"))
             assert _reload_cli(config).returncode == 0  # the file loads; the gateway refuses it
             await wait_until(
-                lambda: _metrics(health).get('mdh_gateway_reloads_total{result="refused"}') == 2, 30, "the refusal"
+                lambda: scrape(health).get('mdh_gateway_reloads_total{result="refused"}') == 2, 30, "the refusal"
             )
-            assert "[uplink] cannot change" in json.dumps(_health(health)["reasons"])
+            assert "[uplink] cannot change" in json.dumps(health_of(health)["reasons"])
 
             # 4. remove source b through the CLI; a still untouched
             _write(config, broker.port, health, _source("a", a, "Presse"))
             assert _reload_cli(config).returncode == 0
             await wait_until(
-                lambda: _metrics(health).get('mdh_gateway_reloads_total{result="ok"}') == 2, 30, "the second reload"
+                lambda: scrape(health).get('mdh_gateway_reloads_total{result="ok"}') == 2, 30, "the second reload"
             )
-            m = _metrics(health)
+            m = scrape(health)
             assert not any('source="b"' in k for k in m), "the removed source still runs"
             assert m['mdh_gateway_source_reconnects_total{source="a"}'] == 0
-            assert _health(health)["status"] == "degraded"  # only the uplink is missing now
-            assert _health(health)["reasons"] == ["uplink: not connected"]
+            assert health_of(health)["status"] == "degraded"  # only the uplink is missing now
+            assert health_of(health)["reasons"] == ["uplink: not connected"]
 
             # the hub comes back: everything buffered across the reloads arrives
             broker.start()
@@ -221,9 +157,7 @@ async def test_reload_adds_and_removes_sources_keeps_the_rest_and_the_buffer(tmp
             gw.send_signal(signal.SIGTERM)
             assert gw.wait(20) == 0
         finally:
-            if gw.poll() is None:
-                gw.kill()
-                gw.wait(5)
+            kill_if_running(gw)
             sub.stop()
             thread.run(a.stop())
             thread.run(b.stop())
