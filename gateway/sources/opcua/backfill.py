@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.uaerrors import UaError
 
 from ...normalise import Normaliser
 from .config import BackfillSettings
@@ -88,7 +89,11 @@ async def backfill(
     def deliver(gap: Gap, values: list[ua.DataValue]) -> None:
         stats.samples += source.emit_values(gap.key, values)
 
-    await read_gaps(client, gaps, cfg, stats, deliver)
+    try:
+        await read_gaps(client, gaps, cfg, stats, deliver)
+    except UaError as exc:  # the server refuses the service itself: go live without the rest of the gap
+        stats.failed += 1
+        log.warning("opcua %s: history read refused (%s); the rest of the gap stays a gap", source.name, exc)
     log.info("opcua %s: backfilled %d values of %d series from history", source.name, stats.samples - before, len(gaps))
 
 

@@ -22,7 +22,9 @@ def opcua_metrics(sources: Iterable[object]) -> Iterator[Any]:
         "mdh_gateway_backfill_gaps_cut", "Gaps longer than max_gap_s (read only that far back)", labels=["source"]
     )
     failed = CounterMetricFamily(
-        "mdh_gateway_backfill_failed", "Node history reads the server refused", labels=["source"]
+        "mdh_gateway_backfill_failed",
+        "History reads the server refused (per node, or a whole request)",
+        labels=["source"],
     )
     hist = GaugeMetricFamily(
         "mdh_gateway_backfill_historised_nodes", "Configured nodes the server historises", labels=["source"]
