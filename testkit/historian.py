@@ -35,6 +35,8 @@ def _data_value(value: Any, vtype: ua.VariantType, ts: datetime, status: int = 0
 class HistorisedMachineServer(MachineServer):
     response_size: int = 50
     historised: set[tuple[str, str]] | None = None
+    #: a server that claims to historise but refuses every HistoryRead (a fault of the whole request)
+    refuse_reads: bool = False
     history_reads: int = 0
     storage: HistoryDict = field(default_factory=HistoryDict)
 
@@ -85,4 +87,6 @@ class _CountingHistory(HistoryDict):
         self, node_id: ua.NodeId, start: datetime | None, end: datetime | None, nb_values: int
     ) -> tuple[list[ua.DataValue], datetime | None]:
         self._owner.history_reads += 1
+        if self._owner.refuse_reads:
+            raise ua.UaStatusCodeError(ua.StatusCodes.BadHistoryOperationUnsupported)
         return await super().read_node_history(node_id, start, end, nb_values)

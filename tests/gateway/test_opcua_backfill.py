@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway import Gateway
+from gateway.metrics import health
 from testkit.historian import HistorisedMachineServer
 from testkit.servers import free_port, start_mosquitto
 from testkit.waiting import wait_until
@@ -105,6 +106,34 @@ async def test_a_gap_longer_than_max_gap_is_cut_and_counted(tmp_path: Path) -> N
         assert not {int(t.timestamp() * 1e6) * 1000 for t in old} & got, "read further back than max_gap_s"
         assert stats["gaps_cut"] == 2  # Temp and Power both stopped 100 s ago
         assert stats["samples"] == 4  # three recent values and the current one, all from history
+    finally:
+        sub.stop()
+        await server.stop()
+        broker.stop()
+
+
+async def test_a_server_refusing_history_reads_goes_live_and_degrades_health(tmp_path: Path) -> None:
+    broker = start_mosquitto(tmp_path / "mosquitto")
+    server = HistorisedMachineServer(free_port(), {"Ofen": ["Temp", "Power"]})
+    await server.start()
+    sub = RawSubscriber("127.0.0.1", broker.port, topic="mdh/#").start()
+    settings = gateway_settings(tmp_path, uplink_port=broker.port, opcua=[_source(server)])
+    try:
+        await server.write("Ofen", "Temp", 1.0)
+        await _run_once(settings, lambda gw: 1.0 in {v for *_, v in sub.samples()})
+        await server.write("Ofen", "Temp", 2.0)  # in the gap, which the server will not give out
+        server.refuse_reads = True
+        async with Gateway(settings) as gw:
+            task = asyncio.create_task(gw.run())
+            src = gw.sources[0]
+            await wait_until(lambda: src.backfill.failed >= 1, 20, "the refused read")  # type: ignore[attr-defined]
+            await server.write("Ofen", "Temp", 3.0)  # live again despite the refusal
+            await wait_until(lambda: 3.0 in {v for *_, v in sub.samples()}, 20, "live values after the refusal")
+            ok, doc = health(gw)
+            assert not ok and any("history reads refused" in r for r in doc["reasons"]), doc["reasons"]
+            gw.stop()
+            await asyncio.wait_for(task, 15)
+        assert server.history_reads >= 1
     finally:
         sub.stop()
         await server.stop()

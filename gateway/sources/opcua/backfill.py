@@ -34,6 +34,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
 from ...normalise import Normaliser
+from ..problems import SourceProblems
 from .config import BackfillSettings
 from .resolve import Binding
 
@@ -67,6 +68,7 @@ class BackfillTarget(Protocol):
 
     name: str
     normaliser: Normaliser
+    problems: SourceProblems
 
     def emit_values(self, b: Binding, values: list[ua.DataValue]) -> int: ...
 
@@ -89,11 +91,14 @@ async def backfill(
     def deliver(gap: Gap, values: list[ua.DataValue]) -> None:
         stats.samples += source.emit_values(gap.key, values)
 
+    failed = stats.failed
     try:
         await read_gaps(client, gaps, cfg, stats, deliver)
     except UaError as exc:  # the server refuses the service itself: go live without the rest of the gap
         stats.failed += 1
-        log.warning("opcua %s: history read refused (%s); the rest of the gap stays a gap", source.name, exc)
+        log.debug("opcua %s: HistoryRead refused: %s", source.name, exc)
+    if stats.failed > failed:  # a metric, degraded health for a while, one rate-limited line
+        source.problems.event("refused", stats.failed - failed, "history reads refused: those gaps stay gaps")
     log.info("opcua %s: backfilled %d values of %d series from history", source.name, stats.samples - before, len(gaps))
 
 
