@@ -103,3 +103,40 @@ async def test_events_and_alarms_become_states_and_reasons(tmp_path: Path) -> No
 
 def _reasons(sub: RawSubscriber) -> list[object]:
     return [v for _, sig, _, v in sub.samples() if sig == "downtime_reason"]
+
+
+async def test_the_heartbeat_repeats_the_state_and_reason_an_event_set(tmp_path: Path) -> None:
+    """Events report changes only: a breakdown that lasts longer than the hub's 300 s hold must not turn into a
+    gap, so the last mapped state and reason are repeated while the event subscription lives."""
+    broker = start_mosquitto(tmp_path / "mosquitto")
+    server = MachineServer(free_port(), {"Presse7": ["Power"], "Laser2": ["Power"]})
+    await server.start()
+    ev = await MachineEvents(server).install()
+    sub = RawSubscriber("127.0.0.1", broker.port, topic="mdh/#").start()
+    source = {"name": "m", "url": server.url, "events": events_config(server)}
+    settings = gateway_settings(
+        tmp_path, uplink_port=broker.port, opcua=[source], extra={"policy": EVENT_POLICY, "uplink": {"heartbeat_s": 2}}
+    )
+    try:
+        async with Gateway(settings) as gw:
+            task = asyncio.create_task(gw.run())
+            stats = gw.sources[0].events  # type: ignore[attr-defined]
+            await wait_until(lambda: stats.notifiers == 2, 15, "the event subscription")
+            at = await ev.emit("Presse7", "ToolBreakEventType", severity=800)
+            at_ns = int(at.timestamp() * 1e6) * 1000
+
+            def repeated() -> bool:
+                return any(
+                    s == "downtime_reason" and v == "tooling" and ts >= at_ns + 5 * 10**9
+                    for _, s, ts, v in sub.samples()
+                )
+
+            await wait_until(repeated, 20, "a repeat of the reason more than two heartbeats later")
+            gw.stop()
+            await asyncio.wait_for(task, 15)
+        reasons = [(ts, v) for _, s, ts, v in sub.samples() if s == "downtime_reason"]
+        assert reasons[0] == (at_ns, "tooling") and all(v == "tooling" for _, v in reasons)
+    finally:
+        sub.stop()
+        await server.stop()
+        broker.stop()

@@ -22,7 +22,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaError
 
-from ...normalise import Reading
+from ...normalise import Normaliser, Reading
 from .events import EventFacts, EventNotifier, EventSettings, readings
 from .resolve import parse_node, to_ns
 
@@ -78,6 +78,8 @@ class EventReader:
         self._to_ns = to_ns
         self._types: dict[ua.NodeId, str] = {}
         self._notifiers: dict[int, EventNotifier] = {}
+        #: (asset, local signal) of every reading a mapped event became in this session
+        self.series: set[tuple[str, str]] = set()
 
     async def subscribe(self, client: Client, nodeids: Sequence[ua.NodeId], publishing_ms: float) -> Subscription:
         sub = await client.create_subscription(
@@ -121,11 +123,13 @@ class EventReader:
                 self.stats.dropped[out] += 1
                 continue
             self.stats.mapped += 1
+            self.series.update((r.asset, r.signal) for r in out)
             self._emit(out)
 
 
 class EventTarget(Protocol):
     name: str
+    normaliser: Normaliser
 
     def emit_readings(self, readings: list[Reading]) -> None: ...
 
@@ -139,4 +143,15 @@ async def subscribe_events(
     reader = EventReader(cfg, stats, source.emit_readings, to_ns)
     sub = await reader.subscribe(client, nodeids, cfg.publishing_interval_ms)
     tg.create_task(reader.consume(client, sub))
+    tg.create_task(_confirm(reader, source.normaliser))
     log.info("opcua %s: subscribed to the events of %d notifier(s)", source.name, len(nodeids))
+
+
+async def _confirm(reader: EventReader, normaliser: Normaliser, interval_s: float = 1.0) -> None:
+    """Events report changes only: while the subscription lives (the session's watchdog ends it when the server
+    goes away), the last state and reason an event set are still current, so the heartbeat may repeat them."""
+    while True:
+        await asyncio.sleep(interval_s)
+        now = time.time_ns()
+        for asset, local in reader.series:
+            normaliser.confirm(asset, local, now)
