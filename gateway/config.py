@@ -141,6 +141,12 @@ class GatewaySettings(FileSettings):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"source names must be unique; repeated: {dup}")
+        slow = sorted(s.name for s in self.opcua if s.audit_interval_s >= self.uplink.heartbeat_s)
+        if slow:
+            raise ValueError(
+                f"opcua sources {slow}: audit_interval_s must be shorter than uplink.heartbeat_s (or 0 to turn the"
+                " audit off): the heartbeat repeats only values an audit confirmed within its period"
+            )
         ids = [a.id for a in self.assets]
         dup = sorted({n for n in ids if ids.count(n) > 1})
         if dup:

@@ -24,28 +24,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .buffer import DiskBuffer
-from .normalise import DROP_REASONS, Normaliser
+from .normalise import DROP_REASONS
+from .sources.base import SourceView
 from .sources.opcua.metrics import opcua_metrics
-from .sources.problems import INPUT_EVENTS, NODE_STATES, SourceProblems
+from .sources.problems import INPUT_EVENTS, NODE_STATES
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
-
-
-class SourceView(Protocol):
-    """What health and metrics read of a source (OPC UA or MQTT)."""
-
-    name: str
-    kind: str
-    normaliser: Normaliser
-    readings_in: int
-    problems: SourceProblems
-
-    @property
-    def connected(self) -> bool: ...
-
-    @property
-    def reconnects(self) -> int: ...
 
 
 class GatewayView(Protocol):

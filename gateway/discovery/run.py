@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,16 @@ async def run_discover(
 ) -> tuple[str, list[str]]:
     """The proposal's TOML text and the lines to print: the difference to ``existing`` (the text of a
     configuration or an earlier proposal) if given, then a summary."""
+    started = time.monotonic()
     prop = await browse_server(cfg, limits, pki_dir=pki_dir)
+    took = time.monotonic() - started
     lines = difference(prop, configured_nodes(existing, cfg.url)) if existing is not None else []
     nodes = prop.nodes()
     lines.append(
         f"{len(prop.machines)} machines, {len(nodes) + len(prop.excluded)} variables"
         f" ({sum(1 for n in nodes if n.suggestion.canonical)} with a suggested signal,"
-        f" {len(prop.excluded)} excluded as personal data); {prop.browsed} nodes browsed in {prop.requests} requests"
+        f" {len(prop.excluded)} excluded as personal data);"
+        f" {prop.browsed} nodes browsed in {prop.requests} requests and {took:.1f} s"
     )
     if prop.truncated:
         lines.append(f"INCOMPLETE: the browse {prop.truncated}")

@@ -24,8 +24,8 @@ class Sink(Protocol):
     def __call__(self, samples: list[Sample], on_durable: Callable[[], None] | None = None, /) -> None: ...
 
 
-class SourceRunner(Protocol):
-    """A running source, as the gateway, health and metrics see it."""
+class SourceView(Protocol):
+    """What health and metrics read of a source (OPC UA or MQTT)."""
 
     name: str
     kind: str
@@ -41,6 +41,10 @@ class SourceRunner(Protocol):
 
     @property
     def last_error(self) -> str | None: ...
+
+
+class SourceRunner(SourceView, Protocol):
+    """A running source, as the gateway sees it: a view that runs until it is cancelled."""
 
     async def run(self) -> None: ...
 

@@ -137,3 +137,29 @@ async def test_discover_cli_proposal_loads_and_rerun_prints_the_difference(tmp_p
         assert code == 0 and "INCOMPLETE: the browse stopped at the maximum of 20 nodes" in out
     finally:
         await server.stop()
+
+
+async def test_discover_the_demo_machine_server() -> None:
+    """The product's own simulated factory (built with asyncua's ordinary node API, with properties)."""
+    from testkit.machines import MachineServer
+
+    machines = {"Laser-SN-555": ["Power", "State", "operator_name", "Parts"], "Presse-7": ["Power", "Temp"]}
+    server = MachineServer(free_port(), machines, properties={"Laser-SN-555": {"Model": "TruLaser 3030"}})
+    await server.start()
+    try:
+        prop = await browse_server(OpcuaSource(name="halle", url=server.url, timeout_s=30), DiscoverLimits())
+    finally:
+        await server.stop()
+    assert set(prop.machines) == {"Machines/Laser-SN-555", "Machines/Presse-7"}
+    laser = {n.signal: n for n in prop.machines["Machines/Laser-SN-555"]}
+    assert set(laser) == {"Power", "State", "Parts"}  # the Model property is metadata, not a signal
+    assert laser["Power"].suggestion.canonical == "power_kw" and laser["Power"].data_type == "Double"
+    assert laser["Power"].entry() == {
+        "asset": "Laser-SN-555",
+        "signal": "Power",
+        "path": "Machines/Laser-SN-555/Power",
+        "path_nsu": server.uri,
+    }
+    assert [(n.signal, n.suggestion.excluded) for n in prop.excluded] == [
+        ("operator_name", "personal data: the name contains 'operator'")
+    ]

@@ -113,7 +113,7 @@ async def test_the_heartbeat_repeats_the_state_and_reason_an_event_set(tmp_path:
     await server.start()
     ev = await MachineEvents(server).install()
     sub = RawSubscriber("127.0.0.1", broker.port, topic="mdh/#").start()
-    source = {"name": "m", "url": server.url, "events": events_config(server)}
+    source = {"name": "m", "url": server.url, "audit_interval_s": 1, "events": events_config(server)}
     settings = gateway_settings(
         tmp_path, uplink_port=broker.port, opcua=[source], extra={"policy": EVENT_POLICY, "uplink": {"heartbeat_s": 2}}
     )

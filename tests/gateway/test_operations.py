@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import stat
 import subprocess
@@ -179,3 +180,18 @@ async def test_health_and_metrics(tmp_path: Path, mosquitto: MosquittoServer) ->
             await asyncio.wait_for(task, 15)
     finally:
         await server.stop()
+
+
+async def test_check_names_an_mqtt_source_once(
+    tmp_path: Path, mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.check import run_check
+
+    caplog.set_level(logging.INFO)
+    topic = {"filter": "werk/+/+", "asset_level": 1, "signal_level": 2}
+    source = {"name": "leitstand", "port": mosquitto.port, "topics": [topic]}
+    settings = gateway_settings(tmp_path, uplink_port=mosquitto.port, mqtt=[source])
+    results = await run_check(settings)
+    assert ("mqtt leitstand", True, "connected") in results
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "mqtt source leitstand: connected" in text and "mqtt mqtt" not in text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.configfile import settings_from_dict
+from core.configfile import ConfigError, settings_from_dict
 from gateway.config import GatewaySettings
 from gateway.normalise import Normaliser
 from gateway.policy import compile_policy
@@ -53,3 +53,10 @@ def test_factory_builds_one_runner_per_section_in_order(tmp_path: Path) -> None:
     assert [(r.kind, r.name) for r in runners] == [("opcua", "halle3"), ("mqtt", "leitstand")]
     assert [r.normaliser for r in runners] == made  # one normaliser per source
     assert all(not r.connected for r in runners)
+
+
+def test_an_audit_slower_than_the_heartbeat_is_refused(tmp_path: Path) -> None:
+    source = {"name": "halle", "url": "opc.tcp://127.0.0.1:4840/", "audit_interval_s": 90}
+    with pytest.raises(ConfigError, match=r"audit_interval_s must be shorter than uplink\.heartbeat_s"):
+        _settings(tmp_path, {"opcua": [source], "uplink": {"heartbeat_s": 60}})
+    assert _settings(tmp_path, {"opcua": [{**source, "audit_interval_s": 0}]}).opcua[0].audit_interval_s == 0

@@ -79,7 +79,9 @@ class OpcuaSourceRunner:
         self.cfg = cfg
         self.name = cfg.name
         self.normaliser = normaliser
-        normaliser.require_confirmation = True  # reads confirm unchanged values; nothing else may
+        # audit reads confirm unchanged subscribed values (polls confirm theirs on every read); without the audit
+        # the heartbeat falls back to repeating while connected
+        normaliser.require_confirmation = cfg.audit_interval_s > 0
         self._sink = sink
         self.pki_dir = pki_dir
         self.connected = False
