@@ -290,7 +290,9 @@ class MqttClient:
 
     def _disconnected(self, reason: str) -> None:
         was_connected = self.connected.is_set()  # paho may report one disconnect twice
-        if was_connected:
+        if was_connected and self._stop.is_set():  # our own clean stop: nothing went wrong
+            log.info("mqtt %s: disconnected (%s)", self.endpoint.name, reason)
+        elif was_connected:
             log.warning("mqtt %s: disconnected (%s)", self.endpoint.name, reason)
         self.connected.clear()
         self.subscribed.clear()

@@ -14,7 +14,15 @@ In-process use (the demo runs several gateways in one event loop)::
 """
 
 from .config import GatewaySettings, load_gateway_settings
-from .errors import DiskBufferError, GatewayError, KeyFileError, PolicyError, SourceError, UplinkError
+from .errors import (
+    DiskBufferError,
+    GatewayError,
+    KeyFileError,
+    PolicyError,
+    ReloadRefused,
+    SourceError,
+    UplinkError,
+)
 from .normalise import Normaliser, Reading, quality_of
 from .policy import Policy, PolicySettings, compile_policy
 from .pseudonymise import MemberKey, Pseudonymiser, generate_key, load_key, pseudonym, reveal
@@ -33,6 +41,7 @@ __all__ = [
     "PolicySettings",
     "Pseudonymiser",
     "Reading",
+    "ReloadRefused",
     "SourceError",
     "UplinkError",
     "compile_policy",

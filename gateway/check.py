@@ -12,12 +12,15 @@ from core.mqtt import MqttClient, MqttEndpoint
 
 from .config import GatewaySettings
 from .errors import GatewayError
-from .opcua_security import apply_security
-from .opcua_source import OpcuaSourceRunner
+from .sources.opcua import OpcuaSourceRunner
+from .sources.opcua.resolve import resolve
+from .sources.opcua.security import apply_security
 
 Result = tuple[str, bool, str]
 #: A check retries a refused connection within its few seconds, not after the configured back-off.
 _QUICK = {"backoff_min_s": 1.0, "backoff_max_s": 1.0}
+#: Missing nodes named in the check's output (the rest are counted).
+_SHOW = 5
 
 
 async def _mqtt(endpoint: MqttEndpoint, within_s: float = 5.0) -> Result:
@@ -30,19 +33,26 @@ async def _mqtt(endpoint: MqttEndpoint, within_s: float = 5.0) -> Result:
 
 
 async def _opcua(runner: OpcuaSourceRunner) -> Result:
+    """Connect, resolve every configured node and check that the server has it (``nsu=`` ids included)."""
     cfg = runner.cfg
+    name = f"opcua {cfg.name}"
     client = Client(cfg.url, timeout=cfg.timeout_s)
     try:
         await apply_security(client, cfg, runner.pki_dir)
         await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
     except (OSError, TimeoutError, GatewayError, Exception) as exc:
-        return f"opcua {cfg.name}", False, f"cannot connect: {type(exc).__name__}"
+        return name, False, f"cannot connect: {type(exc).__name__}"
     try:
-        bindings = await runner.resolve(client)
+        res = await resolve(client, cfg)
     finally:
-        await client.disconnect()
-    ok = runner.unresolved == 0
-    return f"opcua {cfg.name}", ok, f"{len(bindings)} of {len(cfg.nodes)} nodes resolved"
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+    detail = f"{len(res.bindings)} of {len(cfg.nodes)} nodes exist on the server"
+    if res.missing:
+        shown = [f"{node} ({why})" for node, why in list(res.missing.items())[:_SHOW]]
+        more = len(res.missing) - len(shown)
+        detail += "; missing: " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return name, not res.missing, detail
 
 
 async def run_check(settings: GatewaySettings) -> list[Result]:
@@ -63,7 +73,9 @@ async def run_check(settings: GatewaySettings) -> list[Result]:
     for mc in settings.mqtt:
         # Its own client id, a clean session: the check must not take over the running gateway's session.
         ep = mc.endpoint(f"mdh-check-{os.getpid()}")
-        results.append(await _mqtt(ep.replace(name=f"mqtt {mc.name}", clean_session=True, manual_ack=False, **_QUICK)))
+        probe = ep.replace(name=f"source {mc.name}", clean_session=True, manual_ack=False, **_QUICK)
+        _, ok, detail = await _mqtt(probe)
+        results.append((f"mqtt {mc.name}", ok, detail))
     up = settings.uplink.endpoint(member=gw.member, gateway=gw.gateway_pseudonym)
     _, ok, detail = await _mqtt(up.replace(client_id=up.client_id + "-check", **_QUICK))
     results.append(("uplink", ok, detail))

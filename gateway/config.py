@@ -3,7 +3,7 @@
 Load with :func:`load_gateway_settings` (``MDH_GATEWAY__UPLINK__HOST=...`` overrides
 ``[uplink] host``). A wrong file fails at start with :class:`core.configfile.ConfigError`
 naming the file, the key and what was expected. The example ``gateway/gateway.example.toml``
-shows every section.
+shows every section; each source plugin (``gateway/sources/<kind>/``) defines and documents its own section.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from wire.catalog import ASSET_CLASSES
 from wire.model import MEMBER_RE
 
 from .policy import PolicySettings
-
-SecurityPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
-SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
+from .sources.mqtt.config import MqttSource
+from .sources.opcua.config import OpcuaSource
 
 
 class _Section(BaseModel):
@@ -55,146 +54,6 @@ class AssetSettings(_Section):
         if v is not None and v not in ASSET_CLASSES:
             raise ValueError(f"must be one of {', '.join(ASSET_CLASSES)}")
         return v
-
-
-class OpcuaGroup(_Section):
-    name: str
-    mode: Literal["subscription", "poll"] = "subscription"
-    publishing_interval_ms: float = Field(default=500, gt=0)
-    sampling_interval_ms: float = Field(default=250, ge=0)
-    queue_size: int = Field(default=10, ge=0)
-    #: OPC UA DataChangeTrigger: "status_value_timestamp" also reports a value written again with a new source
-    #: timestamp (a controller that re-stamps an unchanged state, or replays its past).
-    trigger: Literal["status_value", "status_value_timestamp"] = "status_value"
-    deadband_abs: float | None = Field(default=None, ge=0)
-    deadband_pct: float | None = Field(default=None, ge=0, le=100)
-    poll_interval_s: float = Field(default=1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _one_deadband(self) -> OpcuaGroup:
-        if self.deadband_abs is not None and self.deadband_pct is not None:
-            raise ValueError("set deadband_abs or deadband_pct, not both")
-        return self
-
-
-class OpcuaNode(_Section):
-    asset: str = Field(min_length=1, description="Clear machine id (an [[assets]] id or any id)")
-    signal: str = Field(min_length=1, description="Local signal name; the policy decides if and how it leaves")
-    node: str | None = Field(default=None, description="NodeId with namespace URI: 'nsu=URI;s=Name' (or i=, g=, b=)")
-    path: str | None = Field(default=None, description="Browse path below Objects: 'Machines/Press7/Power'")
-    path_nsu: str | None = Field(default=None, description="Namespace URI of the browse path's names")
-    group: str = "default"
-
-    @model_validator(mode="after")
-    def _one_address(self) -> OpcuaNode:
-        if (self.node is None) == (self.path is None):
-            raise ValueError("give exactly one of 'node' (nsu=...;s=...) or 'path'")
-        if self.node is not None and not self.node.startswith("nsu=") and not self.node.startswith("ns=0;"):
-            raise ValueError("node ids must name their namespace by URI ('nsu=URI;s=...'): indexes change")
-        if self.path is not None and self.path_nsu is None:
-            raise ValueError("'path' needs 'path_nsu', the namespace URI of its browse names")
-        return self
-
-
-class OpcuaSource(_Section):
-    name: str = Field(min_length=1)
-    url: str = Field(pattern=r"^opc\.tcp://")
-    security_policy: SecurityPolicy = "None"
-    security_mode: SecurityMode = "None"
-    username: str | None = None
-    password: SecretStr | None = None
-    client_cert: Path | None = Field(default=None, description="Client certificate (PEM/DER); made once if missing")
-    client_key: Path | None = None
-    user_cert: Path | None = Field(default=None, description="Certificate for certificate login")
-    user_key: Path | None = None
-    server_cert: Path | None = Field(default=None, description="Trusted server certificate (pinned)")
-    server_fingerprint: str | None = Field(default=None, description="SHA-256 fingerprint of the server certificate")
-    timeout_s: float = Field(default=4.0, gt=0)
-    #: How often the client probes the server's state; a probe unanswered for this long counts as a lost
-    #: connection (raise it on a busy device whose event loop may stall for a second).
-    watchdog_s: float = Field(default=1.0, gt=0)
-    batch_size: int = Field(default=500, ge=1, le=5000, description="Monitored items created per request")
-    backoff_min_s: float = Field(default=0.5, gt=0)
-    backoff_max_s: float = Field(default=30.0, gt=0)
-    groups: list[OpcuaGroup] = Field(default_factory=list)
-    nodes: list[OpcuaNode] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _security(self) -> OpcuaSource:
-        if (self.security_policy == "None") != (self.security_mode == "None"):
-            raise ValueError("security_policy and security_mode must both be 'None' or both be set")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
-        if (self.user_cert is None) != (self.user_key is None):
-            raise ValueError("user_cert and user_key go together (the key signs the certificate login)")
-        names = {g.name for g in self.groups} | {"default"}
-        missing = sorted({n.group for n in self.nodes} - names)
-        if missing:
-            raise ValueError(f"nodes name groups that are not defined: {missing}")
-        return self
-
-    def group(self, name: str) -> OpcuaGroup:
-        for g in self.groups:
-            if g.name == name:
-                return g
-        return OpcuaGroup(name="default")
-
-
-class MqttTopic(_Section):
-    filter: str = Field(min_length=1, description="Topic filter with + and # wildcards")
-    format: Literal["number", "json", "sparkplug"] = "number"
-    asset_level: int | None = Field(default=None, ge=0, description="Topic level (0-based) holding the asset id")
-    signal_level: int | None = Field(default=None, ge=0, description="Topic level holding the local signal name")
-    asset: str | None = Field(default=None, description="Fixed asset id when no level holds it")
-    signal: str | None = Field(default=None, description="Fixed local signal name when no level holds it")
-    value_path: str = Field(default="value", description="JSON: dotted path of the value")
-    ts_path: str | None = Field(default=None, description="JSON: dotted path of the timestamp")
-    ts_unit: Literal["s", "ms", "us", "ns", "iso"] = "ms"
-    asset_class: str | None = None
-
-    @model_validator(mode="after")
-    def _mapping(self) -> MqttTopic:
-        if self.format != "sparkplug":
-            if self.asset_level is None and self.asset is None:
-                raise ValueError("give 'asset_level' or 'asset'")
-            if self.signal_level is None and self.signal is None:
-                raise ValueError("give 'signal_level' or 'signal'")
-        if self.asset_class is not None and self.asset_class not in ASSET_CLASSES:
-            raise ValueError(f"asset_class must be one of {', '.join(ASSET_CLASSES)}")
-        return self
-
-
-class MqttSource(_Section):
-    name: str = Field(min_length=1)
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    client_id: str | None = Field(default=None, description="Fixed client id (persistent session); derived if unset")
-    ca_file: Path | None = None
-    keepalive_s: int = Field(default=30, ge=5)
-    backoff_min_s: float = Field(default=0.5, gt=0)
-    backoff_max_s: float = Field(default=30.0, gt=0)
-    topics: list[MqttTopic] = Field(min_length=1)
-
-    def endpoint(self, client_id: str) -> MqttEndpoint:
-        """The local broker: TLS when a CA is given; a persistent session (fixed client id, clean session off)
-        and manual acknowledgements, so that a message the gateway has not buffered yet is delivered again."""
-        return MqttEndpoint(
-            name=f"source {self.name}",
-            host=self.host,
-            port=self.port,
-            client_id=client_id,
-            username=self.username,
-            password=self.password.get_secret_value() if self.password else None,
-            tls=self.ca_file is not None,
-            ca_file=self.ca_file,
-            clean_session=False,
-            keepalive_s=self.keepalive_s,
-            backoff_min_s=self.backoff_min_s,
-            backoff_max_s=self.backoff_max_s,
-            manual_ack=True,
-        )
 
 
 class BufferSettings(_Section):
@@ -282,6 +141,12 @@ class GatewaySettings(FileSettings):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"source names must be unique; repeated: {dup}")
+        slow = sorted(s.name for s in self.opcua if s.audit_interval_s >= self.uplink.heartbeat_s)
+        if slow:
+            raise ValueError(
+                f"opcua sources {slow}: audit_interval_s must be shorter than uplink.heartbeat_s (or 0 to turn the"
+                " audit off): the heartbeat repeats only values an audit confirmed within its period"
+            )
         ids = [a.id for a in self.assets]
         dup = sorted({n for n in ids if ids.count(n) > 1})
         if dup:

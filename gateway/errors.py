@@ -7,7 +7,8 @@
     ├── PolicyError             -- the pseudonymisation policy cannot be compiled
     ├── SourceError             -- an OPC UA or MQTT source failed (``retryable``)
     ├── DiskBufferError         -- the disk buffer cannot be opened or written
-    └── UplinkError             -- the hub connection failed (``retryable``, ``retry_after``)
+    ├── UplinkError             -- the hub connection failed (``retryable``, ``retry_after``)
+    └── ReloadRefused           -- a changed configuration cannot be applied while running
 
 Configuration files that cannot be used raise :class:`core.configfile.ConfigError`
 (shared by every service) before any of these can happen. ``retryable`` and ``retry_after``
@@ -45,3 +46,7 @@ class UplinkError(GatewayError):
     """The uplink to the hub broker failed."""
 
     retryable = True
+
+
+class ReloadRefused(GatewayError):
+    """A changed configuration cannot be applied while running; the running one continues."""

@@ -5,7 +5,8 @@ Metrics are collected at scrape time from the gateway's own counters (nothing is
 the hot path), in a registry per gateway so that several gateways can run in one process.
 
 ``GET /health`` answers 200 with ``{"status": "ok", ...}`` when the uplink and every source are
-connected, else 503 with ``"degraded"`` and the details; ``GET /metrics`` is the Prometheus text.
+connected and no source has an active problem, else 503 with ``"degraded"``, the ``reasons`` and the
+details; ``GET /metrics`` is the Prometheus text.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,25 +24,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .buffer import DiskBuffer
-from .normalise import DROP_REASONS, Normaliser
+from .normalise import DROP_REASONS
+from .sources.base import SourceView
+from .sources.opcua.metrics import opcua_metrics
+from .sources.problems import INPUT_EVENTS, NODE_STATES
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
-
-
-class SourceView(Protocol):
-    """What health and metrics read of a source (OPC UA or MQTT)."""
-
-    name: str
-    kind: str
-    normaliser: Normaliser
-    readings_in: int
-
-    @property
-    def connected(self) -> bool: ...
-
-    @property
-    def reconnects(self) -> int: ...
 
 
 class GatewayView(Protocol):
@@ -59,6 +48,12 @@ class GatewayView(Protocol):
     @property
     def uplink(self) -> Uplink: ...
 
+    @property
+    def reloads(self) -> Mapping[str, int]: ...
+
+    @property
+    def reload_error(self) -> str | None: ...
+
 
 class GatewayCollector(Collector):
     def __init__(self, gateway: GatewayView) -> None:
@@ -75,14 +70,41 @@ class GatewayCollector(Collector):
             "mdh_gateway_source_connected", "1 if the source is connected", labels=["source", "kind"]
         )
         rec = CounterMetricFamily("mdh_gateway_source_reconnects", "Reconnects per source", labels=["source"])
+        nodes = GaugeMetricFamily(
+            "mdh_gateway_source_nodes_unavailable",
+            "Configured nodes now missing on the server, refused by it, or stalled",
+            labels=["source", "reason"],
+        )
+        inputs = CounterMetricFamily(
+            "mdh_gateway_source_input_problems",
+            "Inputs that were malformed, lost to a queue overflow, stalled or refused",
+            labels=["source", "reason"],
+        )
+        healthy = GaugeMetricFamily(
+            "mdh_gateway_source_healthy", "1 if the source is connected and has no active problem", labels=["source"]
+        )
         for s in gw.sources:
+            for state in NODE_STATES:
+                nodes.add_metric([s.name, state], s.problems.nodes.get(state, 0))
+            for kind in INPUT_EVENTS:
+                inputs.add_metric([s.name, kind], s.problems.events.get(kind, 0))
+            healthy.add_metric([s.name], 1.0 if s.connected and not s.problems.active() else 0.0)
             readings.add_metric([s.name], s.readings_in)
             out.add_metric([s.name], s.normaliser.accepted)
             for reason in DROP_REASONS:
                 dropped.add_metric([s.name, reason], s.normaliser.dropped.get(reason, 0))
             up.add_metric([s.name, s.kind], 1.0 if s.connected else 0.0)
             rec.add_metric([s.name], s.reconnects)
-        yield from (readings, out, dropped, up, rec)
+        yield from (readings, out, dropped, up, rec, nodes, inputs, healthy)
+        yield from opcua_metrics(gw.sources)
+        reloads = CounterMetricFamily(
+            "mdh_gateway_reloads",
+            "Configuration reloads by result (refused: the running one continues)",
+            labels=["result"],
+        )
+        for result in ("ok", "refused"):
+            reloads.add_metric([result], gw.reloads.get(result, 0))
+        yield reloads
         b = gw.buffer
         yield GaugeMetricFamily("mdh_gateway_buffer_samples", "Samples in the disk buffer", value=b.depth_samples)
         yield GaugeMetricFamily("mdh_gateway_buffer_bytes", "Bytes in the disk buffer", value=b.depth_bytes)
@@ -114,11 +136,23 @@ class GatewayCollector(Collector):
 
 
 def health(gw: GatewayView) -> tuple[bool, dict[str, Any]]:
-    sources = {s.name: {"kind": s.kind, "connected": s.connected, "reconnects": s.reconnects} for s in gw.sources}
-    ok = gw.uplink.connected and all(v["connected"] for v in sources.values())
+    """``ok`` only if the uplink and every source are connected and no source has an active problem
+    (missing, refused or stalled nodes; malformed or overflowing input within the last minutes)."""
+    sources: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = [] if gw.uplink.connected else ["uplink: not connected"]
+    for s in gw.sources:
+        problems = s.problems.active()
+        sources[s.name] = {"kind": s.kind, "connected": s.connected, "reconnects": s.reconnects, "problems": problems}
+        if not s.connected:
+            reasons.append(f"source {s.name}: not connected")
+        reasons += [f"source {s.name}: {text}" for text in problems.values()]
+    if gw.reload_error is not None:
+        reasons.append(f"reload refused, the running configuration continues: {gw.reload_error}")
+    ok = not reasons
     oldest = gw.buffer.oldest_ns()
     return ok, {
         "status": "ok" if ok else "degraded",
+        "reasons": reasons,
         "gateway": gw.gateway_pseudonym,
         "uplink": {"connected": gw.uplink.connected, "inflight": gw.uplink.inflight},
         "sources": sources,

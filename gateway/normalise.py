@@ -110,6 +110,20 @@ class Normaliser:
         #: gateway, so a value that a server delivers again after a reconnect or restart is not sent twice.
         self.watermarks = watermarks if watermarks is not None else Watermarks()
         self._marks = self.watermarks.ts
+        #: True for sources that can confirm an unchanged value (OPC UA reads it): the heartbeat then repeats
+        #: a value as good only if the source confirmed it within the heartbeat period (:meth:`confirm`).
+        self.require_confirmation = False
+        #: (asset pseudonym, canonical signal) -> receive time (ns) of the last delivery or confirmation.
+        self.confirmed: dict[tuple[str, str], int] = {}
+        #: per series, how long after its source timestamp its last change arrived (see :meth:`repeat_stale`)
+        self._lag: dict[tuple[str, str], int] = {}
+
+    def set_policy(self, policy: Policy, asset_classes: dict[str, str]) -> None:
+        """Apply a reloaded policy from the next reading on; the heartbeat forgets series whose rule changed."""
+        self.policy = policy
+        self._asset_classes = dict(asset_classes)
+        self._prepared = {}
+        self.last = {k: (s, rule) for k, (s, rule) in self.last.items() if policy.rules.get(rule.local) == rule}
 
     def classify(self, asset: str, asset_class: str) -> None:
         """Set the asset class of a clear asset id discovered at run time."""
@@ -128,6 +142,14 @@ class Normaliser:
             prepared = (self.pseudonymiser.asset(asset), aclass, rule)
         self._prepared[(asset, local)] = prepared
         return prepared
+
+    def watermark(self, asset: str, local: str) -> int | None:
+        """The newest timestamp sent of the series a reading of ``asset``/``local`` goes to (``None``: none yet,
+        or the reading would be dropped); where a backfill after an outage starts."""
+        prepared = self._prepared.get((asset, local)) or self._prepare(asset, local)
+        if isinstance(prepared, str):
+            return None
+        return self._marks.get((prepared[0], prepared[2].canonical))
 
     def drop(self, reason: str) -> str:
         self.dropped[reason] += 1
@@ -153,10 +175,6 @@ class Normaliser:
             ts -= ts % rule.coarsen_ns
         if not MIN_TS_NS <= ts <= MAX_TS_NS:
             return self.drop("invalid")
-        mark_key = (asset, rule.canonical)
-        mark = self._marks.get(mark_key)
-        if mark is not None and ts <= mark:
-            return self.drop("replayed")
         kind = rule.kind
         value: Any
         if rule.personal:
@@ -190,24 +208,58 @@ class Normaliser:
         checked = rule.personal or (isinstance(value, str) and len(value) > MAX_STRING_VALUE)
         if checked and sample_problem(sample) is not None:
             return self.drop("contract")
+        mark_key = (asset, rule.canonical)
+        mark = self._marks.get(mark_key)
+        if mark is not None and ts <= mark:
+            if mark_key not in self.last:  # first sight after a restart: the heartbeat repeats it from now on
+                self.last[mark_key] = (sample, rule)
+                self.confirmed[mark_key] = r.recv_ns
+            # The source delivered a value it holds as current again (a re-read after a reconnect or a
+            # backfill): the series is not catching up with its past.
+            self._lag[mark_key] = 0
+            return self.drop("replayed")
         self.accepted += 1
         self._marks[mark_key] = ts
         self.watermarks.dirty[mark_key] = ts
+        # How far behind its arrival a *change* is (the first value of a series is the source's current one).
+        self._lag[mark_key] = r.recv_ns - ts if mark_key in self.last else 0
         self.last[mark_key] = (sample, rule)
+        self.confirmed[mark_key] = r.recv_ns
         return sample
 
-    def repeat_stale(self, now_ns: int, older_than_ns: int) -> list[Sample]:
+    def confirm(self, asset: str, local: str, recv_ns: int) -> None:
+        """The source read (asset, local signal) again and its value is unchanged: the value is still current."""
+        prepared = self._prepared.get((asset, local))
+        if prepared is None or isinstance(prepared, str):
+            return
+        key = (prepared[0], prepared[2].canonical)
+        if key in self.last:
+            self.confirmed[key] = recv_ns
+
+    def repeat_stale(self, now_ns: int, older_than_ns: int, *, confirmed_since_ns: int | None = None) -> list[Sample]:
         """Repeat, stamped ``now_ns``, every last value not refreshed for ``older_than_ns``.
 
         The hub caps how long a state lasts without news; repeating current values while the
-        source is connected keeps states and gauges of quiet machines alive. A last value older
-        than four times ``older_than_ns`` is not a current value that went quiet but history (a
-        source replaying or backfilling its past): repeating it stamped now would put an old
-        counter reading after newer ones, which the hub must read as a reset.
+        source is connected keeps states and gauges of quiet machines alive. A value is never
+        repeated as good on the gateway's word alone: with :attr:`require_confirmation`, only values
+        the source delivered or confirmed at or after ``confirmed_since_ns`` are repeated (a stalled
+        subscription therefore goes quiet instead of repeating a frozen value).
+
+        Nor is a series repeated while it is catching up with its past: when its last change arrived more
+        than four times ``older_than_ns`` after its source timestamp (a source replaying or backfilling
+        history), a repeat stamped now would sit before the newer history still to come, and an old
+        counter reading after newer ones reads as a counter reset at the hub. It is repeated again once
+        a current value arrives or the source delivers its current value again.
         """
         out: list[Sample] = []
+        since = now_ns - older_than_ns if confirmed_since_ns is None else confirmed_since_ns
+        history = 4 * older_than_ns
         for key, (s, rule) in self.last.items():
-            if older_than_ns <= now_ns - s.ts < 4 * older_than_ns:
+            if self.require_confirmation and self.confirmed.get(key, 0) < since:
+                continue
+            if self._lag.get(key, 0) >= history:
+                continue
+            if now_ns - s.ts >= older_than_ns:
                 ts = now_ns - now_ns % rule.coarsen_ns if rule.coarsen_ns else now_ns
                 if ts <= s.ts:
                     continue

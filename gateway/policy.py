@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from wire.catalog import ASSET_CLASSES, MACHINE_STATES, SIGNALS
+from wire.catalog import ASSET_CLASSES, SIGNALS
 from wire.model import Quality
 
 from .errors import PolicyError
@@ -89,7 +89,9 @@ class SignalPolicy(BaseModel):
     bin: float | None = Field(default=None, gt=0)
     round: int | None = Field(default=None, ge=0, le=12)
     coarsen_s: float = Field(default=0.0, ge=0, description="Floor timestamps to multiples of this many seconds")
-    states: dict[str, str] | None = Field(default=None, description="Raw value (as text) -> machine state")
+    states: dict[str, str] | None = Field(
+        default=None, description="Raw value (as text) -> a value of the state signal (machine state, reason)"
+    )
     personal: bool = Field(default=False, description="The value identifies a person: send only a p- pseudonym")
 
     @field_validator("canonical")
@@ -99,18 +101,13 @@ class SignalPolicy(BaseModel):
             raise ValueError(f"must be a catalogue signal ({', '.join(sorted(SIGNALS))})")
         return v
 
-    @field_validator("states")
-    @classmethod
-    def _known_states(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        if v is not None:
-            bad = sorted(set(v.values()) - set(MACHINE_STATES))
-            if bad:
-                raise ValueError(f"state values must be among {', '.join(MACHINE_STATES)}; got {bad}")
-        return v
-
     @model_validator(mode="after")
     def _unit_known(self) -> SignalPolicy:
         spec = SIGNALS[self.canonical]
+        if self.states is not None and spec.kind == "state":
+            bad = sorted(set(self.states.values()) - set(spec.values))
+            if bad:
+                raise ValueError(f"state values must be among {', '.join(spec.values)}; got {bad}")
         if self.unit is not None and spec.kind != "state" and (self.unit, spec.unit) not in UNIT_CONVERSIONS:
             known = sorted(src for (src, dst) in UNIT_CONVERSIONS if dst == spec.unit)
             raise ValueError(f"unit {self.unit!r} cannot be converted to {spec.unit!r}; known: {', '.join(known)}")
@@ -194,7 +191,7 @@ def compile_rule(local: str, sp: SignalPolicy) -> SignalRule:
     low, high = sp.clip if sp.clip is not None else (-math.inf, math.inf)
     digits = sp.round if sp.round is not None else -1
     plain = factor == 1.0 and offset == 0.0 and sp.clip is None and sp.bin is None and digits < 0
-    states = {s: s for s in MACHINE_STATES} if spec.kind == "state" and sp.states is None else sp.states
+    states = {s: s for s in spec.values} if spec.kind == "state" and sp.states is None else sp.states
     return SignalRule(
         local=local,
         canonical=sp.canonical,

@@ -14,11 +14,10 @@ from typing import Any
 from wire.model import Quality, Sample
 
 from .config import GatewaySettings
-from .mqtt_source import MqttSourceRunner
 from .normalise import Normaliser, Reading
-from .opcua_source import OpcuaSourceRunner
 from .policy import compile_policy
 from .pseudonymise import Pseudonymiser, load_key
+from .sources import SourceContext, build_sources
 
 
 class RecordingNormaliser(Normaliser):
@@ -58,19 +57,13 @@ async def run_preview(settings: GatewaySettings, seconds: float) -> list[str]:
     pseudonymiser = Pseudonymiser(key, length=settings.identity.pseudonym_hex)  # no journal: nothing leaves
     policy = compile_policy(settings.policy)
     classes = settings.asset_classes()
-    runners: list[OpcuaSourceRunner | MqttSourceRunner] = []
-    for oc in settings.opcua:
-        runners.append(
-            OpcuaSourceRunner(
-                oc,
-                RecordingNormaliser(policy, pseudonymiser, asset_classes=classes),
-                _discard,
-                pki_dir=settings.buffer.path.parent / "pki",
-            )
-        )
-    for mc in settings.mqtt:
-        n = RecordingNormaliser(policy, pseudonymiser, asset_classes=classes)
-        runners.append(MqttSourceRunner(mc, n, _discard, client_id=f"mdh-preview-{pseudonymiser.gateway(mc.name)}"))
+    ctx = SourceContext(
+        normaliser=lambda: RecordingNormaliser(policy, pseudonymiser, asset_classes=classes),
+        sink=_discard,
+        pki_dir=settings.buffer.path.parent / "pki",
+        client_id=lambda name: f"mdh-preview-{pseudonymiser.gateway(name)}",
+    )
+    runners = build_sources(settings, ctx)
     tasks = [asyncio.create_task(r.run()) for r in runners]
     try:
         await asyncio.sleep(seconds)

@@ -4,7 +4,7 @@ Nothing that identifies a machine, a host or a person leaves the factory in clea
 key (which never leaves the factory) nobody, not even the hub's operator, can map a pseudonym back.
 
 The key lives in a small JSON file made by ``metalldaten gateway keygen`` (mode 0600) together with
-a key id that travels with every batch, so that a member can rotate keys on purpose. Pseudonyms are
+an opaque key id that travels with every batch, so that a member can rotate keys on purpose. Pseudonyms are
 deterministic per key: the same machine keeps its pseudonym for as long as the key is kept.
 
 A member can map its pseudonyms back (:func:`reveal`) by recomputing them over the identifiers it
@@ -22,7 +22,6 @@ import secrets
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -49,9 +48,15 @@ class MemberKey:
         return f"MemberKey(key_id={self.key_id!r})"
 
 
+def new_key_id() -> str:
+    """An opaque key id (``k-`` and 12 random hex digits). It travels with every batch, so it says nothing
+    about the member: not when the key was made, nor by whom. Ids of older keys (``k20261201-…``) stay valid."""
+    return "k-" + secrets.token_hex(6)
+
+
 def generate_key(path: Path, *, key_id: str | None = None, overwrite: bool = False) -> MemberKey:
     """Write a new random key to ``path`` with mode 0600 and return it."""
-    key_id = key_id or "k" + datetime.now(UTC).strftime("%Y%m%d") + "-" + secrets.token_hex(3)
+    key_id = key_id or new_key_id()
     if not KEY_ID_RE.fullmatch(key_id):
         raise KeyFileError(f"key id {key_id!r} must be 1-32 characters of [0-9a-zA-Z_.-]")
     if path.exists() and not overwrite:

@@ -41,6 +41,7 @@ Public API::
 
 from .base import (
     AGGS,
+    DOWNTIME_COLUMNS,
     ROLLUP_SCHEMA,
     SERIES_SCHEMA,
     Agg,
@@ -62,6 +63,7 @@ from .settings import IngestSettings, StoreKind, StoreSettings, open_store
 
 __all__ = [
     "AGGS",
+    "DOWNTIME_COLUMNS",
     "ROLLUP_SCHEMA",
     "SERIES_SCHEMA",
     "Agg",

@@ -9,7 +9,7 @@ Series frame (:data:`SERIES_SCHEMA`): ``ts`` (UTC, ns), ``member``, ``asset``,
 (the state for state signals, else null), ``quality`` (0 good, 1 uncertain, 2 bad).
 
 Rollup frame (:data:`ROLLUP_SCHEMA`): one row per (member, asset, hour) with
-counter deltas, seconds per machine state and gauge statistics; see
+counter deltas, seconds per machine state and per downtime reason, and gauge statistics; see
 :mod:`storage.rollups` for how they are computed.
 """
 
@@ -21,7 +21,7 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 
 import polars as pl
 
-from wire import MACHINE_STATES, Sample
+from wire import DOWNTIME_REASONS, MACHINE_STATES, Sample
 from wire.catalog import COUNTER_SIGNALS, GAUGE_SIGNALS
 
 from .ledger import ReleasedCell
@@ -54,6 +54,9 @@ COUNTER_COLUMNS: dict[str, str] = {
 if tuple(COUNTER_COLUMNS) != COUNTER_SIGNALS:
     raise RuntimeError("COUNTER_COLUMNS must name every counter signal of the catalogue, in its order")
 
+#: Downtime reasons kept in the rollups as seconds per hour (``none`` is not downtime and is not kept).
+DOWNTIME_COLUMNS: dict[str, str] = {r: f"seconds_down_{r}" for r in DOWNTIME_REASONS if r != "none"}
+
 ROLLUP_SCHEMA: dict[str, pl.DataType] = {
     "member": pl.String(),
     "asset": pl.String(),
@@ -61,6 +64,7 @@ ROLLUP_SCHEMA: dict[str, pl.DataType] = {
     "hour": pl.Datetime("ns", "UTC"),
     **{column: pl.Float64() for column in COUNTER_COLUMNS.values()},
     **{f"seconds_{s}": pl.Float64() for s in MACHINE_STATES},
+    **{column: pl.Float64() for column in DOWNTIME_COLUMNS.values()},
     **{f"{g}_{stat}": pl.Float64() for g in GAUGE_STATS for stat in ("mean", "min", "max")},
     "samples": pl.Int64(),
 }

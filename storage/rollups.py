@@ -7,11 +7,11 @@
   later sample. A decrease is a reset (the machine restarted and counts from
   zero), so the increase is the new value itself, never a negative figure. The
   first sample of an asset has no predecessor and adds nothing.
-* ``state``: each state holds from its sample until the next state sample, but at
+* ``state`` and ``downtime_reason``: each value holds from its sample until the next state sample, but at
   most :data:`MAX_STATE_GAP_S` (gateways repeat the current state at least once a
   minute; a longer silence is a gap and is not counted as any state). Intervals
   are split at hour boundaries. The last sample of an asset stays open until the
-  next one arrives.
+  next one arrives. Downtime is kept per reason (``seconds_down_<reason>``); ``none`` is not kept.
 * gauges: mean, min and max of the samples in the hour.
 
 Samples of bad quality are ignored. This module is pure (frames in, frames out)
@@ -25,7 +25,7 @@ import polars as pl
 
 from wire import MACHINE_STATES, Quality
 
-from .base import COUNTER_COLUMNS, GAUGE_STATS, ROLLUP_SCHEMA, empty_rollups
+from .base import COUNTER_COLUMNS, DOWNTIME_COLUMNS, GAUGE_STATS, ROLLUP_SCHEMA, empty_rollups
 
 HOUR_NS = 3600 * 10**9
 MAX_STATE_GAP_S = 300
@@ -35,6 +35,40 @@ LOOKBACK_NS = 24 * HOUR_NS
 
 _COUNTERS = COUNTER_COLUMNS
 _KEYS = ["member", "asset", "hour"]
+_STATE_COLUMNS = [f"seconds_{st}" for st in MACHINE_STATES] + list(DOWNTIME_COLUMNS.values())
+_HOUR = (pl.col("ts") // HOUR_NS) * HOUR_NS
+
+
+def _state_seconds(raw: pl.DataFrame, signal: str, columns: dict[str, str]) -> pl.DataFrame:
+    """Seconds per value of the state signal ``signal`` per (member, asset, hour), one column per value.
+
+    Each sample holds until the next sample of the same signal, at most :data:`GAP_NS`, split at hour
+    boundaries; values not in ``columns`` (``downtime_reason`` ``none``) are not kept.
+    """
+    states = (
+        raw.filter(pl.col("signal") == signal)
+        .sort(["member", "asset", "ts"])
+        .with_columns(nxt=pl.col("ts").shift(-1).over(["member", "asset"]))
+        .filter(pl.col("nxt").is_not_null())
+        .with_columns(end=pl.min_horizontal(pl.col("nxt"), pl.col("ts") + GAP_NS))
+        .with_columns(h0=_HOUR, boundary=_HOUR + HOUR_NS)
+    )
+    first = states.select(
+        "member",
+        "asset",
+        "text",
+        pl.col("h0").alias("hour"),
+        (pl.min_horizontal("end", "boundary") - pl.col("ts")).alias("ns"),
+    )
+    second = states.filter(pl.col("end") > pl.col("boundary")).select(
+        "member", "asset", "text", pl.col("boundary").alias("hour"), (pl.col("end") - pl.col("boundary")).alias("ns")
+    )
+    return (
+        pl.concat([first, second])
+        .group_by(["member", "asset", "hour"])
+        # round: polars may divide by multiplying with 1e-9, which is off in the last bit (60.00000000000001)
+        .agg([(pl.col("ns").filter(pl.col("text") == v).sum() / 1e9).round(9).alias(c) for v, c in columns.items()])
+    )
 
 
 def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
@@ -42,7 +76,7 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
     if raw.height == 0:
         return empty_rollups()
     raw = raw.filter(pl.col("quality") < int(Quality.BAD)).with_columns(pl.col("ts").cast(pl.Int64))
-    hour = (pl.col("ts") // HOUR_NS) * HOUR_NS
+    hour = _HOUR
     base = raw.group_by(["member", "asset", (hour).alias("hour")]).agg(
         pl.col("asset_class").last(), pl.len().cast(pl.Int64).alias("samples")
     )
@@ -62,34 +96,8 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
         .agg([pl.col("delta").filter(pl.col("signal") == sig).sum().alias(col) for sig, col in _COUNTERS.items()])
     )
 
-    states = (
-        raw.filter(pl.col("signal") == "state")
-        .sort(["member", "asset", "ts"])
-        .with_columns(nxt=pl.col("ts").shift(-1).over(["member", "asset"]))
-        .filter(pl.col("nxt").is_not_null())
-        .with_columns(end=pl.min_horizontal(pl.col("nxt"), pl.col("ts") + GAP_NS))
-        .with_columns(h0=hour, boundary=hour + HOUR_NS)
-    )
-    first = states.select(
-        "member",
-        "asset",
-        "text",
-        pl.col("h0").alias("hour"),
-        (pl.min_horizontal("end", "boundary") - pl.col("ts")).alias("ns"),
-    )
-    second = states.filter(pl.col("end") > pl.col("boundary")).select(
-        "member", "asset", "text", pl.col("boundary").alias("hour"), (pl.col("end") - pl.col("boundary")).alias("ns")
-    )
-    state_secs = (
-        pl.concat([first, second])
-        .group_by(["member", "asset", "hour"])
-        # round: polars may divide by multiplying with 1e-9, which is off in the last bit (60.00000000000001)
-        .agg(
-            [
-                (pl.col("ns").filter(pl.col("text") == st).sum() / 1e9).round(9).alias(f"seconds_{st}")
-                for st in MACHINE_STATES
-            ]
-        )
+    state_secs = _state_seconds(raw, "state", {st: f"seconds_{st}" for st in MACHINE_STATES}).join(
+        _state_seconds(raw, "downtime_reason", DOWNTIME_COLUMNS), on=_KEYS, how="full", coalesce=True
     )
 
     gauges = (
@@ -114,6 +122,6 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
     for part in (counters, state_secs, gauges):
         out = out.join(part, on=_KEYS, how="left")
     fill = {c: pl.col(c).fill_null(0.0) for c in COUNTER_COLUMNS.values()}
-    fill.update({f"seconds_{st}": pl.col(f"seconds_{st}").fill_null(0.0) for st in MACHINE_STATES})
+    fill.update({c: pl.col(c).fill_null(0.0) for c in _STATE_COLUMNS})
     out = out.with_columns(**fill).with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC")))
     return out.select([pl.col(c).cast(t) for c, t in ROLLUP_SCHEMA.items()]).sort(_KEYS)

@@ -1,7 +1,7 @@
 """The wire contract between gateways and the hub: sample model, signal catalogue,
 payload codec and topic layout. Imported by both sides; depends on neither."""
 
-from .catalog import ASSET_CLASSES, MACHINE_STATES, SIGNALS, SignalKind, SignalSpec, signal
+from .catalog import ASSET_CLASSES, DOWNTIME_REASONS, MACHINE_STATES, SIGNALS, SignalKind, SignalSpec, signal
 from .codec import (
     MAX_DECODED_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -20,6 +20,7 @@ from .topics import parse_topic, samples_topic, status_topic
 
 __all__ = [
     "ASSET_CLASSES",
+    "DOWNTIME_REASONS",
     "MACHINE_STATES",
     "MAX_DECODED_BYTES",
     "MAX_PAYLOAD_BYTES",

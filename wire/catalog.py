@@ -6,7 +6,9 @@ signal has a unit and a kind. The kind decides how the hub aggregates it:
 * ``gauge``   -- an instantaneous reading (mean/min/max per hour);
 * ``counter`` -- a monotonically increasing total that may reset to a lower value
   when a machine restarts (deltas per hour, resets handled);
-* ``state``   -- one of :data:`MACHINE_STATES` (seconds per state per hour).
+* ``state``   -- one value of a fixed vocabulary (seconds per value per hour): :data:`MACHINE_STATES` for
+  ``state``, :data:`DOWNTIME_REASONS` for ``downtime_reason``. A fixed vocabulary, never free text: an
+  alarm's message or an operator's note can name a person and never becomes a value.
 """
 
 from __future__ import annotations
@@ -18,6 +20,21 @@ SignalKind = Literal["gauge", "counter", "state"]
 
 MACHINE_STATES: tuple[str, ...] = ("running", "idle", "setup", "down", "off")
 
+#: Why a machine is down, as the gateway maps OPC UA events and alarms (``none``: not down, or the
+#: reason ended). Coarse on purpose: the hub sums downtime per reason and asset (``/v1/kpis``).
+DOWNTIME_REASONS: tuple[str, ...] = (
+    "none",
+    "breakdown",
+    "tooling",
+    "material",
+    "maintenance",
+    "setup",
+    "quality",
+    "no_order",
+    "no_staff",
+    "other",
+)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignalSpec:
@@ -25,6 +42,8 @@ class SignalSpec:
     unit: str
     kind: SignalKind
     description: str
+    #: The values a state signal may take (empty for gauges and counters).
+    values: tuple[str, ...] = ()
 
 
 SIGNALS: dict[str, SignalSpec] = {
@@ -36,7 +55,20 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(name="energy_kwh", unit="kWh", kind="counter", description="Electrical energy meter reading"),
         SignalSpec(name="parts_total", unit="1", kind="counter", description="Parts produced, good and scrap"),
         SignalSpec(name="parts_scrap_total", unit="1", kind="counter", description="Parts produced that were scrapped"),
-        SignalSpec(name="state", unit="", kind="state", description="Machine state: " + ", ".join(MACHINE_STATES)),
+        SignalSpec(
+            name="state",
+            unit="",
+            kind="state",
+            description="Machine state: " + ", ".join(MACHINE_STATES),
+            values=MACHINE_STATES,
+        ),
+        SignalSpec(
+            name="downtime_reason",
+            unit="",
+            kind="state",
+            description="Why the machine is down: " + ", ".join(DOWNTIME_REASONS),
+            values=DOWNTIME_REASONS,
+        ),
     )
 }
 
@@ -44,6 +76,8 @@ SIGNALS: dict[str, SignalSpec] = {
 GAUGE_SIGNALS: tuple[str, ...] = tuple(n for n, s in SIGNALS.items() if s.kind == "gauge")
 COUNTER_SIGNALS: tuple[str, ...] = tuple(n for n, s in SIGNALS.items() if s.kind == "counter")
 STATE_SIGNALS: tuple[str, ...] = tuple(n for n, s in SIGNALS.items() if s.kind == "state")
+#: State signal -> the values it may take.
+STATE_VALUES: dict[str, frozenset[str]] = {n: frozenset(SIGNALS[n].values) for n in STATE_SIGNALS}
 
 #: Generalised machine classes. Machine models are mapped to one of these at the
 #: gateway; benchmarks use them as fixed peer groups.

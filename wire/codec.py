@@ -16,7 +16,7 @@ import re
 import msgspec
 import zstandard
 
-from .catalog import ASSET_CLASSES, COUNTER_SIGNALS, GAUGE_SIGNALS, MACHINE_STATES, STATE_SIGNALS
+from .catalog import ASSET_CLASSES, COUNTER_SIGNALS, GAUGE_SIGNALS, SIGNALS, STATE_SIGNALS, STATE_VALUES
 from .errors import InvalidBatch, PayloadTooLarge, UnsupportedSchema, WireError
 from .model import (
     KEY_ID_RE,
@@ -48,7 +48,8 @@ _status_decoder = msgspec.json.Decoder(Status)
 _GAUGE_SIGNALS = frozenset(GAUGE_SIGNALS)
 _COUNTER_SIGNALS = frozenset(COUNTER_SIGNALS)
 _STATE_SIGNALS = frozenset(STATE_SIGNALS)
-_STATES = frozenset(MACHINE_STATES)
+#: (state signal, value) pairs the contract admits.
+_STATE_PAIRS = frozenset((sig, v) for sig, values in STATE_VALUES.items() for v in values)
 _CLASSES = frozenset(ASSET_CLASSES)
 
 
@@ -145,7 +146,7 @@ def _all_samples_valid(samples: list[Sample]) -> bool:
     It only answers yes or no; on a no, :func:`validate_batch` looks for the first bad sample
     with :func:`sample_problem` to name the reason. A property test keeps the two in step.
     """
-    value_types, states, counters, classes = _VALUE_TYPES, _STATES, _COUNTER_SIGNALS, _CLASSES
+    value_types, states, counters, classes = _VALUE_TYPES, _STATE_PAIRS, _COUNTER_SIGNALS, _CLASSES
     lo, hi, match = MIN_TS_NS, MAX_TS_NS, PSEUDONYM_RE.fullmatch
     assets: set[str] = set()
     for s in samples:
@@ -154,7 +155,7 @@ def _all_samples_valid(samples: list[Sample]) -> bool:
         if (s.signal, t) not in value_types:
             return False
         if t is str:
-            if v not in states:
+            if (s.signal, v) not in states:
                 return False
         elif v - v != 0 or (v < 0 and s.signal in counters):  # type: ignore[operator]  # NaN and ±inf fail v - v == 0
             return False
@@ -189,8 +190,8 @@ def sample_problem(s: Sample) -> str | None:
             return f"counter {sig} is negative"
         return None
     if sig in _STATE_SIGNALS:
-        if not isinstance(v, str) or v not in _STATES:
-            return f"signal {sig} needs one of {', '.join(MACHINE_STATES)}"
+        if not isinstance(v, str) or v not in STATE_VALUES[sig]:
+            return f"signal {sig} needs one of {', '.join(SIGNALS[sig].values)}"
         return None
     return f"unknown signal {sig[:MAX_STRING_VALUE]!r}"
 

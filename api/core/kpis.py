@@ -11,6 +11,9 @@ additive quantities and derive:
 * ``scrap_rate``               = scrap parts / all parts (capped at 1)
 * ``good_parts_per_hour``      = good parts / running hours
 
+Downtime by reason: ``seconds_down_<reason>`` per period, the seconds the asset's ``downtime_reason``
+signal held each reason (see :func:`downtime_by_reason`).
+
 ``good parts`` = max(parts_total - parts_scrap, 0) over the period. Every division
 by zero gives null, never inf or NaN. Hours without data (gaps) add nothing: they
 are neither running nor observed.
@@ -25,6 +28,7 @@ from typing import Literal, get_args
 
 import polars as pl
 
+from storage import DOWNTIME_COLUMNS
 from wire import MACHINE_STATES
 
 #: KPI periods (UTC; a week starts on Monday). Benchmarks use the closed periods of at least a day:
@@ -46,6 +50,7 @@ TOTALS: tuple[str, ...] = (
     "parts_good",
     "seconds_running",
     "seconds_observed",
+    *DOWNTIME_COLUMNS.values(),
 )
 
 
@@ -154,6 +159,7 @@ def asset_totals(
             pl.col("parts_scrap").sum(),
             pl.col("seconds_running").sum(),
             pl.col("seconds_observed").sum(),
+            *[pl.col(c).sum() for c in DOWNTIME_COLUMNS.values()],
         )
         .with_columns(parts_good=pl.max_horizontal(pl.col("parts_total") - pl.col("parts_scrap"), pl.lit(0.0)))
         .with_columns(period_end=period_end("period_start", period))
@@ -194,3 +200,13 @@ def compute_kpis(
 def pool(totals: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """Sum the additive totals over assets, grouped by ``by``, and derive the KPIs of the pooled totals."""
     return add_kpis(totals.group_by(by).agg([pl.col(c).sum() for c in TOTALS]).sort(by))
+
+
+def downtime_by_reason(row: Mapping[str, object]) -> dict[str, float]:
+    """The downtime seconds of one totals row by reason, leaving out reasons with no downtime."""
+    out: dict[str, float] = {}
+    for reason, column in DOWNTIME_COLUMNS.items():
+        v = row.get(column)
+        if isinstance(v, int | float) and v > 0:
+            out[reason] = float(v)
+    return out

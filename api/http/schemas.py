@@ -61,6 +61,13 @@ class KpiRow(BaseModel):
     parts_good: float
     seconds_running: float
     seconds_observed: float
+    downtime_s: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Seconds of downtime by reason (breakdown, tooling, material, ...), from the asset's downtime_reason "
+            "signal; reasons without downtime are left out"
+        ),
+    )
     energy_per_good_part_kwh: float | None
     co2e_per_good_part_kg: float | None
     utilisation: float | None

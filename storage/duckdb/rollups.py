@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ..base import ROLLUP_SCHEMA, RollupQuery, empty_rollups
+from ..base import DOWNTIME_COLUMNS, ROLLUP_SCHEMA, RollupQuery, empty_rollups
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .connection import DuckDBConnection, in_clause
 
@@ -27,6 +27,8 @@ _ROLLUP_DDL = (
     )
     + ", PRIMARY KEY (member, asset, hour));"
     "CREATE TABLE IF NOT EXISTS rollup_dirty (member VARCHAR, asset VARCHAR, lo BIGINT, hi BIGINT);"
+    # files made before downtime was kept per reason: the columns are added (0 until recomputed)
+     + "".join(f"ALTER TABLE rollups ADD COLUMN IF NOT EXISTS {c} DOUBLE DEFAULT 0;" for c in DOWNTIME_COLUMNS.values())
 )
 
 

@@ -24,6 +24,16 @@ POLICY: dict[str, Any] = {
     },
 }
 
+#: POLICY with the local signals that mapped OPC UA events become (see gateway/sources/opcua/events.py).
+EVENT_POLICY: dict[str, Any] = {
+    **POLICY,
+    "signals": {
+        **POLICY["signals"],
+        "EventState": {"canonical": "state"},
+        "EventReason": {"canonical": "downtime_reason"},
+    },
+}
+
 
 def gateway_settings(
     tmp: Path,

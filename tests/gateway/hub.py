@@ -28,13 +28,17 @@ class RawSubscriber:
     host: str
     port: int
     topic: str = "#"
+    #: a persistent session (clean session off, QoS 1): nothing is missed across a broker restart
+    persistent: bool = False
     messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _client: mqtt.Client | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> RawSubscriber:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}")
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}", clean_session=not self.persistent
+        )
 
         def on_connect(client: mqtt.Client, *_: object) -> None:
             client.subscribe(self.topic, qos=1)

@@ -18,7 +18,7 @@ from gateway.errors import KeyFileError
 from gateway.normalise import Normaliser, Reading, quality_of
 from gateway.policy import PolicySettings, compile_policy
 from gateway.pseudonymise import Journal, MemberKey, Pseudonymiser, generate_key, load_key, pseudonym, reveal
-from gateway.sparkplug import AliasTable, SparkplugError, decode_payload
+from gateway.sources.mqtt.sparkplug import AliasTable, SparkplugError, decode_payload
 from wire import Quality, Sample, sample_problem
 from wire.model import PSEUDONYM_RE
 
@@ -251,3 +251,56 @@ def test_replayed_values_are_dropped_and_heartbeats_do_not_advance_the_mark() ->
     # a change stamped by a machine clock behind the gateway's heartbeat still goes out
     s = n.normalise(Reading("m1", "P", 2000, recv_ns=NOW + 121 * 10**9, source_ns=NOW + 60 * 10**9))
     assert isinstance(s, Sample) and s.value == 2.0
+
+
+def test_heartbeat_repeats_as_good_only_what_the_source_confirmed() -> None:
+    n = _n()
+    n.require_confirmation = True  # as an OPC UA source sets it: its reads confirm unchanged values
+    n.normalise(Reading("m1", "S", 1, recv_ns=NOW))
+    n.normalise(Reading("m1", "P", 1000, recv_ns=NOW))
+    later = NOW + 120 * 10**9
+    # nothing confirmed since the delivery two minutes ago (a stalled subscription): nothing is repeated
+    assert n.repeat_stale(later, 55 * 10**9, confirmed_since_ns=later - 60 * 10**9) == []
+    n.confirm("m1", "S", later - 10**9)  # an audit read found the state unchanged
+    repeated = n.repeat_stale(later, 55 * 10**9, confirmed_since_ns=later - 60 * 10**9)
+    assert [(s.signal, s.value, s.ts, s.quality) for s in repeated] == [("state", "running", later, Quality.GOOD)]
+    n.confirm("m1", "unknown signal", later)  # never seen: ignored
+
+
+def test_first_value_after_a_restart_is_kept_for_the_heartbeat_though_replayed() -> None:
+    n = _n()
+    n.watermarks.ts[(pseudonym(KEY, "a", "m1"), "parts_total")] = NOW  # loaded from the disk buffer
+    assert n.normalise(Reading("m1", "N", 7, recv_ns=NOW + 10**12, source_ns=NOW)) == "replayed"
+    repeated = n.repeat_stale(NOW + 10**12, 55 * 10**9)
+    assert [(s.signal, s.value) for s in repeated] == [("parts_total", 7)]
+    assert n.watermarks.take_dirty() == {}  # a repeat never advances the mark
+
+
+def test_key_ids_are_opaque_and_old_dated_ids_still_load(tmp_path: Path) -> None:
+    import re
+    from datetime import UTC, datetime
+
+    from gateway.pseudonymise import new_key_id
+    from wire import decode_batch, encode_batch
+    from wire.model import KEY_ID_RE, SCHEMA_VERSION, Batch
+
+    ids = {generate_key(tmp_path / f"k{i}.key").key_id for i in range(5)}
+    assert len(ids) == 5
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    for key_id in ids:
+        assert KEY_ID_RE.fullmatch(key_id) and re.fullmatch(r"k-[0-9a-f]{12}", key_id) and today not in key_id
+    assert new_key_id() not in ids
+    old = generate_key(tmp_path / "old.key", key_id="k20261201-a1b2c3")  # a key made before ids were opaque
+    assert load_key(tmp_path / "old.key") == old
+    sample = Sample(NOW, pseudonym(old, "a", "m1"), "press", "power_kw", 1.0, 0)
+    for key_id in (old.key_id, next(iter(ids))):  # batches sealed with either kind of id decode alike
+        batch = Batch(
+            schema=SCHEMA_VERSION,
+            batch_id="batch-0001",
+            member="m-0a1b2c",
+            gateway="g-0123456789abcdef",
+            key_id=key_id,
+            sent_ns=NOW,
+            samples=[sample],
+        )
+        assert decode_batch(encode_batch(batch)).key_id == key_id

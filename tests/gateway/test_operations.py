@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import stat
 import subprocess
@@ -90,7 +91,17 @@ async def test_cli_keygen_check_preview_reveal_and_run(tmp_path: Path, mosquitto
 
         code, out = await _cli("gateway", "check", "--config", str(config), cwd=tmp_path)
         assert code == 0, out
-        assert "ok    opcua halle: 2 of 2 nodes resolved" in out and "ok    uplink" in out
+        assert "ok    opcua halle: 2 of 2 nodes exist on the server" in out and "ok    uplink" in out
+        assert "mqtt mqtt" not in out
+
+        wrong = tmp_path / "wrong.toml"
+        ghost = f"nsu={server.uri};s=L.Ghost"
+        text = config.read_text().replace(
+            "nodes = [\n", f'nodes = [\n  {{ asset = "L", signal = "Power", node = "{ghost}" }},\n'
+        )
+        wrong.write_text(text)
+        code, out = await _cli("gateway", "check", "--config", str(wrong), cwd=tmp_path)
+        assert code == 1 and f"FAIL  opcua halle: 2 of 3 nodes exist on the server; missing: {ghost} (Bad" in out
 
         dead = _toml(tmp_path, server, free_port(), name="dead.toml")
         code, out = await _cli("gateway", "check", "--config", str(dead), cwd=tmp_path)
@@ -123,13 +134,14 @@ async def test_cli_keygen_check_preview_reveal_and_run(tmp_path: Path, mosquitto
         assert b'"state":"offline"' in statuses[-1]
         log = (tmp_path / "run.log").read_text()
         assert "Laser-SN-555" not in log and "Halle 3" not in log and key.secret.hex() not in log
+        assert "WARNING" not in log.split("stopping: flushing and draining", 1)[1]  # a clean stop is quiet
 
         gw_pseudonym = pseudonym(key, "g", "Halle 3 Gateway")
-        for p, clear in ((asset, "Laser-SN-555"), (gw_pseudonym, "Halle 3 Gateway")):
-            code, out = await _cli("gateway", "reveal", p, "--config", str(config), cwd=tmp_path)
-            assert code == 0 and clear in out
-        code, out = await _cli("gateway", "reveal", "a-00000000deadbeef", "--config", str(config), cwd=tmp_path)
-        assert code == 1
+        code, out = await _cli("gateway", "reveal", asset, gw_pseudonym, "--config", str(config), cwd=tmp_path)
+        assert code == 0 and f"{asset}\ta\tLaser-SN-555" in out and f"{gw_pseudonym}\tg\tHalle 3 Gateway" in out
+        unknown = "a-00000000deadbeef"
+        code, out = await _cli("gateway", "reveal", asset, unknown, "--config", str(config), cwd=tmp_path)
+        assert code == 1 and "Laser-SN-555" in out and f"{unknown}\tnot found" in out
     finally:
         await server.stop()
 
@@ -168,3 +180,18 @@ async def test_health_and_metrics(tmp_path: Path, mosquitto: MosquittoServer) ->
             await asyncio.wait_for(task, 15)
     finally:
         await server.stop()
+
+
+async def test_check_names_an_mqtt_source_once(
+    tmp_path: Path, mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.check import run_check
+
+    caplog.set_level(logging.INFO)
+    topic = {"filter": "werk/+/+", "asset_level": 1, "signal_level": 2}
+    source = {"name": "leitstand", "port": mosquitto.port, "topics": [topic]}
+    settings = gateway_settings(tmp_path, uplink_port=mosquitto.port, mqtt=[source])
+    results = await run_check(settings)
+    assert ("mqtt leitstand", True, "connected") in results
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "mqtt source leitstand: connected" in text and "mqtt mqtt" not in text

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,54 +20,19 @@ from wire import decode_batch
 
 from .conftest import MEMBER
 from .hub import wait_until
+from .process import kill_if_running, opcua_toml, spawn_gateway, write_gateway_toml
 
 pytestmark = pytest.mark.integration
-
-CLI = str(Path(sys.executable).parent / "metalldaten")
 
 
 def _config(tmp: Path, opcua_url: str, node: str, broker_port: int) -> Path:
     from gateway.pseudonymise import generate_key
 
     generate_key(tmp / "member.key", key_id="k-test")
-    path = tmp / "gateway.toml"
-    path.write_text(
-        f"""
-[identity]
-member = "{MEMBER}"
-gateway_name = "kill-test-gw"
-key_file = "member.key"
-
-[policy.signals.Power]
-canonical = "power_kw"
-
-[[opcua]]
-name = "m"
-url = "{opcua_url}"
-backoff_min_s = 0.1
-backoff_max_s = 1.0
-groups = [{{ name = "fast", publishing_interval_ms = 50, sampling_interval_ms = 0, queue_size = 100 }}]
-nodes = [{{ asset = "Schleifmaschine-SN-889", signal = "Power", node = "{node}", group = "fast" }}]
-
-[buffer]
-path = "buffer.sqlite"
-flush_interval_s = 0.25
-
-[uplink]
-host = "127.0.0.1"
-port = {broker_port}
-tls = false
-batch_size = 40
-batch_time_s = 0.3
-backoff_min_s = 0.2
-backoff_max_s = 1.0
-
-[health]
-port = 0
-""",
-        encoding="utf-8",
+    source = opcua_toml("m", opcua_url, "Schleifmaschine-SN-889", node)
+    return write_gateway_toml(
+        tmp / "gateway.toml", member=MEMBER, name="kill-test-gw", broker_port=broker_port, sources=source
     )
-    return path
 
 
 class Collector:
@@ -99,17 +61,6 @@ class Collector:
         self.client.loop_stop()
 
 
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    return subprocess.Popen(
-        [CLI, "gateway", "run", "--config", str(config)],
-        stdout=out,
-        stderr=out,
-        cwd=config.parent,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
 async def _write_for(server: MachineServer, seconds: float, written: list[int], start: float) -> float:
     value = start
     deadline = time.monotonic() + seconds
@@ -128,7 +79,7 @@ async def test_broker_down_and_gateway_killed_loses_and_duplicates_nothing(tmp_p
     config = _config(tmp_path, server.url, server.node_id("M", "Power"), broker.port)
     collector = Collector(broker.port)
     log = tmp_path / "gateway.log"
-    gw = _spawn(config, log)
+    gw = spawn_gateway(config, log)
     written: list[int] = []
     try:
         # connected, resolved and subscribed once the subscription's initial value has reached the broker
@@ -143,7 +94,7 @@ async def test_broker_down_and_gateway_killed_loses_and_duplicates_nothing(tmp_p
         gw.send_signal(signal.SIGKILL)
         gw.wait(10)
         await asyncio.sleep(max(0.0, 10.5 - (time.monotonic() - down_since)))
-        gw = _spawn(config, log)  # restarted while the broker is still down
+        gw = spawn_gateway(config, log)  # restarted while the broker is still down
         await asyncio.sleep(2.5)
         value = await _write_for(server, 1.0, written, value)
         assert time.monotonic() - down_since > 10
@@ -162,9 +113,7 @@ async def test_broker_down_and_gateway_killed_loses_and_duplicates_nothing(tmp_p
         gw.send_signal(signal.SIGTERM)
         assert gw.wait(20) == 0
     finally:
-        if gw.poll() is None:
-            gw.kill()
-            gw.wait(5)
+        kill_if_running(gw)
         collector.stop()
         await server.stop()
         broker.stop()

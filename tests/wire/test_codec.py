@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from wire import (
     ASSET_CLASSES,
+    DOWNTIME_REASONS,
     MACHINE_STATES,
     SIGNALS,
     Batch,
@@ -55,6 +56,7 @@ def good_samples() -> list[Sample]:
         Sample(NOW, ASSET, "cnc_milling", "power_kw", 12.5),
         Sample(NOW, ASSET, "cnc_milling", "parts_total", 1200),
         Sample(NOW, ASSET, "cnc_milling", "state", "running", 1),
+        Sample(NOW, ASSET, "cnc_milling", "downtime_reason", "tooling"),
     ]
 
 
@@ -82,6 +84,9 @@ def test_payload_is_compressed_and_marked() -> None:
         (Sample(NOW, ASSET, "cnc_milling", "energy_kwh", -1.0), "negative"),
         (Sample(NOW, ASSET, "cnc_milling", "state", "sleeping"), "needs one of"),
         (Sample(NOW, ASSET, "cnc_milling", "state", 3), "needs one of"),
+        (Sample(NOW, ASSET, "cnc_milling", "state", "tooling"), "needs one of running"),  # a reason is no state
+        (Sample(NOW, ASSET, "cnc_milling", "downtime_reason", "running"), "needs one of none, breakdown"),
+        (Sample(NOW, ASSET, "cnc_milling", "downtime_reason", "Werkzeugbruch bei Hr. Maier"), "needs one of"),
         (Sample(NOW, ASSET, "cnc_milling", "operator_badge", 7), "unknown signal"),
         (Sample(NOW, ASSET, "spaceship", "power_kw", 1.0), "unknown asset class"),
         (Sample(NOW, "DMG-MORI-4711", "cnc_milling", "power_kw", 1.0), "asset is not a pseudonym"),
@@ -245,7 +250,11 @@ _any_sample = st.builds(
     asset_class=st.one_of(st.sampled_from(sorted(ASSET_CLASSES)), st.text(max_size=20)),
     signal=st.one_of(st.sampled_from(sorted(SIGNALS)), st.text(max_size=20)),
     value=st.one_of(
-        st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans(), st.sampled_from(MACHINE_STATES), st.text()
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(),
+        st.booleans(),
+        st.sampled_from(MACHINE_STATES + DOWNTIME_REASONS),
+        st.text(),
     ),
     quality=st.integers(-3, 5),
 )

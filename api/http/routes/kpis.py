@@ -12,7 +12,7 @@ from storage import RollupQuery
 
 from ...audit import record_member_rows, record_rows
 from ...core.cells import period_starts
-from ...core.kpis import compute_kpis
+from ...core.kpis import compute_kpis, downtime_by_reason
 from ..deps import ContextDep, ReaderDep, readable_members
 from ..params import to_ns, window
 from ..problems import problem_responses
@@ -57,5 +57,5 @@ def get_kpis(
     frame = compute_kpis(rollups, period, factors, DEFAULT_EMISSION_FACTOR)
     record_rows(request, frame.height)
     record_member_rows(request, frame)
-    rows = [KpiRow.model_validate(r) for r in frame.iter_rows(named=True)]
+    rows = [KpiRow.model_validate({**r, "downtime_s": downtime_by_reason(r)}) for r in frame.iter_rows(named=True)]
     return KpiResponse(period=period, start=start_, end=end_, data=rows)

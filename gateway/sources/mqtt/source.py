@@ -12,20 +12,19 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from core.mqtt import Message, MqttClient, topic_matches
-from wire.model import Sample
 
+from ...normalise import Normaliser, Reading
+from ..base import Sink
+from ..problems import SourceProblems
 from .config import MqttSource, MqttTopic
-from .normalise import Normaliser, Reading
 from .sparkplug import AliasTable, SparkplugError, decode_payload, parse_topic
 
 log = logging.getLogger(__name__)
 
-AckingSink = Callable[[list[Sample], Callable[[], None] | None], None]
 _TS_FACTOR = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
@@ -70,7 +69,7 @@ def parse_number(payload: bytes) -> Any:
 class MqttSourceRunner:
     kind = "mqtt"
 
-    def __init__(self, cfg: MqttSource, normaliser: Normaliser, sink: AckingSink, *, client_id: str) -> None:
+    def __init__(self, cfg: MqttSource, normaliser: Normaliser, sink: Sink, *, client_id: str) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.normaliser = normaliser
@@ -79,6 +78,7 @@ class MqttSourceRunner:
         self.readings_in = 0
         self.messages_in = 0
         self.malformed = 0
+        self.problems = SourceProblems(f"mqtt {cfg.name}", log)
         self.aliases = AliasTable()
         self.session: MqttClient | None = None
         self._classified: set[str] = set()
@@ -134,8 +134,8 @@ class MqttSourceRunner:
             return [Reading(asset, signal, parse_number(payload), recv_ns)]
         try:
             doc = json.loads(payload)
-        except ValueError:
-            self.malformed += 1
+        except ValueError as exc:
+            self._malformed(t, f"not JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')})")
             return []
         ts = parse_ts(lookup(doc, t.ts_path), t.ts_unit) if t.ts_path else None
         if ts is None and retained:
@@ -145,14 +145,19 @@ class MqttSourceRunner:
             value = None
         return [Reading(asset, signal, value, recv_ns, ts)]
 
+    def _malformed(self, t: MqttTopic, why: str) -> None:
+        """Counted, acknowledged (a message that cannot be read will not become readable when delivered again)."""
+        self.malformed += 1
+        self.problems.event("malformed", detail=f"filter {t.filter!r}: {why}")
+
     def _sparkplug(self, t: MqttTopic, topic: str, payload: bytes, recv_ns: int) -> list[Reading]:
         try:
             group, mtype, node, device = parse_topic(topic)
             if mtype not in ("NBIRTH", "DBIRTH", "NDATA", "DDATA"):
                 return []
             p = decode_payload(payload)
-        except SparkplugError:
-            self.malformed += 1
+        except SparkplugError as exc:
+            self._malformed(t, f"not a Sparkplug B payload ({exc})")
             return []
         if mtype.endswith("BIRTH"):
             self.aliases.learn(group, node, p.metrics, reset=mtype == "NBIRTH")

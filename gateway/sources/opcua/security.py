@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from ...errors import SourceError
 from .config import OpcuaSource
-from .errors import SourceError
 
 APP_URI = "urn:metalldaten:gateway"
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {

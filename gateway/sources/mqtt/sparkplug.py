@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SourceError
+from ...errors import SourceError
 
 #: Sparkplug B topic namespace.
 NAMESPACE = "spBv1.0"

@@ -1,0 +1,67 @@
+"""Is a subscription still delivering? Compare what arrived with a periodic read of the same nodes. Pure.
+
+A monitored item can stop delivering while the session looks healthy: a server whose queues overflow and
+never recover, an item the server dropped, a sampling thread that hangs. The subscription then simply goes
+quiet, which looks exactly like a machine whose value does not change. The only way to tell them apart is
+to ask the server: every ``audit_interval_s`` the source reads the Value attribute of every subscribed node
+and hands each source timestamp to :meth:`Freshness.audit`:
+
+- the read's timestamp is not newer than the newest one that arrived: the item is ``fresh`` (and the
+  current value is *confirmed*, so the heartbeat may repeat it as good);
+- it is newer: the notification may still be on its way, so the item is only ``pending``;
+- it was already newer at the previous audit and that value has still not arrived a whole audit interval
+  later: the item is ``stalled``. The source then sends the value it read and recreates the item.
+
+Comparing the server's timestamps with the server's timestamps (never with the gateway's clock) makes this
+immune to clock skew between machine and gateway; waiting one audit interval makes it immune to slow
+publish responses under load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Verdict = Literal["fresh", "pending", "stalled", "unknown"]
+
+
+@dataclass(slots=True)
+class _Item:
+    arrived_ns: int | None = None  # newest source timestamp the subscription delivered
+    pending_ns: int | None = None  # a newer source timestamp the server had at the previous audit
+
+
+class Freshness:
+    """Per client handle: the newest source timestamp delivered, and the verdict of each audit."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, _Item] = {}
+
+    def arrived(self, handle: int, source_ns: int | None) -> None:
+        if source_ns is None:
+            return
+        item = self._items.get(handle)
+        if item is None:
+            self._items[handle] = _Item(arrived_ns=source_ns)
+        elif item.arrived_ns is None or source_ns > item.arrived_ns:
+            item.arrived_ns = source_ns
+
+    def audit(self, handle: int, server_ns: int | None) -> Verdict:
+        """The verdict for one item, given the source timestamp a read of its node returned now."""
+        if server_ns is None:
+            return "unknown"  # a server without source timestamps cannot be audited this way
+        item = self._items.setdefault(handle, _Item())
+        if item.arrived_ns is not None and server_ns <= item.arrived_ns:
+            item.pending_ns = None
+            return "fresh"
+        if item.pending_ns is not None and (item.arrived_ns is None or item.arrived_ns < item.pending_ns):
+            item.pending_ns = None
+            return "stalled"
+        item.pending_ns = server_ns
+        return "pending"
+
+    def forget(self, handle: int) -> None:
+        """Start over for an item that was recreated."""
+        item = self._items.get(handle)
+        if item is not None:
+            item.pending_ns = None
