@@ -1,6 +1,6 @@
 """A minimal Sparkplug B protobuf *encoder*: the demo's MQTT factories speak it, the gateway tests use it.
 
-Written independently of the gateway's decoder (:mod:`gateway.sparkplug`), so that each checks the other.
+Written independently of the gateway's decoder (:mod:`gateway.sources.mqtt.sparkplug`), so that each checks the other.
 A metric is ``(name, alias, datatype, value)`` or ``(name, alias, datatype, value, timestamp_ms)``; the
 demo sends names (no aliases, so no birth certificates are needed) and a timestamp per metric, which is how
 a Sparkplug edge node sends buffered or historical values.
