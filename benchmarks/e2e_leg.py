@@ -136,8 +136,19 @@ class LatencyProbe:
 
 
 async def leg(
-    kind: str, tmp: Path, server: MachineServer, broker: MosquittoServer, nodes: int, rate: float, seconds: float
+    kind: str,
+    tmp: Path,
+    server: MachineServer,
+    broker: MosquittoServer,
+    nodes: int,
+    rate: float,
+    seconds: float,
+    *,
+    probe_latency: bool = True,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
+    """One leg. ``probe_latency=False`` leaves the store unpolled (for CPU figures of the pipeline alone);
+    ``profile`` records the gateway process with py-spy (raw collapsed stacks) during the window."""
     from gateway_opcua import scrape
 
     from core.register import Member, Register
@@ -204,7 +215,28 @@ async def leg(
             cpu0 = {k: cpu_s(p) for k, p in procs.items()}
             m0, stored0 = scrape(health_port), ingestor.stored_samples
             start_ns = time.time_ns()
-            probe_task = asyncio.create_task(probe.run(start_ns))
+            probe_task = asyncio.create_task(probe.run(start_ns) if probe_latency else asyncio.sleep(0))
+            spy = None
+            if profile is not None:
+                spy = subprocess.Popen(  # noqa: ASYNC220 - started once; returns at once
+                    [
+                        str(Path(sys.executable).with_name("py-spy")),
+                        "record",
+                        "-p",
+                        str(gw.pid),
+                        "-f",
+                        "raw",
+                        "-r",
+                        "200",
+                        "-d",
+                        str(int(seconds)),
+                        "-o",
+                        str(profile),
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             t0 = time.monotonic()
             result = await server.run(rate, seconds)
             produced = result["written"]
@@ -216,6 +248,8 @@ async def leg(
             await asyncio.sleep(0.5)  # a last probe poll
             cpu1 = {k: cpu_s(p) for k, p in procs.items()}
             m1 = scrape(health_port)
+            if spy is not None:
+                await asyncio.to_thread(spy.wait, 60)
             probe.stop()
             await probe_task
             ingestor.stop()

@@ -1,4 +1,5 @@
-"""Metrics of what only the OPC UA source does: backfill from history and events (collected at scrape time)."""
+"""Metrics of what only the OPC UA source does: backfill from history, events, the decoder of its PublishResponses
+(collected at scrape time)."""
 
 from __future__ import annotations
 
@@ -39,9 +40,16 @@ def opcua_metrics(sources: Iterable[object]) -> Iterator[Any]:
     ev_dropped = CounterMetricFamily(
         "mdh_gateway_events_dropped", "Events that became no reading, by reason", labels=["source", "reason"]
     )
+    publish = CounterMetricFamily(
+        "mdh_gateway_opcua_publish_responses",
+        "PublishResponses by decoder (fast: scalar data changes read straight from the bytes; generic: asyncua's)",
+        labels=["source", "decoder"],
+    )
     for s in sources:
         if not isinstance(s, OpcuaSourceRunner):
             continue
+        for decoder in ("fast", "generic"):
+            publish.add_metric([s.name, decoder], s.publish_responses.get(decoder, 0))
         b = s.backfill
         filled.add_metric([s.name], b.samples)
         requests.add_metric([s.name], b.requests)
@@ -55,4 +63,4 @@ def opcua_metrics(sources: Iterable[object]) -> Iterator[Any]:
         mapped.add_metric([s.name], e.mapped)
         for reason in EVENT_DROP_REASONS:
             ev_dropped.add_metric([s.name, reason], e.dropped.get(reason, 0))
-    yield from (filled, requests, gaps, cut, failed, hist, notifiers, events, mapped, ev_dropped)
+    yield from (filled, requests, gaps, cut, failed, hist, notifiers, events, mapped, ev_dropped, publish)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from typing import Any, ClassVar
 
 from asyncua import ua
@@ -40,6 +41,8 @@ from ..problems import SourceProblems
 from .backfill import BackfillStats, backfill
 from .config import OpcuaGroup, OpcuaSource
 from .eventsub import EventStats, subscribe_events
+from .fastdecode import Change
+from .fastpath import FastPublishRoute, change_of
 from .freshness import Freshness
 from .quiet import quiet_asyncua_on_lost_connections
 from .resolve import Binding, resolve, to_ns
@@ -68,6 +71,10 @@ class _Monitored:
         self.handles: dict[int, Binding] = {}
         self.server_ids: dict[int, int] = {}
         self.freshness = Freshness()
+        #: data changes that arrived before the source went live (held while a backfill reads the gap)
+        self.held: list[list[Change]] = []
+        #: True once the held changes have been emitted: from then on changes are emitted as they arrive
+        self.open = False
 
 
 class OpcuaSourceRunner:
@@ -98,6 +105,8 @@ class OpcuaSourceRunner:
         self.backfill = BackfillStats()
         self.events = EventStats()
         self._sessions = 0
+        #: PublishResponses decoded by the fast path ("fast") and by asyncua ("generic"), over all sessions
+        self.publish_responses: Counter[str] = Counter()
         quiet_asyncua_on_lost_connections()
 
     # -- resolution ----------------------------------------------------------------------------
@@ -168,6 +177,7 @@ class OpcuaSourceRunner:
             lost.set()
 
         client.connection_lost_callback = on_lost
+        route = FastPublishRoute(client, self.publish_responses)
         await client.connect()
         try:
             bindings = await self.resolve(client)
@@ -189,7 +199,7 @@ class OpcuaSourceRunner:
                     if g.mode == "poll":
                         tg.create_task(self._poll(client, g, items, live))
                     else:
-                        mon = await self._subscribe(client, g, items)
+                        mon = await self._subscribe(client, route, g, items, live)
                         self._count("refused", self._refused, g.name, len(items) - len(mon.handles))
                         tg.create_task(self._consume(mon, live))
                         if self.cfg.audit_interval_s:
@@ -268,7 +278,9 @@ class OpcuaSourceRunner:
                     mon.server_ids[h] = r
         return failed
 
-    async def _subscribe(self, client: Client, g: OpcuaGroup, items: list[Binding]) -> _Monitored:
+    async def _subscribe(
+        self, client: Client, route: FastPublishRoute, g: OpcuaGroup, items: list[Binding], live: asyncio.Event
+    ) -> _Monitored:
         sub = await client.create_subscription(
             g.publishing_interval_ms,
             handler=None,
@@ -276,8 +288,40 @@ class OpcuaSourceRunner:
             overflow=OverflowPolicy.WARN,
         )
         mon = _Monitored(sub, g)
+
+        def on_changes(changes: list[Change]) -> None:
+            if mon.open:
+                self._emit_changes(mon, changes)
+            else:
+                mon.held.append(changes)
+
+        # Data changes go from the response bytes to normalisation (in order, one sink call per response),
+        # routed before any item exists so that none takes the generic way.
+        route.route(sub, on_changes)
         await self._create(mon, {i + 1: b for i, b in enumerate(items)})
         return mon
+
+    def _emit_changes(self, mon: _Monitored, changes: list[Change]) -> None:
+        """One PublishResponse's data changes: freshness, overflow bits, normalisation, one sink call."""
+        recv_ns = time.time_ns()
+        out: list[Sample] = []
+        normalise = self.normaliser.normalise
+        arrived = mon.freshness.arrived
+        handles = mon.handles
+        for handle, value, status, source_ns, server_ns in changes:
+            b = handles.get(handle)
+            if b is None:
+                continue
+            arrived(handle, source_ns)
+            self.readings_in += 1
+            if status & OVERFLOW_BITS == OVERFLOW_BITS:
+                self.problems.event("overflow", detail="the server's queue of a monitored item overflowed")
+                status &= ~0xFFFF  # the info bits say values were lost before this one, not that this one is bad
+            s = normalise(Reading(b.asset, b.signal, value, recv_ns, source_ns, server_ns, status))
+            if not isinstance(s, str):
+                out.append(s)
+        if out:
+            self._sink(out)
 
     def emit_readings(self, readings: list[Reading]) -> None:
         """Normalise readings that are no data values (mapped events) and deliver what passes."""
@@ -301,21 +345,16 @@ class OpcuaSourceRunner:
         return len(out)
 
     async def _consume(self, mon: _Monitored, live: asyncio.Event) -> None:
-        out: list[Sample] = []
+        """Once live: the data changes held back, in order; then keep asyncua's queue of other notifications
+        (status changes) drained. Data changes of a routed subscription never enter that queue."""
         await live.wait()
+        held, mon.held = mon.held, []
+        for changes in held:  # synchronous: nothing arrives in between, so the order holds
+            self._emit_changes(mon, changes)
+        mon.open = True
         async for ev in mon.sub:
-            if not isinstance(ev, DataChangeEvent):
-                continue
-            handle = ev.data.monitored_item.ClientHandle
-            b = mon.handles.get(handle)
-            dv = ev.data.monitored_item.Value
-            if b is None or dv is None:
-                continue
-            mon.freshness.arrived(handle, to_ns(dv.SourceTimestamp))
-            self._emit(b, dv, time.time_ns(), out)
-            if out:
-                self._sink(out)
-                out = []
+            if isinstance(ev, DataChangeEvent):  # not routed (cannot happen): still delivered, never lost
+                self._emit_changes(mon, [change_of(ev.data.monitored_item)])
 
     async def _audit(self, client: Client, mon: _Monitored, live: asyncio.Event) -> None:
         """Every ``audit_interval_s``: read the subscribed nodes, confirm what is current, repair what stalled."""
