@@ -116,6 +116,6 @@ port = 0
         )
         check = await asyncio.to_thread(_run, cli, "gateway", "check", "--config", str(config), cwd=tmp_path)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "ok    opcua halle: 1 of 1 nodes resolved" in check.stdout and "ok    uplink" in check.stdout
+        assert "ok    opcua halle: 1 of 1 nodes exist on the server" in check.stdout and "ok    uplink" in check.stdout
     finally:
         await server.stop()
