@@ -184,6 +184,11 @@ class DiskBuffer:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def unsealed(self) -> int:
+        """Samples not yet in a sealed chunk: pending in memory plus those in the open chunk."""
+        return len(self._pending) + len(self._open)
+
     def flush(
         self, *, now_ns: int | None = None, seal_all: bool = False, marks: dict[tuple[str, str], int] | None = None
     ) -> int:

@@ -60,7 +60,7 @@ class BufferSettings(_Section):
     path: Path = Path("buffer.sqlite")
     max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
     overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
-    flush_interval_s: float = Field(default=0.25, gt=0, le=5)
+    flush_interval_s: float = Field(default=0.1, gt=0, le=5)
     live_window_s: float = Field(default=10.0, gt=0, description="Chunks younger than this count as live data")
 
 
@@ -77,8 +77,8 @@ class UplinkSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     qos: Literal[1] = 1
-    batch_size: int = Field(default=2000, ge=1, le=100_000)
-    batch_time_s: float = Field(default=1.0, gt=0, le=60)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_time_s: float = Field(default=0.25, gt=0, le=60)
     compression_level: int = Field(default=3, ge=1, le=19)
     max_inflight: int = Field(default=16, ge=1, le=1000)
     keepalive_s: int = Field(default=30, ge=5)

@@ -80,6 +80,7 @@ class Gateway:
         self.sources: list[SourceRunner] = build_sources(settings, ctx)
         self.health: HealthServer | None = None
         self._stop = asyncio.Event()
+        self._batch_ready = asyncio.Event()
         self._running = False
         self._run_done = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
@@ -115,6 +116,8 @@ class Gateway:
 
     def _sink(self, samples: list[Sample], on_durable: Callable[[], None] | None = None) -> None:
         self.buffer.add(samples, on_durable)
+        if self.buffer.unsealed >= self.buffer.batch_size:
+            self._batch_ready.set()  # a full batch: write, seal and publish it now, not at the next tick
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -252,9 +255,12 @@ class Gateway:
             )
 
     async def _flush_loop(self) -> None:
+        """Flush when a full batch is waiting, else every ``flush_interval_s``; publish what was sealed at once."""
         interval = self.settings.buffer.flush_interval_s
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_ready.wait(), interval)
+            self._batch_ready.clear()
             self._flush()
             self.uplink.wake()
 
