@@ -152,20 +152,29 @@ class MachineServer:
 # -- baseline: a bare subscription client ---------------------------------------------------------
 
 
+async def subscribe_bare(client: Any, nodes: int) -> Any:
+    """Subscribe ``client`` to the first ``nodes`` nodes with the gateway's subscription parameters."""
+    from asyncua import ua
+    from asyncua.common.subscription import OverflowPolicy
+
+    idx = (await client.get_namespace_array()).index(URI)
+    sub = await client.create_subscription(
+        PUBLISHING_MS, handler=None, queue_maxsize=max(100_000, 4 * nodes), overflow=OverflowPolicy.WARN
+    )
+    for start in range(0, nodes, 1000):
+        part = [client.get_node(ua.NodeId(node_name(i), idx)) for i in range(start, min(nodes, start + 1000))]
+        await sub.subscribe_data_change(part, queuesize=QUEUE_SIZE, sampling_interval=0)
+    return sub
+
+
 async def baseline(server: MachineServer, nodes: int, seconds: float) -> dict[str, float]:
-    from asyncua import Client, ua
-    from asyncua.common.subscription import DataChangeEvent, OverflowPolicy
+    from asyncua import Client
+    from asyncua.common.subscription import DataChangeEvent
 
     client = Client(f"opc.tcp://127.0.0.1:{server.port}/", timeout=30)
     await client.connect()
     try:
-        idx = (await client.get_namespace_array()).index(URI)
-        sub = await client.create_subscription(
-            PUBLISHING_MS, handler=None, queue_maxsize=max(100_000, 4 * nodes), overflow=OverflowPolicy.WARN
-        )
-        for start in range(0, nodes, 1000):
-            part = [client.get_node(ua.NodeId(node_name(i), idx)) for i in range(start, min(nodes, start + 1000))]
-            await sub.subscribe_data_change(part, queuesize=QUEUE_SIZE, sampling_interval=0)
+        sub = await subscribe_bare(client, nodes)
         received = 0
         latencies: list[int] = []
         window = [0, 0]

@@ -39,24 +39,18 @@ from typing import Any
 import _common  # noqa: F401  (the import path)
 from _common import cpu_s
 from e2e_leg import leg
-from e2e_machine import PUBLISHING_MS, QUEUE_SIZE, URI, MachineServer, node_name
+from e2e_machine import MachineServer, subscribe_bare
 
 
 async def bare_client(port: int, nodes: int) -> None:
     """The baseline process: subscribe like the gateway does, count notifications, answer on stdin."""
-    from asyncua import Client, ua
-    from asyncua.common.subscription import DataChangeEvent, OverflowPolicy
+    from asyncua import Client
+    from asyncua.common.subscription import DataChangeEvent
 
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     client = Client(f"opc.tcp://127.0.0.1:{port}/", timeout=30)
     await client.connect()
-    idx = (await client.get_namespace_array()).index(URI)
-    sub = await client.create_subscription(
-        PUBLISHING_MS, handler=None, queue_maxsize=max(100_000, 4 * nodes), overflow=OverflowPolicy.WARN
-    )
-    for start in range(0, nodes, 1000):
-        part = [client.get_node(ua.NodeId(node_name(i), idx)) for i in range(start, min(nodes, start + 1000))]
-        await sub.subscribe_data_change(part, queuesize=QUEUE_SIZE, sampling_interval=0)
+    sub = await subscribe_bare(client, nodes)
     received = 0
     initial = asyncio.Event()
 
