@@ -83,7 +83,7 @@ class FastPublishRoute:
 
     def __init__(self, client: Client, counts: Counter[str]) -> None:
         self._session: Any = client.uaclient.session
-        self._handlers: dict[int, tuple[Subscription, ChangeHandler]] = {}
+        self._routed: set[int] = set()
         #: PublishResponses decoded by the fast path ("fast") and by asyncua ("generic")
         self.counts = counts
         self._session.publish = self._publish  # type: ignore[method-assign]
@@ -128,15 +128,15 @@ class FastPublishRoute:
             )
 
         callbacks[sid] = dispatch
-        self._handlers[sid] = (sub, handler)
+        self._routed.add(sid)
 
     async def _publish(self, acks: list[ua.SubscriptionAcknowledgement]) -> Any:
         request = ua.PublishRequest()
         request.Parameters.SubscriptionAcknowledgements = acks if acks else []
         data = await self._session._send_request(request, timeout=0)
-        if self._handlers:
+        if self._routed:
             fast = decode_publish(bytes(data))
-            if fast is not None and fast.subscription_id in self._handlers:
+            if fast is not None and fast.subscription_id in self._routed:
                 self.counts["fast"] += 1
                 return _Response(fast)
         self.counts["generic"] += 1

@@ -131,14 +131,26 @@ class OpcuaSourceRunner:
     # -- one reading ---------------------------------------------------------------------------
 
     def _emit(self, b: Binding, dv: ua.DataValue, recv_ns: int, out: list[Sample]) -> None:
-        self.readings_in += 1
         value = dv.Value.Value if dv.Value is not None else None
         status = dv.StatusCode.value if dv.StatusCode is not None else 0
+        self._reading(b, value, status, to_ns(dv.SourceTimestamp), to_ns(dv.ServerTimestamp), recv_ns, out)
+
+    def _reading(
+        self,
+        b: Binding,
+        value: Any,
+        status: int,
+        source_ns: int | None,
+        server_ns: int | None,
+        recv_ns: int,
+        out: list[Sample],
+    ) -> None:
+        """One value of ``b``, from a subscription, a read or the history: overflow bits, then normalisation."""
+        self.readings_in += 1
         if status & OVERFLOW_BITS == OVERFLOW_BITS:
             self.problems.event("overflow", detail="the server's queue of a monitored item overflowed")
             status &= ~0xFFFF  # the info bits say values were lost before this one, not that this one is bad
-        r = Reading(b.asset, b.signal, value, recv_ns, to_ns(dv.SourceTimestamp), to_ns(dv.ServerTimestamp), status)
-        s = self.normaliser.normalise(r)
+        s = self.normaliser.normalise(Reading(b.asset, b.signal, value, recv_ns, source_ns, server_ns, status))
         if not isinstance(s, str):
             out.append(s)
 
@@ -302,24 +314,16 @@ class OpcuaSourceRunner:
         return mon
 
     def _emit_changes(self, mon: _Monitored, changes: list[Change]) -> None:
-        """One PublishResponse's data changes: freshness, overflow bits, normalisation, one sink call."""
+        """One PublishResponse's data changes: freshness, then each reading; one sink call."""
         recv_ns = time.time_ns()
         out: list[Sample] = []
-        normalise = self.normaliser.normalise
-        arrived = mon.freshness.arrived
         handles = mon.handles
         for handle, value, status, source_ns, server_ns in changes:
             b = handles.get(handle)
             if b is None:
                 continue
-            arrived(handle, source_ns)
-            self.readings_in += 1
-            if status & OVERFLOW_BITS == OVERFLOW_BITS:
-                self.problems.event("overflow", detail="the server's queue of a monitored item overflowed")
-                status &= ~0xFFFF  # the info bits say values were lost before this one, not that this one is bad
-            s = normalise(Reading(b.asset, b.signal, value, recv_ns, source_ns, server_ns, status))
-            if not isinstance(s, str):
-                out.append(s)
+            mon.freshness.arrived(handle, source_ns)
+            self._reading(b, value, status, source_ns, server_ns, recv_ns, out)
         if out:
             self._sink(out)
 
