@@ -6,7 +6,11 @@ import random
 import sqlite3
 from pathlib import Path
 
-from gateway.buffer import DiskBuffer
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.buffer import MARKLOG_COMPACT_ROWS, DiskBuffer
 from gateway.errors import DiskBufferError
 from wire import Batch, Codec, Sample, decode_batch
 
@@ -30,6 +34,9 @@ def _samples(n: int, start: int = 0, *, noisy: bool = False) -> list[Sample]:
         )
         for i in range(n)
     ]
+
+
+_MARK_KEYS = [(f"a-{i:016x}", sig) for i in range(3) for sig in ("power_kw", "state")]
 
 
 def _buffer(path: Path, **kw: object) -> DiskBuffer:
@@ -120,6 +127,42 @@ def test_watermarks_are_saved_with_the_samples_and_survive_a_restart(tmp_path: P
     b.flush(now_ns=T0, marks={("a-0123456789abcdef", "power_kw"): T0 + 2 * 10**6})
     b.flush(now_ns=T0, marks={("a-0123456789abcdef", "power_kw"): T0 + 1})  # never moves back
     assert _buffer(path).watermarks() == {("a-0123456789abcdef", "power_kw"): T0 + 2 * 10**6}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    flushes=st.lists(
+        st.tuples(st.dictionaries(st.sampled_from(_MARK_KEYS), st.integers(0, 10**6), max_size=4), st.booleans()),
+        max_size=2 * MARKLOG_COMPACT_ROWS + 10,
+    )
+)
+def test_watermarks_are_the_newest_mark_of_every_flush_across_compactions_and_restarts(
+    tmp_path_factory: pytest.TempPathFactory, flushes: list[tuple[dict[tuple[str, str], int], bool]]
+) -> None:
+    path = tmp_path_factory.mktemp("marks") / "b.sqlite"
+    expected: dict[tuple[str, str], int] = {}
+    b = _buffer(path)
+    for marks, restart in flushes:
+        b.flush(now_ns=T0, marks=marks)
+        for key, ts in marks.items():
+            expected[key] = max(ts, expected.get(key, ts))
+        if restart:
+            b.close()
+            b = _buffer(path)
+        assert b.watermarks() == expected
+    b.close()
+
+
+def test_the_watermark_log_is_folded_into_the_table_and_stays_short(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    b = _buffer(path)
+    n = 2 * MARKLOG_COMPACT_ROWS + 7
+    for i in range(n):
+        b.flush(now_ns=T0, marks={_MARK_KEYS[i % 2]: T0 + i, _MARK_KEYS[2]: T0 - i})
+    assert b.db.execute("SELECT count(*) FROM marklog").fetchone()[0] == 7
+    assert b.db.execute("SELECT count(*) FROM watermarks").fetchone()[0] == 3
+    b.close()
+    assert _buffer(path).watermarks() == {_MARK_KEYS[0]: T0 + n - 1, _MARK_KEYS[1]: T0 + n - 2, _MARK_KEYS[2]: T0}
 
 
 def test_a_failed_write_keeps_the_samples_for_the_next_flush(tmp_path: Path) -> None:

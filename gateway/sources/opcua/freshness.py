@@ -15,6 +15,11 @@ and hands each source timestamp to :meth:`Freshness.audit`:
 Comparing the server's timestamps with the server's timestamps (never with the gateway's clock) makes this
 immune to clock skew between machine and gateway; waiting one audit interval makes it immune to slow
 publish responses under load.
+
+An item that delivered since the previous audit (and owes no pending value) is alive by the subscription's own
+word and is not read (:meth:`Freshness.delivered`): under a steady flow of changes the audit reads only the
+quiet items, so its cost follows the number of quiet nodes, not the number of nodes. An item that stops right
+after a delivery is read at the next audit, so a stall is found within two or three audit intervals.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ Verdict = Literal["fresh", "pending", "stalled", "unknown"]
 class _Item:
     arrived_ns: int | None = None  # newest source timestamp the subscription delivered
     pending_ns: int | None = None  # a newer source timestamp the server had at the previous audit
+    moved: bool = False  # delivered since the previous audit
 
 
 class Freshness:
@@ -42,15 +48,31 @@ class Freshness:
             return
         item = self._items.get(handle)
         if item is None:
-            self._items[handle] = _Item(arrived_ns=source_ns)
+            self._items[handle] = _Item(arrived_ns=source_ns, moved=True)
         elif item.arrived_ns is None or source_ns > item.arrived_ns:
             item.arrived_ns = source_ns
+            item.moved = True
+
+    def delivered(self, handle: int) -> bool:
+        """True if the item delivered a newer value since the previous audit and owes no pending one: it is
+        ``fresh`` without a read (and counts as audited). False: read it and call :meth:`audit`."""
+        item = self._items.get(handle)
+        if item is None or not item.moved:
+            return False
+        item.moved = False
+        if item.pending_ns is not None:
+            assert item.arrived_ns is not None  # moved implies a delivery
+            if item.arrived_ns < item.pending_ns:
+                return False
+            item.pending_ns = None
+        return True
 
     def audit(self, handle: int, server_ns: int | None) -> Verdict:
         """The verdict for one item, given the source timestamp a read of its node returned now."""
         if server_ns is None:
             return "unknown"  # a server without source timestamps cannot be audited this way
         item = self._items.setdefault(handle, _Item())
+        item.moved = False
         if item.arrived_ns is not None and server_ns <= item.arrived_ns:
             item.pending_ns = None
             return "fresh"

@@ -361,11 +361,12 @@ class OpcuaSourceRunner:
                 self._emit_changes(mon, [change_of(ev.data.monitored_item)])
 
     async def _audit(self, client: Client, mon: _Monitored, live: asyncio.Event) -> None:
-        """Every ``audit_interval_s``: read the subscribed nodes, confirm what is current, repair what stalled."""
+        """Every ``audit_interval_s``: read the subscribed nodes that did not deliver since the last audit, confirm
+        what is current, repair what stalled (see :mod:`.freshness`)."""
         await live.wait()  # after a backfill: a value read now must not overtake the gap
         while True:
             await asyncio.sleep(self.cfg.audit_interval_s)
-            handles = list(mon.handles)
+            handles = [h for h in mon.handles if not mon.freshness.delivered(h)]
             stalled: dict[int, Binding] = {}
             out: list[Sample] = []
             for start in range(0, len(handles), self.cfg.batch_size):
