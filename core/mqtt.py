@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, LogLevel
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -108,6 +108,13 @@ class Message:
     retain: bool = False
 
 
+_paho_log = logging.getLogger(__name__ + ".paho")
+
+
+def _loop_writes(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's write hook: nothing to do, the bridge's loop (woken by paho) writes the queued packets."""
+
+
 class MqttClient:
     """Owns one paho client and its thread. Hooks run in the event loop, never in paho's thread.
 
@@ -169,7 +176,7 @@ class MqttClient:
             reconnect_on_failure=False,
             manual_ack=ep.manual_ack,
         )
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        client.on_log = self._paho_log
         if ep.username is not None:
             client.username_pw_set(ep.username, ep.password)
         if ep.tls:
@@ -185,6 +192,12 @@ class MqttClient:
         client.on_subscribe = self._paho_subscribe
         client.on_message = self._paho_message
         client.on_publish = self._paho_publish
+        # Only the bridge's thread touches the socket. Without a registered write hook, paho writes a packet
+        # queued from another thread (publish, ack, disconnect from the event loop) in that thread, while the
+        # bridge's thread may be writing too: two writers can interleave a partly sent packet, and a DISCONNECT
+        # written there closes the socket under the loop ("Client is not connected" logged at every stop). With
+        # the hook, a queued packet only wakes the loop (paho's socket pair), which then writes it.
+        client.on_socket_register_write = _loop_writes
         return client
 
     def _subscribe(self, client: mqtt.Client) -> None:
@@ -237,6 +250,12 @@ class MqttClient:
         topic = msg._topic.decode("utf-8", "replace")  # .topic raises on invalid UTF-8; consumers refuse it
         message = Message(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, bool(msg.retain))
         self._call(self._on_message, message)
+
+    def _paho_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        std = mqtt.LOGGING_LEVEL.get(LogLevel(level), logging.DEBUG)
+        if self._stop.is_set() and buf.startswith("Client is not connected"):
+            std = logging.DEBUG  # paho's loop_forever says so (as an error) once after every clean DISCONNECT
+        _paho_log.log(std, "%s", buf)
 
     def _paho_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         if self._on_publish is not None:

@@ -10,6 +10,7 @@ import pytest
 
 from core.mqtt import Message, MqttClient, MqttEndpoint
 from testkit.servers import MosquittoServer
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +75,29 @@ async def test_acks_are_tied_to_the_connection_and_subscriptions_come_back(mosqu
         assert (again.payload, again.generation) == (b"hello", consumer.generation)
         assert consumer.ack(again)
         assert consumer.reconnects == 1
+
+
+async def test_only_the_bridge_thread_writes_the_socket_and_a_stop_is_quiet(
+    mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Publishes queued from the event loop are written by the bridge's own thread (two writers could
+    interleave a partly sent packet), and a stop logs nothing at warning or above."""
+    acked: set[int] = set()
+    endpoint = MqttEndpoint(name="test", host="127.0.0.1", port=mosquitto.port, client_id="core-mqtt-writer")
+    publisher = MqttClient(endpoint, on_publish=lambda mid, rc: acked.add(mid))
+    writers: set[str] = set()
+    send = publisher.client._sock_send
+
+    def recording_send(buf: bytes) -> int:
+        writers.add(threading.current_thread().name)
+        return send(buf)
+
+    publisher.client._sock_send = recording_send  # type: ignore[method-assign]
+    with caplog.at_level("DEBUG", logger="core.mqtt"):
+        async with publisher:
+            async with asyncio.timeout(10):
+                await publisher.connected.wait()
+            mids = {publisher.publish(f"t/{i}", b"x" * 100_000, qos=1) for i in range(20)}
+            await wait_until(lambda: mids <= acked, 10, "every PUBACK")
+    assert writers == {"mqtt-test"}, writers
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
