@@ -110,6 +110,8 @@ class DiskBuffer:
         self._open_id: int | None = None
         self._open_created = 0
         self._marklog_rows = 0
+        #: the marks in the log, newest per series (kept as the log is written, so folding reads nothing back)
+        self._unfolded: dict[tuple[str, str], int] = {}
         self.dropped: Counter[str] = Counter()
         self.written = 0
         self.sent = 0
@@ -127,6 +129,7 @@ class DiskBuffer:
             raise DiskBufferError(f"cannot open the disk buffer {self.path}: {exc}") from exc
         self._db = db
         self._marklog_rows = int(db.execute("SELECT count(*) FROM marklog").fetchone()[0])
+        self._unfolded = {(a, sig): int(ts) for a, sig, ts in db.execute(_LOGGED_MARKS)}
         self._recover()
         return self
 
@@ -223,7 +226,6 @@ class DiskBuffer:
             list(self._open),
             self._open_id,
             self._open_created,
-            self._marklog_rows,
         )
         try:
             if pending:
@@ -245,13 +247,15 @@ class DiskBuffer:
                 if self._open:
                     self._write_open(now)
                 if marks:
-                    self._save_watermarks(marks)
+                    self._log_watermarks(marks)
                 db.execute("COMMIT")
+                if marks:
+                    self._logged(marks)
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             # nothing was written: keep the samples and callbacks for the next attempt
-            (self._open, self._open_id, self._open_created, self._marklog_rows) = snapshot
+            (self._open, self._open_id, self._open_created) = snapshot
             self._pending[:0] = pending
             self._callbacks[:0] = callbacks
             raise DiskBufferError(f"cannot write the disk buffer {self.path}: {exc}", retryable=True) from exc
@@ -265,31 +269,43 @@ class DiskBuffer:
                 log.exception("disk buffer: durable callback failed")
         return len(pending)
 
-    def _save_watermarks(self, marks: dict[tuple[str, str], int]) -> None:
-        """Append the marks of this flush to the watermark log as one row (inside the flush's transaction);
-        every :data:`MARKLOG_COMPACT_ROWS` rows, fold the log into the ``watermarks`` table.
+    def _log_watermarks(self, marks: dict[tuple[str, str], int]) -> None:
+        """Append the marks of this flush to the watermark log as one row, inside the flush's transaction.
 
         One row per flush instead of one upsert per series: with thousands of series changing every flush,
         the upserts were a fifth of the gateway's CPU.
         """
-        db = self.db
-        db.execute(
+        self.db.execute(
             "INSERT INTO marklog (data) VALUES (?)",
             (_json.encode([(a, sig, ts) for (a, sig), ts in marks.items()]).decode(),),
         )
-        self._marklog_rows += 1
-        if self._marklog_rows >= MARKLOG_COMPACT_ROWS:
-            self._compact_marklog()
 
-    def _compact_marklog(self) -> None:
+    def _logged(self, marks: dict[tuple[str, str], int]) -> None:
+        """The flush that logged ``marks`` committed; every :data:`MARKLOG_COMPACT_ROWS` rows, fold the log into
+        the ``watermarks`` table (its own transaction: table and log together always hold every mark)."""
+        unfolded = self._unfolded
+        for key, ts in marks.items():  # a mark never moves back
+            if ts > unfolded.get(key, ts - 1):
+                unfolded[key] = ts
+        self._marklog_rows += 1
+        if self._marklog_rows < MARKLOG_COMPACT_ROWS:
+            return
         db = self.db
-        # one statement, in SQLite: the newest mark per series over the whole log, merged into the table
-        db.execute(
-            "INSERT INTO watermarks (asset, signal, ts) "
-            f"SELECT asset, signal, ts FROM ({_LOGGED_MARKS}) WHERE true "
-            "ON CONFLICT (asset, signal) DO UPDATE SET ts = max(ts, excluded.ts)"
-        )
-        db.execute("DELETE FROM marklog")
+        try:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO watermarks (asset, signal, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT (asset, signal) DO UPDATE SET ts = max(ts, excluded.ts)",
+                [(a, sig, ts) for (a, sig), ts in self._unfolded.items()],
+            )
+            db.execute("DELETE FROM marklog")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:  # the log still holds every mark: folding is tried again at the next flush
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            log.warning("disk buffer %s: cannot fold the watermark log: %s", self.path, exc)
+            return
+        self._unfolded = {}
         self._marklog_rows = 0
 
     def watermarks(self) -> dict[tuple[str, str], int]:
