@@ -22,22 +22,30 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import _common  # noqa: F401  (the import path)
 import duckdb
 import httpx
+from _common import cpu_s
 
-from core.register import Member, Register
-from storage import DuckDBStore, Ingestor, IngestSettings, Store, StoreSettings, open_store
+from core.register import Member, Register, dump_register
+from metalldaten.hub import Hub, HubSettings, running_hub
+from storage import IngestSettings, StoreSettings
 from storage.duckdb.store import _DDL, samples_frame
 from storage.influx.lineprotocol import SampleEncoder
 from testkit.mqtt import Publisher
-from testkit.servers import start_influxdb, start_mosquitto
+from testkit.servers import free_port, start_influxdb, start_mosquitto
 from wire import SCHEMA_VERSION, Batch, Codec, Sample, samples_topic
 
 MEMBER = "m-0be4c1"
@@ -81,18 +89,38 @@ def make_batches(total: int) -> list[Batch]:
     ]
 
 
-def influx_ceiling(url: str, user: str, password: str, batches: list[Batch]) -> float:
+def influx_ceiling(url: str, user: str, password: str, batches: list[Batch], posters: int) -> float:
+    """Points/s of pre-encoded 10,000-point requests POSTed by ``posters`` concurrent clients (a fresh database)."""
+    database = f"ceiling{posters}"
     with httpx.Client(auth=(user, password), timeout=60) as http:
-        http.post(f"{url}/query", data={"q": "CREATE DATABASE ceiling"}).raise_for_status()
-        encoder = SampleEncoder()
-        flat = [s for b in batches for s in b.samples]
-        bodies = [encoder.encode(MEMBER, flat[i : i + 10_000]) for i in range(0, len(flat), 10_000)]
-        t0 = time.perf_counter()
-        for body in bodies:
-            r = http.post(f"{url}/write", params={"db": "ceiling", "precision": "ns"}, content=body)
+        http.post(f"{url}/query", data={"q": f"CREATE DATABASE {database}"}).raise_for_status()
+    encoder = SampleEncoder()
+    flat = [s for b in batches for s in b.samples]
+    bodies = [encoder.encode(MEMBER, flat[i : i + 10_000]) for i in range(0, len(flat), 10_000)]
+    work: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    for body in bodies:
+        work.put(body)
+    clients = [httpx.Client(auth=(user, password), timeout=60) for _ in range(posters)]
+
+    def post(http: httpx.Client) -> None:
+        while True:
+            try:
+                body = work.get_nowait()
+            except queue.Empty:
+                return
+            r = http.post(f"{url}/write", params={"db": database, "precision": "ns"}, content=body)
             if r.status_code != 204:
                 raise RuntimeError(f"ceiling write failed: {r.status_code} {r.text[:200]}")
-        return len(flat) / (time.perf_counter() - t0)
+
+    try:
+        with ThreadPoolExecutor(max_workers=posters) as pool:
+            t0 = time.perf_counter()
+            for f in [pool.submit(post, http) for http in clients]:
+                f.result()
+            return len(flat) / (time.perf_counter() - t0)
+    finally:
+        for http in clients:
+            http.close()
 
 
 def duckdb_ceiling(path: Path, batches: list[Batch]) -> float:
@@ -109,23 +137,67 @@ def duckdb_ceiling(path: Path, batches: list[Batch]) -> float:
     return frame.height / elapsed
 
 
-async def pipeline(store: Store, mqtt_port: int, work: Path, batches: list[Batch]) -> float:
-    """Queue every batch at the broker for the ingestor's session, then time the ingestor draining it."""
+def worker_stored(port: int) -> int:
+    """Samples an ingest worker process has stored, from its operators' ``/metrics``."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith("mdh_ingest_samples_total")
+    )
+
+
+def two_free_ports() -> int:
+    """A port ``p`` with ``p + 1`` free as well (worker 2's operators' listener takes the next port)."""
+    for _ in range(100):
+        p = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError("no two consecutive free ports")
+
+
+async def pipeline(
+    store: StoreSettings,
+    mqtt_port: int,
+    work: Path,
+    batches: list[Batch],
+    *,
+    workers: int = 1,
+    profile: Path | None = None,
+    cpu_of: dict[str, int] | None = None,
+) -> tuple[float, dict[str, float]]:
+    """Queue every batch at the broker for the hub's ingest sessions, then time the hub draining them.
+
+    The hub runs the ingest role with ``workers`` ingestors on the shared subscription (the first in this
+    process, the others as the hub's worker processes). The clock starts once every worker is connected and
+    counts the samples stored from then on. ``profile`` records this process with py-spy while it drains."""
     total = sum(len(b.samples) for b in batches)
-    settings = IngestSettings(
-        host="127.0.0.1",
-        port=mqtt_port,
-        tls=False,
-        username=None,
-        client_id=f"bench-{uuid.uuid4().hex[:6]}",
-        dead_letter_path=work / "dead.jsonl",
-        rollup_refresh_s=None,
-        shared_group=f"bench{uuid.uuid4().hex[:6]}",
-    )  # batching, in-flight and memory bounds: the product defaults
-    register = Register(member=[Member(pseudonym=MEMBER, group="grp-bench")])
-    ingestor = Ingestor(settings, store, lambda: register)
-    async with ingestor:  # create the session and its subscription, then go away
-        await asyncio.wait_for(ingestor.connected.wait(), 10)
+    tag = uuid.uuid4().hex[:6]
+    register = work / f"members-{tag}.toml"
+    register.write_text(dump_register(Register(member=[Member(pseudonym=MEMBER, group="grp-bench")])))
+    port = two_free_ports()
+    settings = HubSettings(
+        register_file=register,
+        roles=["ingest"],
+        metrics_listen=f"127.0.0.1:{port}",
+        store=store,
+        ingest=IngestSettings(
+            host="127.0.0.1",
+            port=mqtt_port,
+            tls=False,
+            username=None,
+            client_id=f"bench-{tag}",
+            dead_letter_path=work / f"dead-{tag}.jsonl",
+            rollup_refresh_s=None,
+            shared_group=f"bench{tag}",
+            workers=workers,
+        ),  # batching, in-flight and memory bounds: the product defaults
+    )
+    async with running_hub(settings) as hub:  # create the sessions and their subscriptions, then go away
+        await hub.wait_started()
+        await wait_workers(hub, port, workers)
     codec = Codec()
     payloads = [(samples_topic(b.member, b.gateway), codec.encode(b)) for b in batches]
     pub = Publisher(mqtt_port)
@@ -133,64 +205,140 @@ async def pipeline(store: Store, mqtt_port: int, work: Path, batches: list[Batch
     for info in infos:
         info.wait_for_publish(60)
     pub.close()
-    ingestor = Ingestor(settings, store, lambda: register)
-    async with ingestor:
-        task = asyncio.create_task(ingestor.run())
+    async with running_hub(settings) as hub:
+        assert hub.ingestor is not None
+        ingestor = hub.ingestor
+        await hub.wait_started()
+        await wait_workers(hub, port, workers)
+        others = [port + k - 1 for k in range(2, workers + 1)]
+
+        def stored() -> int:
+            return ingestor.stored_samples + sum(worker_stored(p) for p in others)
+
+        spy = None if profile is None else start_py_spy(os.getpid(), profile)
+        pids = {"ingest": os.getpid(), **(cpu_of or {})}
+        assert hub.workers is not None or workers == 1
+        children = hub.workers.pids() if hub.workers is not None else []
+        cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+        cpu0_children = sum(cpu_s(pid) for pid in children)
         t0 = time.perf_counter()
+        start = await asyncio.to_thread(stored)
         deadline = t0 + 90
-        while ingestor.stored_samples < total:
+        done = start
+        while done < total:
             if time.perf_counter() > deadline:
-                raise RuntimeError(f"only {ingestor.stored_samples} of {total} samples stored after 90 s")
-            await asyncio.sleep(0.01)
+                raise RuntimeError(f"only {done} of {total} samples stored after 90 s")
+            await asyncio.sleep(0.02)
+            done = await asyncio.to_thread(stored)
         elapsed = time.perf_counter() - t0
-        ingestor.stop()
-        await task
-    if ingestor.dead_lettered:
-        raise RuntimeError(f"{ingestor.dead_lettered} batches were dead-lettered")
-    return total / elapsed
+        cpu = {f"{name}_cpu_s": round(cpu_s(pid) - cpu0[name], 1) for name, pid in pids.items()}
+        cpu["ingest_cpu_s"] = round(cpu["ingest_cpu_s"] + sum(cpu_s(pid) for pid in children) - cpu0_children, 1)
+        if spy is not None:
+            stop_py_spy(spy)
+        if ingestor.dead_lettered:
+            raise RuntimeError(f"{ingestor.dead_lettered} batches were dead-lettered")
+    if done != total:
+        raise RuntimeError(f"{done} samples stored for {total} published (some twice)")
+    return (total - start) / elapsed, cpu
 
 
-def leg(name: str, points: float, ceiling: float) -> dict[str, float]:
+async def wait_workers(hub: Hub, port: int, workers: int) -> None:
+    """Wait until the hub's worker processes answer healthy on their operators' listeners."""
+    async with asyncio.timeout(60):
+        for k in range(2, workers + 1):
+            while True:
+                try:
+                    r = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port + k - 1}/healthz", timeout=2)
+                    if r.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+
+
+SPY_FLAGS = ("--threads", "--nonblocking", "-o")
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "-p",
+            str(pid),
+            "-f",
+            "raw",
+            "-r",
+            "100",
+            *SPY_FLAGS,
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)
+    spy.wait(30)
+
+
+def leg(name: str, points: float, ceiling: float, **extra: float) -> dict[str, float]:
     ratio = points / ceiling
-    print(f"{name:10s} pipeline {points:>12,.0f} points/s   ceiling {ceiling:>12,.0f} points/s   ratio {ratio:.2f}")
-    return {"points_per_s": round(points), "ceiling_points_per_s": round(ceiling), "ratio": round(ratio, 3)}
+    print(f"{name:22s} pipeline {points:>12,.0f} points/s   ceiling {ceiling:>12,.0f} points/s   ratio {ratio:.2f}")
+    return {"points_per_s": round(points), "ceiling_points_per_s": round(ceiling), "ratio": round(ratio, 3), **extra}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=1_500_000)
+    parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument("--store", choices=("influxdb", "embedded", "both"), default="both")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="InfluxDB legs: ingest workers")
+    parser.add_argument("--profile", type=Path, help="record the first InfluxDB leg's ingest with py-spy (raw stacks)")
     parser.add_argument("-v", action="store_true", help="log at INFO level")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO if "-v" in sys.argv else logging.WARNING)
+    logging.basicConfig(level=logging.INFO if args.v else logging.WARNING)
     batches = make_batches(args.samples)
-    result: dict[str, dict[str, float]] = {}
+    result: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="mdh-bench-") as tmp:
         work = Path(tmp)
         mosquitto = start_mosquitto(work / "mosquitto")
         influx = start_influxdb(work / "influxdb")
         try:
-            ceiling = influx_ceiling(influx.url, influx.username, influx.password, batches)
-            store = open_store(
-                StoreSettings(
-                    kind="influxdb1",
-                    url=influx.url,
-                    database="bench",
-                    username=influx.username,
-                    password=influx.password,
-                )
-            )  # type: ignore[arg-type]
-            try:
-                points = asyncio.run(pipeline(store, mosquitto.port, work, batches))
-            finally:
-                store.close()
-            result["influxdb"] = leg("influxdb", points, ceiling)
-            ceiling = duckdb_ceiling(work / "ceiling.duckdb", batches)
-            duck = DuckDBStore(work / "hub.duckdb")
-            try:
-                points = asyncio.run(pipeline(duck, mosquitto.port, work, batches))
-            finally:
-                duck.close()
-            result["embedded"] = leg("embedded", points, ceiling)
+            if args.store in ("influxdb", "both"):
+                assert influx.proc is not None and mosquitto.proc is not None
+                servers = {"influxdb": influx.proc.pid, "mosquitto": mosquitto.proc.pid}
+                one = influx_ceiling(influx.url, influx.username, influx.password, batches, posters=1)
+                two = influx_ceiling(influx.url, influx.username, influx.password, batches, posters=2)
+                ceiling = max(one, two)
+                legs: dict[int, dict[str, float]] = {}
+                for n in args.workers:
+                    store = StoreSettings(
+                        kind="influxdb1",
+                        url=influx.url,
+                        database=f"bench{n}",
+                        username=influx.username,
+                        password=influx.password,
+                    )  # type: ignore[arg-type]
+                    profile = args.profile if n == args.workers[0] else None
+                    points, cpu = asyncio.run(
+                        pipeline(store, mosquitto.port, work, batches, workers=n, profile=profile, cpu_of=servers)
+                    )
+                    legs[n] = leg(f"influxdb, {n} worker(s)", points, ceiling, workers=n, **cpu)
+                best = max(legs.values(), key=lambda x: x["points_per_s"])
+                result["influxdb"] = {
+                    **best,
+                    "ceiling_one_poster": round(one),
+                    "ceiling_two_posters": round(two),
+                    "by_workers": {
+                        str(n): {"points_per_s": x["points_per_s"], "ratio": x["ratio"]} for n, x in legs.items()
+                    },
+                }
+            if args.store in ("embedded", "both"):
+                ceiling = duckdb_ceiling(work / "ceiling.duckdb", batches)
+                store = StoreSettings(kind="duckdb", path=work / "hub.duckdb")
+                points, cpu = asyncio.run(pipeline(store, mosquitto.port, work, batches))
+                result["embedded"] = leg("embedded", points, ceiling, workers=1, **cpu)
         finally:
             influx.stop()
             mosquitto.stop()

@@ -49,8 +49,11 @@ Flavour = Literal["influxdb1", "influxdb2"]
 CHUNK_POINTS = 10_000
 #: Ledger look-ups reach back this far before a window, so that a month that began before it is found.
 _LONGEST_PERIOD_NS = 32 * 86_400 * 10**9
-#: Write requests of one batch sent concurrently (InfluxDB ingests them on several cores).
+#: Write requests of one batch sent concurrently (the next one is encoded meanwhile).
 REQUESTS_IN_FLIGHT = 1
+#: Threads sending requests, shared by every batch written at the same time (the ingestor writes several
+#: batches concurrently, see ``max_writes_in_flight``; InfluxDB ingests concurrent requests on several cores).
+SENDER_THREADS = 4
 _RETRYABLE = frozenset({404, 408, 429, 500, 502, 503, 504, 401, 403})
 
 
@@ -130,7 +133,7 @@ class InfluxStore:
             self._v2_write = self._make_v2_writer(token or f"{username or ''}:{password or ''}", timeout_s, verify)
         self._encoder = SampleEncoder()
         #: Sends one request while the calling thread encodes the next (the GIL is free during network waits).
-        self._sender = ThreadPoolExecutor(max_workers=REQUESTS_IN_FLIGHT, thread_name_prefix="influx-send")
+        self._sender = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="influx-send")
         self._encode_lock = threading.Lock()
         self._schema_ready = flavour == "influxdb2"
         self._schema_lock = threading.Lock()
