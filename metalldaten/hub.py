@@ -28,12 +28,12 @@ from typing import Annotated, Literal
 import typer
 import uvicorn
 from prometheus_client import CollectorRegistry
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from api.http.app import create_app
 from api.settings import ApiSettings
 from core.cli import CliGroup
-from core.configfile import FileSettings, load_settings, with_paths_resolved
+from core.configfile import ConfigError, FileSettings, load_settings, with_paths_resolved
 from core.register import RegisterFile
 from storage import Ingestor, IngestSettings, Store, StoreSettings, open_store
 
@@ -65,21 +65,6 @@ class HubSettings(FileSettings, env_prefix="MDH_HUB__"):
             parse_listen(v)
         return v
 
-    @model_validator(mode="after")
-    def _workers(self) -> HubSettings:
-        n = self.ingest.workers
-        if n > 1 and self.store.kind == "duckdb":
-            raise ValueError(
-                f"ingest.workers = {n} needs a store several processes can write to, but store.kind 'duckdb' is "
-                f"one process's file ({self.store.path}); use ingest.workers = 1 with DuckDB, or an InfluxDB store"
-            )
-        if n > 1 and not self.ingest.shared_group:
-            raise ValueError(
-                f"ingest.workers = {n} needs ingest.shared_group (a shared subscription), "
-                "else every worker would receive every message"
-            )
-        return self
-
     def resolve_paths(self, base: Path) -> HubSettings:
         """A copy with relative paths in the file taken relative to the file's folder."""
         return with_paths_resolved(
@@ -104,7 +89,35 @@ class _Server(uvicorn.Server):
 
 
 def load_hub_settings(path: Path | str) -> HubSettings:
-    return load_settings(HubSettings, path)
+    settings = load_settings(HubSettings, path)
+    problems = worker_problems(settings)
+    if problems:
+        raise ConfigError(path, problems)
+    return settings
+
+
+def worker_problems(settings: HubSettings) -> list[tuple[str, str]]:
+    """``(key, expected)`` for ingest workers the rest of the settings cannot support."""
+    n = settings.ingest.workers
+    if n == 1:
+        return []
+    problems = []
+    if settings.store.kind == "duckdb":
+        problems.append(
+            (
+                "ingest.workers",
+                f"1 with the embedded store (got {n}): store.kind 'duckdb' is one process's file "
+                f"({settings.store.path}); several ingest workers need an InfluxDB store",
+            )
+        )
+    if not settings.ingest.shared_group:
+        problems.append(
+            (
+                "ingest.workers",
+                f"1 without ingest.shared_group (got {n}): only a shared subscription gives each message to one worker",
+            )
+        )
+    return problems
 
 
 @dataclass
@@ -170,6 +183,9 @@ class Hub:
 async def running_hub(settings: HubSettings, roles: list[Role] | None = None) -> AsyncIterator[Hub]:
     """Start the hub's roles in the background; leaving the block stops them and closes the store."""
     roles = roles or settings.roles
+    problems = worker_problems(settings)
+    if problems:
+        raise ValueError("; ".join(f"{key}: expected {expected}" for key, expected in problems))
     store = open_store(settings.store)
     register = RegisterFile(settings.register_file)
     hub = Hub(settings=settings, store=store)

@@ -121,7 +121,7 @@ class WorkerProcesses:
                 p = worker.process
                 if p is None or p.is_alive():
                     continue
-                worker.last_exit = f"ingest worker {worker.index} exited with code {p.exitcode}"
+                worker.last_exit = self._exit_of(worker)
                 worker.process = None
                 worker.restarts += 1
                 self._exits.inc()
@@ -154,6 +154,14 @@ class WorkerProcesses:
             w.process = None
         self._running.set(0)
 
+    @staticmethod
+    def _exit_of(w: _Worker) -> str | None:
+        """Why the worker's current process ended, if it did (before the supervisor has noticed)."""
+        p = w.process
+        if p is None or p.exitcode is None:
+            return None
+        return f"ingest worker {w.index} exited with code {p.exitcode}"
+
     def pids(self) -> list[int]:
         """Process ids of the workers running now."""
         return [w.process.pid for w in self._workers if w.process is not None and w.process.pid is not None]
@@ -170,7 +178,7 @@ class WorkerProcesses:
                 "running": w.process is not None and w.process.is_alive(),
                 "pid": w.process.pid if w.process is not None else None,
                 "restarts": w.restarts,
-                "last_exit": w.last_exit,
+                "last_exit": self._exit_of(w) or w.last_exit,
             }
             for w in self._workers
         ]
