@@ -38,6 +38,7 @@ import _common  # noqa: F401  (the import path)
 import duckdb
 import httpx
 from _common import cpu_s
+from profile_breakdown import hub_breakdown
 
 from core.register import Member, Register, dump_register
 from metalldaten.hub import Hub, HubSettings, running_hub
@@ -89,9 +90,9 @@ def make_batches(total: int) -> list[Batch]:
     ]
 
 
-def influx_ceiling(url: str, user: str, password: str, batches: list[Batch], posters: int) -> float:
+def influx_ceiling(url: str, user: str, password: str, batches: list[Batch], posters: int, run: int = 0) -> float:
     """Points/s of pre-encoded 10,000-point requests POSTed by ``posters`` concurrent clients (a fresh database)."""
-    database = f"ceiling{posters}"
+    database = f"ceiling{posters}r{run}"
     with httpx.Client(auth=(user, password), timeout=60) as http:
         http.post(f"{url}/query", data={"q": f"CREATE DATABASE {database}"}).raise_for_status()
     encoder = SampleEncoder()
@@ -256,7 +257,7 @@ async def wait_workers(hub: Hub, port: int, workers: int) -> None:
                 await asyncio.sleep(0.2)
 
 
-SPY_FLAGS = ("--threads", "--nonblocking", "-o")
+SPY_FLAGS = ("--idle", "--threads", "--nonblocking", "-o")
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -308,10 +309,14 @@ def main() -> None:
             if args.store in ("influxdb", "both"):
                 assert influx.proc is not None and mosquitto.proc is not None
                 servers = {"influxdb": influx.proc.pid, "mosquitto": mosquitto.proc.pid}
-                one = influx_ceiling(influx.url, influx.username, influx.password, batches, posters=1)
-                two = influx_ceiling(influx.url, influx.username, influx.password, batches, posters=2)
-                ceiling = max(one, two)
+                # The ceiling is measured before and after the pipelines, and the best of each kind counts:
+                # a load spike from elsewhere on the machine cannot lower it to the pipelines' advantage.
+                ceilings = [
+                    influx_ceiling(influx.url, influx.username, influx.password, batches, posters=n, run=run)
+                    for run, n in ((0, 1), (0, 2))
+                ]
                 legs: dict[int, dict[str, float]] = {}
+                runs: dict[int, tuple[float, dict[str, float]]] = {}
                 for n in args.workers:
                     store = StoreSettings(
                         kind="influxdb1",
@@ -321,9 +326,16 @@ def main() -> None:
                         password=influx.password,
                     )  # type: ignore[arg-type]
                     profile = args.profile if n == args.workers[0] else None
-                    points, cpu = asyncio.run(
+                    runs[n] = asyncio.run(
                         pipeline(store, mosquitto.port, work, batches, workers=n, profile=profile, cpu_of=servers)
                     )
+                ceilings += [
+                    influx_ceiling(influx.url, influx.username, influx.password, batches, posters=n, run=run)
+                    for run, n in ((1, 1), (1, 2))
+                ]
+                one, two = max(ceilings[0], ceilings[2]), max(ceilings[1], ceilings[3])
+                ceiling = max(one, two)
+                for n, (points, cpu) in runs.items():
                     legs[n] = leg(f"influxdb, {n} worker(s)", points, ceiling, workers=n, **cpu)
                 best = max(legs.values(), key=lambda x: x["points_per_s"])
                 result["influxdb"] = {
@@ -342,6 +354,8 @@ def main() -> None:
         finally:
             influx.stop()
             mosquitto.stop()
+    if args.profile is not None:
+        result["profile"] = hub_breakdown(args.profile)
     print(json.dumps(result))
 
 
