@@ -35,7 +35,6 @@ import os
 import pickle
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,7 @@ from storage import IngestSettings, StoreSettings
 from storage.duckdb.store import _DDL, samples_frame
 from storage.influx.lineprotocol import SampleEncoder
 from testkit.mqtt import Publisher
-from testkit.servers import free_port, start_influxdb, start_mosquitto
+from testkit.servers import free_port_pair, start_influxdb, start_mosquitto
 from wire import SCHEMA_VERSION, Batch, Codec, Sample, samples_topic
 
 MEMBER = "m-0be4c1"
@@ -157,19 +156,6 @@ def worker_stored(port: int) -> int:
     )
 
 
-def two_free_ports() -> int:
-    """A port ``p`` with ``p + 1`` free as well (worker 2's operators' listener takes the next port)."""
-    for _ in range(100):
-        p = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no two consecutive free ports")
-
-
 def publish_file(mqtt_port: int, path: Path, started: Any) -> None:
     """A publisher process: publish the (topic, payload) pairs pickled in ``path`` with QoS 1, as fast as the
     broker takes them; ``started`` receives the monotonic time of the first publish."""
@@ -203,7 +189,7 @@ async def pipeline(
     codec = Codec()
     payloads = work / f"payloads-{tag}.pickle"
     payloads.write_bytes(pickle.dumps([(samples_topic(b.member, b.gateway), codec.encode(b)) for b in batches]))
-    port = two_free_ports()
+    port = free_port_pair()
     settings = HubSettings(
         register_file=register,
         roles=["ingest"],

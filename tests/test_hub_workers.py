@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -18,24 +17,11 @@ from core.register import dump_register
 from metalldaten.hub import HubSettings, load_hub_settings, running_hub, worker_settings
 from storage import SeriesQuery, StoreSettings, open_store
 from testkit.mqtt import Publisher, ingest_settings, make_batch, register, wait_until
-from testkit.servers import InfluxServer, MosquittoServer, free_port
+from testkit.servers import InfluxServer, MosquittoServer, free_port_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MA, MB = "m-0000aa", "m-0000bb"
-
-
-def consecutive_free_ports() -> int:
-    """A free port whose next port is free too (worker 2's operators' listener takes it)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two consecutive free ports")
 
 
 def stored_by(port: int) -> int | None:
@@ -100,7 +86,7 @@ def test_several_workers_on_the_embedded_store_are_refused_naming_the_file_and_k
 async def test_two_workers_store_every_sample_once_each_takes_a_share_and_a_dead_one_is_restarted(
     mosquitto: MosquittoServer, influxdb: InfluxServer, tmp_path: Path
 ) -> None:
-    port = consecutive_free_ports()
+    port = free_port_pair()
     settings = hub_settings(tmp_path, mosquitto, influxdb, port)
     store = open_store(settings.store)
     pub = Publisher(mosquitto.port)
