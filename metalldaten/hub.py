@@ -3,8 +3,11 @@
 ``metalldaten hub run --config hub.toml`` runs the roles the file names (both by
 default); ``--role ingest`` or ``--role api`` runs one, so that several ingestors
 can share the load behind one broker (shared subscription) and the API can scale
-on its own. SIGTERM / SIGINT stop the process cleanly: the ingestor writes and
-acknowledges what it has batched, the API finishes the requests in flight.
+on its own. ``[ingest] workers = N`` runs N ingestors on the shared subscription
+from one command: this process and N - 1 worker processes it starts and supervises
+(see :mod:`metalldaten.workers`). SIGTERM / SIGINT stop the process cleanly: the
+ingestors write and acknowledge what they have batched, the API finishes the
+requests in flight.
 
 Every role's Prometheus metrics go into one registry, served with a health document on the
 operators' listener (``metrics_listen``, loopback by default; see :mod:`metalldaten.operators`),
@@ -30,11 +33,12 @@ from pydantic import Field, field_validator
 from api.http.app import create_app
 from api.settings import ApiSettings
 from core.cli import CliGroup
-from core.configfile import FileSettings, load_settings, with_paths_resolved
+from core.configfile import ConfigError, FileSettings, load_settings, with_paths_resolved
 from core.register import RegisterFile
 from storage import Ingestor, IngestSettings, Store, StoreSettings, open_store
 
 from .operators import is_loopback, operators_app, parse_listen
+from .workers import WorkerProcesses
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +89,35 @@ class _Server(uvicorn.Server):
 
 
 def load_hub_settings(path: Path | str) -> HubSettings:
-    return load_settings(HubSettings, path)
+    settings = load_settings(HubSettings, path)
+    problems = worker_problems(settings)
+    if problems:
+        raise ConfigError(path, problems)
+    return settings
+
+
+def worker_problems(settings: HubSettings) -> list[tuple[str, str]]:
+    """``(key, expected)`` for ingest workers the rest of the settings cannot support."""
+    n = settings.ingest.workers
+    if n == 1:
+        return []
+    problems = []
+    if settings.store.kind == "duckdb":
+        problems.append(
+            (
+                "ingest.workers",
+                f"1 with the embedded store (got {n}): store.kind 'duckdb' is one process's file "
+                f"({settings.store.path}); several ingest workers need an InfluxDB store",
+            )
+        )
+    if not settings.ingest.shared_group:
+        problems.append(
+            (
+                "ingest.workers",
+                f"1 without ingest.shared_group (got {n}): only a shared subscription gives each message to one worker",
+            )
+        )
+    return problems
 
 
 @dataclass
@@ -96,6 +128,7 @@ class Hub:
     store: Store
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     ingestor: Ingestor | None = None
+    workers: WorkerProcesses | None = None
     api_server: uvicorn.Server | None = None
     operators_server: uvicorn.Server | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,6 +137,8 @@ class Hub:
         self._stop.set()
         if self.ingestor is not None:
             self.ingestor.stop()
+        if self.workers is not None:
+            self.workers.stop()
         for server in (self.api_server, self.operators_server):
             if server is not None:
                 server.should_exit = True
@@ -132,6 +167,10 @@ class Hub:
         if self.ingestor is not None:
             state = self.ingestor.health()
             ok = ok and bool(state["ok"])
+            if self.workers is not None:
+                workers = self.workers.health()
+                ok = ok and bool(workers["ok"])
+                state = {**state, "ok": bool(state["ok"]) and bool(workers["ok"]), "workers": workers["workers"]}
             roles["ingest"] = state
         if self.api_server is not None:
             started = bool(self.api_server.started)
@@ -144,6 +183,9 @@ class Hub:
 async def running_hub(settings: HubSettings, roles: list[Role] | None = None) -> AsyncIterator[Hub]:
     """Start the hub's roles in the background; leaving the block stops them and closes the store."""
     roles = roles or settings.roles
+    problems = worker_problems(settings)
+    if problems:
+        raise ValueError("; ".join(f"{key}: expected {expected}" for key, expected in problems))
     store = open_store(settings.store)
     register = RegisterFile(settings.register_file)
     hub = Hub(settings=settings, store=store)
@@ -153,6 +195,15 @@ async def running_hub(settings: HubSettings, roles: list[Role] | None = None) ->
                 ingestor = Ingestor(settings.ingest, store, register, registry=hub.registry)
                 hub.ingestor = await stack.enter_async_context(ingestor)
                 tg.create_task(hub.ingestor.run(), name="ingestor")
+                n = settings.ingest.workers
+                if n > 1:
+                    workers = WorkerProcesses(
+                        run_worker,
+                        lambda k: (worker_settings(settings, k), logging.getLogger().getEffectiveLevel()),
+                        indexes=range(2, n + 1),
+                        registry=hub.registry,
+                    )
+                    hub.workers = await stack.enter_async_context(workers)
             if "api" in roles:
                 app = create_app(settings.api, store, register, registry=hub.registry)
                 config = uvicorn.Config(
@@ -189,6 +240,38 @@ async def _announce_operators(hub: Hub, host: str) -> None:
     if hub.operators_port is not None:
         shown = f"[{host}]" if ":" in host else host
         log.info("operators' listener: http://%s:%d/metrics and /healthz", shown, hub.operators_port)
+
+
+def worker_settings(settings: HubSettings, index: int) -> HubSettings:
+    """The settings of ingest worker ``index`` (2..N): the ingest role only, with its own broker session,
+    dead-letter file and operators' listener (see :mod:`metalldaten.workers`)."""
+    ingest = settings.ingest
+    dead = ingest.dead_letter_path
+    listen = settings.metrics_listen
+    if listen:
+        host, port = parse_listen(listen)
+        shown = f"[{host}]" if ":" in host else host
+        listen = f"{shown}:{port + index - 1 if port else 0}"
+    return settings.model_copy(
+        update={
+            "roles": ["ingest"],
+            "metrics_listen": listen,
+            "ingest": ingest.model_copy(
+                update={
+                    "workers": 1,
+                    "client_id": f"{ingest.client_id}-w{index}",
+                    "dead_letter_path": dead.with_name(f"{dead.stem}.w{index}{dead.suffix}"),
+                }
+            ),
+        }
+    )
+
+
+def run_worker(settings: HubSettings, level: int) -> None:
+    """An ingest worker process's main (spawned by :class:`~metalldaten.workers.WorkerProcesses`)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    asyncio.run(run_hub(settings, ["ingest"]))
 
 
 async def run_hub(settings: HubSettings, roles: list[Role] | None = None) -> None:

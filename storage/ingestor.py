@@ -6,14 +6,19 @@ store has it, and no input, however malformed, stops it: bad messages go to the 
     paho thread ──call_soon_threadsafe──► queue ──► consume(): check, dead-letter, batch
                                                         │ (every batch_max_samples or batch_max_delay_s)
                                                         ▼
-                                           flush(): store.write per member (worker thread)
+                                           flush(): store.write per member (worker thread),
+                                                    up to max_writes_in_flight batches at once
                                                         │ success                │ StoreUnavailable
                                                         ▼                        ▼
                                            ack every message of the batch   keep them unacked, back off
                                                                             (capped, with jitter), retry
 
 A message is acknowledged only after its samples are in the store (or after it was
-written to the dead letters). While the store is down nothing is acknowledged. The
+written to the dead letters). While the store is down nothing is acknowledged.
+While one batch is being written the next one is decoded and handed to the store as
+well (``max_writes_in_flight``, default 2), so that the store always has a request to
+work on; each batch is acknowledged when its own write succeeded, in whatever order the
+writes finish (a sample is a point keyed by series and time, so order does not matter). The
 broker is asked to deliver at most ``max_inflight_messages`` unacknowledged messages
 (MQTT v5 Receive Maximum), but brokers do not all keep to it exactly (Mosquitto 2.0
 sends a further window after each acknowledgement), so the ingestor also enforces
@@ -100,7 +105,7 @@ class Ingestor:
         self.gateways_tracker = GatewayTracker()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._pending = _Pending()
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
         self._writing = 0
         self._taking = 0
         self._link: MqttClient | None = None
@@ -150,14 +155,16 @@ class Ingestor:
                 await self._link.stop()
 
     async def _drain(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            # Let a running write finish; one still retrying an unavailable store is given up
+        writers, self._writers = self._writers, set()
+        if writers:
+            # Let running writes finish; one still retrying an unavailable store is given up
             # (its messages stay unacknowledged, with the broker).
-            await asyncio.wait({writer}, timeout=5)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StoreError):
-                await writer
+            await asyncio.wait(writers, timeout=5)
+            for writer in writers:
+                writer.cancel()
+            for writer in writers:
+                with contextlib.suppress(asyncio.CancelledError, StoreError):
+                    await writer
         if self._pending.messages:
             await self._flush(final=True)
 
@@ -334,33 +341,40 @@ class Ingestor:
 
     # -- writing ------------------------------------------------------------------------------------
     async def _flush(self, *, final: bool = False) -> None:
-        """Hand the pending batch to the writer; at most one write is in flight while the next batch fills.
+        """Hand the pending batch to a writer; at most ``max_writes_in_flight`` writes run while the next batch fills.
 
         With ``final`` the batch is written now (shutdown), without retrying an unavailable store.
         """
-        await self._wait_writer()
+        await self._wait_writers(0 if final else self.settings.max_writes_in_flight - 1)
         batch, self._pending = self._pending, _Pending()
         if not batch.messages:
             return
         if final:
             await self._write_batch(batch, final=True)
             return
-        self._writer = asyncio.create_task(self._write_batch(batch), name="ingest-write")
+        self._writers.add(asyncio.create_task(self._write_batch(batch), name="ingest-write"))
 
-    async def _wait_writer(self) -> None:
-        """Wait for the write in flight; cancelling the waiter does not cancel the write."""
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
-            self._writer = None
+    async def _wait_writers(self, at_most: int) -> None:
+        """Wait until at most ``at_most`` writes are in flight; cancelling the waiter does not cancel them.
+
+        A write that failed with an error it does not handle itself re-raises it here.
+        """
+        while True:
+            for done in [w for w in self._writers if w.done()]:
+                self._writers.discard(done)
+                done.result()
+            if len(self._writers) <= at_most:
+                return
+            await asyncio.wait(self._writers, return_when=asyncio.FIRST_COMPLETED)
 
     async def _write_batch(self, p: _Pending, *, final: bool = False) -> None:
         """Write ``p``, retrying while the store is unavailable (capped back-off with jitter); then acknowledge."""
-        self._writing = len(p.messages)
+        self._writing += len(p.messages)
         try:
             if not await self._write_with_retries(p, final=final):
                 return
         finally:
-            self._writing = 0
+            self._writing -= len(p.messages)
         self._set_store_ok(True)
         self.metrics.inc_samples(p.count)
         self.metrics.inc_messages("stored", len(p.messages))

@@ -147,6 +147,12 @@ class IngestSettings(BaseModel):
     dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
     rollup_refresh_s: float | None = Field(default=60.0, gt=0)
     retention_check_s: float = Field(default=3600.0, gt=0)
+    #: Batches written to the store at the same time: while one write waits for the store the next is encoded
+    #: and sent, so the store always has work; each batch is acknowledged once its own write succeeded.
+    max_writes_in_flight: int = Field(default=2, ge=1, le=16)
+    #: Ingestor processes on the shared subscription (see docs/hub.md): the hub process runs the first and
+    #: starts the others; more than one needs a shared_group and a store several processes can write to.
+    workers: int = Field(default=1, ge=1, le=16)
 
     @model_validator(mode="after")
     def _check_bounds(self) -> IngestSettings:

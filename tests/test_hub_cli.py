@@ -176,6 +176,7 @@ def test_metrics_listener_refuses_a_malformed_address(tmp_path: Path) -> None:
         (("duckdb", "postgres"), "store.kind", "'duckdb', 'influxdb1' or 'influxdb2'"),
         (("tls = false", "tls = maybe"), "(file)", "valid TOML"),
         (("client_id", "clientid"), "ingest.clientid", "not a known setting"),
+        (("client_id", "workers = 2\nclient_id"), "ingest.workers", "1 with the embedded store (got 2)"),
     ],
 )
 def test_wrong_configuration_fails_at_start(tmp_path: Path, edit: tuple[str, str], key: str, expected: str) -> None:

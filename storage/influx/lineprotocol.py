@@ -185,7 +185,9 @@ class SampleEncoder:
             ]
         )
         keep = pl.col("text").is_not_null() | pl.col("value").is_finite()
-        body: str = frame.lazy().filter(keep).select(line.str.join("\n")).collect().item()
+        if not frame.select(keep.all()).item():  # validated wire batches never hold NaN or inf: filter only then
+            frame = frame.filter(keep)
+        body: str = frame.select(line.str.join("\n")).item()
         return (body or "").encode("utf-8")
 
     def encode_python(self, member: str, samples: Sequence[Sample]) -> bytes:

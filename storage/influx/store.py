@@ -49,8 +49,11 @@ Flavour = Literal["influxdb1", "influxdb2"]
 CHUNK_POINTS = 10_000
 #: Ledger look-ups reach back this far before a window, so that a month that began before it is found.
 _LONGEST_PERIOD_NS = 32 * 86_400 * 10**9
-#: Write requests of one batch sent concurrently (InfluxDB ingests them on several cores).
+#: Write requests of one batch sent concurrently (the next one is encoded meanwhile).
 REQUESTS_IN_FLIGHT = 1
+#: Threads sending requests, shared by every batch written at the same time (the ingestor writes several
+#: batches concurrently, see ``max_writes_in_flight``; InfluxDB ingests concurrent requests on several cores).
+SENDER_THREADS = 4
 _RETRYABLE = frozenset({404, 408, 429, 500, 502, 503, 504, 401, 403})
 
 
@@ -128,9 +131,12 @@ class InfluxStore:
         self._v2_write: Callable[[bytes], None] | None = None
         if flavour == "influxdb2":
             self._v2_write = self._make_v2_writer(token or f"{username or ''}:{password or ''}", timeout_s, verify)
-        self._encoder = SampleEncoder()
+        #: One encoder (and series-key cache) per writing thread, so that batches written at the same time
+        #: encode in parallel (polars releases the GIL); ``_encoders`` lets a deletion reach every cache.
+        self._local = threading.local()
+        self._encoders: list[SampleEncoder] = []
         #: Sends one request while the calling thread encodes the next (the GIL is free during network waits).
-        self._sender = ThreadPoolExecutor(max_workers=REQUESTS_IN_FLIGHT, thread_name_prefix="influx-send")
+        self._sender = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="influx-send")
         self._encode_lock = threading.Lock()
         self._schema_ready = flavour == "influxdb2"
         self._schema_lock = threading.Lock()
@@ -156,12 +162,12 @@ class InfluxStore:
         if not samples:
             return 0
         self._ensure_schema()
+        encoder = self._thread_encoder()
         chunks = [samples[i : i + CHUNK_POINTS] for i in range(0, len(samples), CHUNK_POINTS)]
         sending: list[Future[None]] = []
         try:
             for i, chunk in enumerate(chunks):
-                with self._encode_lock:
-                    body = self._encoder.encode(member, chunk)
+                body = encoder.encode(member, chunk)
                 if i == len(chunks) - 1:
                     # Markers go last: once they are visible, all the batch's data is too.
                     for f in sending:
@@ -180,6 +186,14 @@ class InfluxStore:
                 with contextlib.suppress(Exception):
                     f.result()
         return len(samples)
+
+    def _thread_encoder(self) -> SampleEncoder:
+        encoder: SampleEncoder | None = getattr(self._local, "encoder", None)
+        if encoder is None:
+            encoder = self._local.encoder = SampleEncoder()
+            with self._encode_lock:
+                self._encoders.append(encoder)
+        return encoder
 
     def write_lines(self, body: bytes, *, rp: str | None) -> None:
         """POST line protocol (ns precision), retrying retryable failures; raise a :class:`StoreError`."""
@@ -381,7 +395,8 @@ class InfluxStore:
         if any(left.values()):
             raise StoreUnavailable(f"InfluxDB still holds points of {member} after the deletion: {left}")
         with self._encode_lock:
-            self._encoder.forget(member)
+            for encoder in self._encoders:
+                encoder.forget(member)
         counts["release_ledger"] = (
             0
             if group is None

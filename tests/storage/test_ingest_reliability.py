@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,5 +208,51 @@ async def test_an_unexpected_store_error_is_retried_not_fatal(mosquitto: Mosquit
             assert store.inner.count() == 50
             assert ing.store_ok
     finally:
+        pub.close()
+        store.close()
+
+
+class GatedStore(SwitchableStore):
+    """A real DuckDB store whose first write waits until the test opens the gate (a slow InfluxDB request)."""
+
+    def __init__(self, inner: DuckDBStore) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def write(self, member: str, samples: Sequence[Sample]) -> int:
+        with self._lock:
+            self.calls += 1
+            first = self.calls == 1
+        if first and not self.gate.wait(30):
+            raise StoreUnavailable("the gate stayed closed")
+        return self.inner.write(member, samples)
+
+
+async def test_a_batch_is_acknowledged_after_its_own_write_while_an_earlier_one_is_still_written(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    store = GatedStore(DuckDBStore(tmp_path / "hub.duckdb"))
+    # every message is a batch of its own (10 samples), two writes in flight
+    settings = ingest_settings(mosquitto.port, tmp_path, batch_max_samples=10, max_writes_in_flight=2)
+    ing = Ingestor(settings, store, lambda: register(MA))
+    pub = Publisher(mosquitto.port)
+    stored = lambda: ing.registry.get_sample_value(  # noqa: E731
+        "mdh_ingest_messages_total", {"instance": ing.metrics._instance, "result": "stored"}
+    )
+    try:
+        async with running(ing):
+            pub.batch(make_batch(MA, "g-00000001", 10))
+            await wait_until(lambda: store.calls == 1, what="the first write under way (held at the gate)")
+            pub.batch(make_batch(MA, "g-00000001", 10))
+            await wait_until(lambda: (stored() or 0) == 1, what="the second batch written beside the first")
+            assert store.inner.count() == 10
+            assert ing.pending_messages == 1, "the first batch's message must stay unacknowledged"
+            store.gate.set()
+            await wait_until(lambda: (stored() or 0) == 2, what="the first batch written once the gate opened")
+            assert store.inner.count() == 20 and ing.pending_messages == 0
+    finally:
+        store.gate.set()
         pub.close()
         store.close()
