@@ -101,7 +101,7 @@ def test_sample_encoder_matches_point(member: str, samples: list[Sample]) -> Non
 @given(member=st.from_regex(r"\Am-[0-9a-f]{6,10}\Z"), samples=st.lists(odd_sample, min_size=64, max_size=120))
 def test_columnar_and_python_paths_match_point_for_any_text(member: str, samples: list[Sample]) -> None:
     """Large batches take the column-wise (polars) path; any tag text, floats including NaN and inf."""
-    encoder = SampleEncoder()
+    encoder = SampleEncoder(columnar_from=64)
     expected = sample_reference_lines(member, samples)
     assert encoder.encode(member, samples) == expected
     assert encoder.encode_python(member, samples) == expected
