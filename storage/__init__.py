@@ -15,6 +15,7 @@ Public API::
         def write(self, member: str, samples: Sequence[Sample]) -> int   # synchronous, idempotent
         def query_series(self, query: SeriesQuery) -> pl.DataFrame       # SERIES_SCHEMA
         def query_rollups(self, query: RollupQuery) -> pl.DataFrame      # ROLLUP_SCHEMA
+        def read_rollups(self, query: RollupQuery) -> Rollups            # rows and as_of_ns
         def refresh_rollups(self) -> int                                 # housekeeping
         def enforce_retention(self, now_ns: int | None = None) -> int   # housekeeping
         def released_cells(...) -> list[ReleasedCell]; def release(cells) -> None   # release ledger
@@ -46,6 +47,7 @@ from .base import (
     SERIES_SCHEMA,
     Agg,
     RollupQuery,
+    Rollups,
     SeriesQuery,
     Store,
     empty_rollups,
@@ -76,6 +78,7 @@ __all__ = [
     "RegisterProvider",
     "ReleasedCell",
     "RollupQuery",
+    "Rollups",
     "SeriesQuery",
     "Store",
     "StoreError",
