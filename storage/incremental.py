@@ -235,6 +235,16 @@ def _rows_frame(rows: list[Row]) -> pl.DataFrame:
     return frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC"))).sort(["member", "asset", "hour"])
 
 
+def widen_start(start_ns: int, preds: pl.DataFrame) -> int:
+    """Where a recompute from ``start_ns`` must really start, given ``preds`` (per series the last good sample
+    before ``start_ns``): a state sample with no successor yet counts no time, and one arriving now books
+    its interval to the predecessor's own hour, however far back."""
+    states = preds.filter(pl.col("signal").is_in(list(_STATE_SIGNALS)))
+    if states.height == 0:
+        return start_ns
+    return min(start_ns, _hour(int(states["ts"].min())))  # type: ignore[arg-type]
+
+
 def carry_from_raw(raw: pl.DataFrame, fresh: pl.DataFrame, start_ns: int) -> dict[Key, Carry]:
     """Carries after a recompute: ``raw`` is every raw row the recompute read (window and predecessors),
     ``fresh`` the rows it computed for the hours from ``start_ns`` on (every row there is, up to the newest
@@ -269,10 +279,10 @@ def carry_from_raw(raw: pl.DataFrame, fresh: pl.DataFrame, start_ns: int) -> dic
             row.update({f"_sum_{g}": 0.0 for g in GAUGE_STATS})
             row.update({f"_n_{g}": 0 for g in GAUGE_STATS})
     for m, a, h, sig, s, n, _, _ in sums.iter_rows():
-        carry = carries.get((m, a))
-        if carry is None or h != _hour(carry.folded_ns):
+        found = carries.get((m, a))
+        if found is None or h != _hour(found.folded_ns):
             continue
-        row = carry.rows.get(h)
+        row = found.rows.get(h)
         if row is not None:
             row[f"_sum_{sig}"] = s
             row[f"_n_{sig}"] = n

@@ -8,7 +8,8 @@ the batch's first and last timestamp). A refresh takes the pending assets and
   samples newer than that (:func:`storage.incremental.fold`): one read of the new rows of all such
   assets, one upsert of the rows they change;
 * recomputes from raw (:func:`~storage.rollups.compute_rollups` over the hours from the first changed
-  one, with each counter and state series' last sample before it as predecessor) every other asset:
+  one, or from a state sample that had no successor yet, with each counter and state series' last sample
+  before it as predecessor) every other asset:
   one without a carry (the first refresh after the store was opened: its open hour), data that arrived
   out of order (backfill, redelivery, interleaved writers), or a fold that needs an hour it does not
   keep; then it builds the asset's carry.
@@ -29,7 +30,7 @@ import duckdb
 import polars as pl
 
 from ..base import COUNTER_COLUMNS, DOWNTIME_COLUMNS, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
-from ..incremental import Carry, Key, carry_from_raw, fold
+from ..incremental import Carry, Key, carry_from_raw, fold, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .connection import DuckDBConnection, in_clause
 
@@ -174,13 +175,22 @@ class RollupKeeper:
         frame = pl.DataFrame(keys, schema=["member", "asset"], orient="row")
         cur.register("redo_keys", frame)
         join = "FROM samples s JOIN redo_keys k ON s.member = k.member AND s.asset = k.asset"
+
+        def predecessors(before: int) -> pl.DataFrame:
+            frame: pl.DataFrame = cur.sql(
+                f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts < ? AND s.ts >= ? AND s.quality < 2 AND s.signal IN "
+                f"({', '.join('?' for _ in _PRED_SIGNALS)}) "
+                "QUALIFY row_number() OVER (PARTITION BY s.member, s.asset, s.signal ORDER BY s.ts DESC) = 1",
+                params=[before, before - LOOKBACK_NS, *_PRED_SIGNALS],
+            ).pl()
+            return frame
+
+        preds = predecessors(start)
+        widened = widen_start(start, preds)
+        if widened < start:
+            start = widened
+            preds = predecessors(start)
         raw = cur.sql(f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts >= ?", params=[start]).pl()
-        preds = cur.sql(
-            f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts < ? AND s.ts >= ? AND s.quality < 2 AND s.signal IN "
-            f"({', '.join('?' for _ in _PRED_SIGNALS)}) "
-            "QUALIFY row_number() OVER (PARTITION BY s.member, s.asset, s.signal ORDER BY s.ts DESC) = 1",
-            params=[start, start - LOOKBACK_NS, *_PRED_SIGNALS],
-        ).pl()
         cur.execute(
             "DELETE FROM rollups USING redo_keys k WHERE rollups.member = k.member AND "
             "rollups.asset = k.asset AND rollups.hour >= ?",

@@ -10,8 +10,9 @@ stamped after its watermark (a time range on the index, not a scan of every mark
   newer than that and no newer than the asset's last marker (:func:`storage.incremental.fold`): one
   query over all such assets (by key for the few that lag behind), one write of the rows they change;
 * recomputes from raw everything else, as :mod:`storage.duckdb.rollups` does: the hours from the
-  first changed one, with the last good sample of every counter, ``state`` and ``downtime_reason``
-  series of the preceding 24 hours as predecessor; then builds the asset's carry.
+  first changed one (or from a state sample that had no successor yet), with the last good sample of
+  every counter, ``state`` and ``downtime_reason`` series of the preceding 24 hours as predecessor; then
+  builds the asset's carry.
 
 Results go to the measurement ``rollups`` (one point per member, asset and hour; a rewrite overwrites
 it). The watermark trails the refresh start by :data:`WATERMARK_MARGIN_NS`, so a marker whose write was
@@ -35,7 +36,7 @@ from wire import Sample
 from wire.catalog import COUNTER_SIGNALS
 
 from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
-from ..incremental import Carry, Key, carry_from_raw, fold
+from ..incremental import Carry, Key, carry_from_raw, fold, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .connection import InfluxConnection, source
 from .influxql import ident, literal, tag_in, time_range, where
@@ -258,20 +259,29 @@ class InfluxRollupKeeper:
         """Recompute the rows of the assets of ``bound`` from ``start`` (an hour) up to their bound; carries."""
         raw_src = self._src("samples", self._db.raw_rp)
         cond = _keys_condition(list(bound))
+
+        def predecessors(before_ns: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+            before = where(time_range(before_ns - LOOKBACK_NS, before_ns), '"quality" < 2', cond)
+            counters = self._db.execute(
+                f'SELECT last("value") AS "value" FROM {raw_src} WHERE {before} '
+                f"AND {tag_in('signal', COUNTER_SIGNALS)} {_GROUP}"
+            ).frame(RAW_SCHEMA)
+            states = self._db.execute(
+                f'SELECT last("text") AS "text" FROM {raw_src} WHERE {before} '
+                f"AND {tag_in('signal', ('state', 'downtime_reason'))} {_GROUP}"
+            ).frame(RAW_SCHEMA)
+            return counters, states
+
+        prev_counters, prev_states = predecessors(start)
+        widened = widen_start(start, prev_states)
+        if widened < start:
+            start = widened
+            prev_counters, prev_states = predecessors(start)
         span = where(time_range(start, max(bound.values()) + 1), cond)
         raw = self._db.execute(
             f'SELECT "value", "text", "quality" FROM {raw_src} WHERE {span} {_GROUP}', chunked=True
         ).frame(RAW_SCHEMA)
         raw = _within(raw, {k: (start - 1, b) for k, b in bound.items()})
-        before = where(time_range(start - LOOKBACK_NS, start), '"quality" < 2', cond)
-        prev_counters = self._db.execute(
-            f'SELECT last("value") AS "value" FROM {raw_src} WHERE {before} '
-            f"AND {tag_in('signal', COUNTER_SIGNALS)} {_GROUP}"
-        ).frame(RAW_SCHEMA)
-        prev_states = self._db.execute(
-            f'SELECT last("text") AS "text" FROM {raw_src} WHERE {before} '
-            f"AND {tag_in('signal', ('state', 'downtime_reason'))} {_GROUP}"
-        ).frame(RAW_SCHEMA)
         prev = pl.concat([prev_counters, prev_states]).with_columns(pl.lit(0, dtype=pl.UInt8).alias("quality"))
         combined = pl.concat([prev, raw])
         fresh = compute_rollups(combined).filter(pl.col("hour").cast(pl.Int64) >= start)

@@ -3,7 +3,8 @@
 A small keeper runs the same decisions as the stores' keepers: a chunk whose samples all come after what
 was folded in is folded; an asset without a carry, one whose chunk starts at or before its folded time
 (out of order), or one whose fold needs an hour it does not keep, is recomputed from raw over a window
-from that hour (the rows before it stay) and gets a fresh carry.
+from that hour, widened back to a state sample that had no successor yet (the rows before it stay), and
+gets a fresh carry.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 from storage import ROLLUP_SCHEMA, compute_rollups
 from storage.base import RAW_SCHEMA
-from storage.incremental import Carry, Key, carry_from_raw, fold
+from storage.incremental import Carry, Key, carry_from_raw, fold, widen_start
 from storage.rollups import GAP_NS, HOUR_NS
 
 S = 10**9
@@ -46,6 +47,13 @@ class MiniKeeper:
     def _recompute(self, key: Key, start: int) -> None:
         self.recomputes += 1
         raw = self.raw.filter((pl.col("member") == key[0]) & (pl.col("asset") == key[1]))
+        preds = (
+            raw.filter((pl.col("ts") < start) & (pl.col("quality") < 2))
+            .sort("ts")
+            .group_by("signal")
+            .agg(pl.col("ts").last())
+        )
+        start = widen_start(start, preds)
         fresh = compute_rollups(raw).filter(pl.col("hour").cast(pl.Int64) >= start)
         for k in [k for k in self.rows if k[:2] == key and k[2] >= start]:
             del self.rows[k]
