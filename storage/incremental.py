@@ -120,7 +120,7 @@ def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, di
     """
     if new.height == 0:
         return empty_rollups(), {}
-    new = new.with_columns(pl.col("ts").cast(pl.Int64))
+    new = new.select([pl.col(c).cast(t) for c, t in RAW_SCHEMA.items()])
     firsts = {(m, a): int(ts) for m, a, ts in new.group_by(["member", "asset"]).agg(pl.col("ts").min()).iter_rows()}
     redo = {k: _hour(ts) for k, ts in firsts.items() if k not in carries}
     keys = set(firsts) - set(redo)

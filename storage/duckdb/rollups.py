@@ -81,6 +81,11 @@ class RollupKeeper:
         for key in [k for k in self._carries if k[0] == member]:
             del self._carries[key]
 
+    def reset(self) -> None:
+        """Drop every carry: the next refresh recomputes each pending asset from raw, as after a restart."""
+        with self._db.locked():
+            self._carries.clear()
+
     def refresh(self) -> int:
         """Fold in or recompute every pending asset; return how many there were."""
         done, _ = self._refresh(RollupQuery())

@@ -173,6 +173,11 @@ class DuckDBStore:
     def read_rollups(self, query: RollupQuery) -> Rollups:
         return self._rollups.query(query)
 
+    @property
+    def rollups(self) -> RollupKeeper:
+        """The store's rollup keeper."""
+        return self._rollups
+
     def refresh_rollups(self) -> int:
         """Fold in (or recompute) the rollups of everything written since the last refresh."""
         return self._rollups.refresh()

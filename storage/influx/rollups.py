@@ -130,6 +130,11 @@ class InfluxRollupKeeper:
             for key in [k for k in self._carries if k[0] == member]:
                 del self._carries[key]
 
+    def reset(self) -> None:
+        """Drop every carry: the next refresh recomputes each pending asset from raw, as after a restart."""
+        with self._lock:
+            self._carries.clear()
+
     def refresh(self) -> int:
         done, _ = self._refresh(RollupQuery(), blocking=True)
         return done

@@ -237,3 +237,27 @@ def test_pool_sums_assets_before_dividing() -> None:
     pooled = pool(asset_totals(frame(rows), "day", {}, 0.38), ["member", "period_start"])
     assert pooled["energy_per_good_part_kwh"][0] == pytest.approx(40.0 / 20.0)  # not the mean of 1.0 and 3.0
     assert pooled["utilisation"][0] == pytest.approx(5400.0 / 7200.0)
+
+
+def test_kpi_rows_json_parses_as_pydantic_writes_them(filled_store: DuckDBStore) -> None:
+    """The column-wise JSON of /v1/kpis rows equals pydantic's JSON of the same rows as KpiRow, downtime included."""
+    import json
+
+    from api.core.kpis import downtime_by_reason
+    from api.http.kpi_json import kpi_rows_json
+    from api.http.schemas import KpiRow
+
+    frame = compute_kpis(filled_store.query_rollups(RollupQuery()), "hour", {"m-a00001": 0.5}, 0.38)
+    every_third = pl.int_range(pl.len()) % 3 == 0
+    frame = frame.with_columns(
+        seconds_down_tooling=pl.when(every_third).then(120.25).otherwise(0.0),
+        seconds_down_material=pl.when(pl.int_range(pl.len()) % 5 == 0).then(0.1 + 0.2).otherwise(0.0),
+        utilisation=pl.when(every_third).then(None).otherwise(pl.col("utilisation")),
+    )
+    expected = [
+        json.loads(KpiRow.model_validate({**r, "downtime_s": downtime_by_reason(r)}).model_dump_json())
+        for r in frame.iter_rows(named=True)
+    ]
+    assert frame.height > 100
+    assert any(e["downtime_s"] for e in expected) and any(not e["downtime_s"] for e in expected)
+    assert json.loads(kpi_rows_json(frame)) == expected

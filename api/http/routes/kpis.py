@@ -9,18 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from core.register import DEFAULT_EMISSION_FACTOR
 from storage import RollupQuery
 
 from ...audit import record_member_rows, record_rows
 from ...core.cells import from_ns, period_starts
-from ...core.kpis import compute_kpis, downtime_by_reason
+from ...core.kpis import compute_kpis
 from ..deps import ContextDep, ReaderDep, readable_members
+from ..kpi_json import kpi_response_json
 from ..params import to_ns, window
 from ..problems import problem_responses
-from ..schemas import KpiResponse, KpiRow, MemberId, PeriodName
+from ..schemas import KpiResponse, MemberId, PeriodName
 
 router = APIRouter(tags=["kpis"])
 
@@ -41,7 +42,7 @@ def get_kpis(
     member: Annotated[list[MemberId] | None, Query(description="Member pseudonym(s); members only their own")] = None,
     asset: Annotated[list[str] | None, Query()] = None,
     asset_class: Annotated[list[str] | None, Query()] = None,
-) -> KpiResponse:
+) -> KpiResponse | Response:
     start_, end_ = window(start, end, period, ctx.clock(), ctx.settings.max_periods)
     starts = period_starts(start_, end_, period)
     if not starts:
@@ -63,6 +64,6 @@ def get_kpis(
     frame = compute_kpis(rollups, period, factors, DEFAULT_EMISSION_FACTOR)
     record_rows(request, frame.height)
     record_member_rows(request, frame)
-    rows = [KpiRow.model_validate({**r, "downtime_s": downtime_by_reason(r)}) for r in frame.iter_rows(named=True)]
     as_of = from_ns(read.as_of_ns) if read.as_of_ns is not None else None
-    return KpiResponse(period=period, start=start_, end=end_, as_of=as_of, data=rows)
+    envelope = KpiResponse(period=period, start=start_, end=end_, as_of=as_of, data=[])
+    return Response(kpi_response_json(envelope, frame), media_type="application/json")
