@@ -11,6 +11,8 @@ For each store (InfluxDB 1.x started from the Debian package, and the embedded D
    5 samples/s; the real housekeeping task refreshes the rollups every 5 s; a client queries the real
    FastAPI app under uvicorn on a loopback port: ``/v1/kpis`` of one member (2 assets, hourly, the last
    24 hours), ``/v1/kpis`` of all assets (hourly, 24 hours, analyst) and ``/v1/benchmarks`` (member);
+   (the first benchmark request releases its daily cells into the ledger: reported apart, the p95 is of
+   the others);
 3. baseline, in the same run: the old behaviour, every request first recomputing every pending asset's
    open hour from raw (the keeper's carries dropped before each request), for a few member requests.
 
@@ -150,6 +152,7 @@ def preload_history(store: Store, frame: pl.DataFrame) -> None:
             con.unregister("history")
         return
     assert isinstance(store, InfluxStore)
+    store.refresh_rollups()  # creates the database and its retention policies
     fields = [c for c in ROLLUP_SCHEMA if c not in ("member", "asset", "asset_class", "hour")]
     lines = [
         encode_point(
@@ -260,7 +263,7 @@ def leg(
     all_url = f"/v1/kpis?period=hour&{window}"
     bench_url = "/v1/benchmarks/utilisation?asset_class=cnc_milling&period=day"
 
-    feeder = Feeder(store, assets, now_s)
+    feeder = Feeder(store, assets, int(time.time()))  # the seconds spent on preload and first refresh: a pause
     loop = asyncio.new_event_loop()
     house = IngestSettings(rollup_refresh_s=args.refresh_s, retention_check_s=86_400.0)
     task = loop.create_task(housekeep(store, house))
@@ -319,7 +322,9 @@ def leg(
         "member_p50_ms": round(_common.percentile(times["member"], 0.5) * 1000, 1),
         "all_p95_ms": round(_common.percentile(times["all"], 0.95) * 1000, 1),
         "all_p50_ms": round(_common.percentile(times["all"], 0.5) * 1000, 1),
-        "benchmark_p95_ms": round(_common.percentile(times["benchmark"], 0.95) * 1000, 1),
+        "benchmark_p95_ms": round(_common.percentile(times["benchmark"][1:], 0.95) * 1000, 1),
+        "benchmark_p50_ms": round(_common.percentile(times["benchmark"][1:], 0.5) * 1000, 1),
+        "benchmark_first_ms": round(times["benchmark"][0] * 1000, 1),
         "requests_each": len(times["member"]),
         "all_rows": rows_all,
         "samples_per_s": round(rate),
