@@ -18,7 +18,7 @@ For each store (InfluxDB 1.x started from the Debian package, and the embedded D
 
 Last line: ``{"influxdb": {"member_p95_ms", "all_p95_ms", "benchmark_p95_ms", "samples_per_s",
 "baseline_member_p95_ms", ...}, "embedded": {...}}``.
-Run: ``.venv/bin/python benchmarks/live_queries.py [--live-s 25] [--preload-min 2]`` (about 2 minutes).
+Run: ``.venv/bin/python benchmarks/live_queries.py [--live-s 20] [--preload-min 1]`` (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -342,10 +342,10 @@ def leg(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--live-s", type=float, default=25.0, help="seconds of queries under ingest per store")
-    parser.add_argument("--preload-min", type=int, default=2, help="minutes of raw samples preloaded")
+    parser.add_argument("--live-s", type=float, default=20.0, help="seconds of queries under ingest per store")
+    parser.add_argument("--preload-min", type=int, default=1, help="minutes of raw samples preloaded")
     parser.add_argument("--refresh-s", type=float, default=5.0, help="background rollup refresh period")
-    parser.add_argument("--baseline-requests", type=int, default=2)
+    parser.add_argument("--baseline-requests", type=int, default=1)
     parser.add_argument("--only", choices=("influxdb", "embedded"), default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
