@@ -347,8 +347,11 @@ def main() -> int:
     parser.add_argument("--refresh-s", type=float, default=5.0, help="background rollup refresh period")
     parser.add_argument("--baseline-requests", type=int, default=1)
     parser.add_argument("--only", choices=("influxdb", "embedded"), default=None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each InfluxDB rollup refresh")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.verbose:
+        logging.getLogger("storage.influx.rollups").setLevel(logging.DEBUG)
     result: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="mdh-live-") as tmp:
         work = Path(tmp)

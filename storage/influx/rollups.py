@@ -53,6 +53,7 @@ BULK_SPAN_NS = 120 * 10**9
 _KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
 _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
 _GROUP = 'GROUP BY "member", "asset", "asset_class", "signal"'
+_FLAT_COLUMNS = '"member", "asset", "asset_class", "signal", "value", "text", "quality"'
 #: (member, asset) -> (first sample, last sample) pending.
 Pending = dict[Key, tuple[int, int]]
 
@@ -190,8 +191,16 @@ class InfluxRollupKeeper:
             pending, seen = self._markers(query)
             if query.refresh_max_assets is not None and len(pending) > query.refresh_max_assets:
                 return 0, None
+            read_s = (time.time_ns() - started) / 1e9
             if pending:
                 self._fold_and_recompute(pending)
+            log.debug(
+                "rollup refresh: %d markers, %d assets; markers read in %.2f s, total %.2f s",
+                len(seen),
+                len(pending),
+                read_s,
+                (time.time_ns() - started) / 1e9,
+            )
             self._seen.update(seen)
             if everything:
                 self._advance(started)
@@ -222,8 +231,21 @@ class InfluxRollupKeeper:
                 redo[key] = _hour(lo - GAP_NS)
         try:
             if folding:
-                rows, missing = fold(self._carries, self._read_new(folding))
+                t0 = time.perf_counter()
+                new = self._read_new(folding)
+                t1 = time.perf_counter()
+                rows, missing = fold(self._carries, new)
+                t2 = time.perf_counter()
                 self._write_rows(rows)
+                log.debug(
+                    "rollup fold: %d assets, %d samples read in %.2f s, folded in %.2f s, %d rows written in %.2f s",
+                    len(folding),
+                    new.height,
+                    t1 - t0,
+                    t2 - t1,
+                    rows.height,
+                    time.perf_counter() - t2,
+                )
                 for key, hour in missing.items():
                     redo[key] = min(hour, redo.get(key, hour))
             for start in sorted(set(redo.values())):
@@ -254,9 +276,10 @@ class InfluxRollupKeeper:
             lo = min(f for f, _ in group.values())
             hi = max(h for _, h in group.values())
             cond = where(time_range(lo + 1, hi + 1), _keys_condition(list(group)) if by_key else None)
-            raw = self._db.execute(
-                f'SELECT "value", "text", "quality" FROM {raw_src} WHERE {cond} {_GROUP}', chunked=True
-            ).frame(RAW_SCHEMA)
+            # tags as columns, not GROUP BY: one series instead of one per (asset, signal), ~3x faster to answer
+            raw = self._db.execute(f"SELECT {_FLAT_COLUMNS} FROM {raw_src} WHERE {cond}", chunked=True).frame(
+                RAW_SCHEMA
+            )
             frames.append(_within(raw, group))
         return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_SCHEMA)
 
