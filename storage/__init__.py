@@ -2,7 +2,8 @@
 hourly rollups and the ingestor that feeds them (reference: docs/storage.md).
 
 Layout: ``base`` (the :class:`Store` protocol and frame schemas), ``rollups`` (the
-pure rollup computation both stores share), ``duckdb/`` and ``influx/`` (one
+pure rollup computation both stores share), ``incremental`` (the pure fold of new
+samples into kept rollup rows), ``duckdb/`` and ``influx/`` (one
 package per backend: store, connection, rollup keeper), ``ingestor`` with its
 helpers (``validate``, ``deadletter``, ``gateways``, ``housekeeping``).
 
