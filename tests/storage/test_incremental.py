@@ -131,7 +131,7 @@ def streams(draw: st.DrawFn) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=RAW_SCHEMA).sort("ts")
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=streams(), data=st.data())
 def test_incremental_equals_full_recompute(raw: pl.DataFrame, data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.sets(st.integers(1, max(raw.height - 1, 1)), max_size=8)))
