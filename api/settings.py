@@ -86,6 +86,10 @@ class ApiSettings(BaseModel):
     #: Most periods one benchmark or KPI answer may span.
     max_periods: int = Field(default=800, ge=1)
     dp: DPSettings = Field(default_factory=DPSettings)
+    #: A KPI or benchmark request folds in the pending data of the assets it reads when at most this many
+    #: of them are pending; else (or while the background refresh runs) it reads the rollups as kept and its
+    #: ``as_of`` says up to when they are complete. 0: never refresh in a request.
+    rollup_refresh_max_assets: int = Field(default=50, ge=0)
 
     @model_validator(mode="after")
     def _known_kpis(self) -> ApiSettings:

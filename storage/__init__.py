@@ -2,7 +2,8 @@
 hourly rollups and the ingestor that feeds them (reference: docs/storage.md).
 
 Layout: ``base`` (the :class:`Store` protocol and frame schemas), ``rollups`` (the
-pure rollup computation both stores share), ``duckdb/`` and ``influx/`` (one
+pure rollup computation both stores share), ``incremental`` (the pure fold of new
+samples into kept rollup rows), ``duckdb/`` and ``influx/`` (one
 package per backend: store, connection, rollup keeper), ``ingestor`` with its
 helpers (``validate``, ``deadletter``, ``gateways``, ``housekeeping``).
 
@@ -15,6 +16,7 @@ Public API::
         def write(self, member: str, samples: Sequence[Sample]) -> int   # synchronous, idempotent
         def query_series(self, query: SeriesQuery) -> pl.DataFrame       # SERIES_SCHEMA
         def query_rollups(self, query: RollupQuery) -> pl.DataFrame      # ROLLUP_SCHEMA
+        def read_rollups(self, query: RollupQuery) -> Rollups            # rows and as_of_ns
         def refresh_rollups(self) -> int                                 # housekeeping
         def enforce_retention(self, now_ns: int | None = None) -> int   # housekeeping
         def released_cells(...) -> list[ReleasedCell]; def release(cells) -> None   # release ledger
@@ -46,6 +48,7 @@ from .base import (
     SERIES_SCHEMA,
     Agg,
     RollupQuery,
+    Rollups,
     SeriesQuery,
     Store,
     empty_rollups,
@@ -76,6 +79,7 @@ __all__ = [
     "RegisterProvider",
     "ReleasedCell",
     "RollupQuery",
+    "Rollups",
     "SeriesQuery",
     "Store",
     "StoreError",

@@ -94,13 +94,29 @@ class SeriesQuery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RollupQuery:
-    """Filters of a rollup query; ``start_ns`` inclusive, ``end_ns`` exclusive, on the hour start."""
+    """Filters of a rollup query; ``start_ns`` inclusive, ``end_ns`` exclusive, on the hour start.
+
+    Before reading, the store folds in what it holds but has not yet folded of the requested assets whose
+    pending data overlaps the requested period, and of no other asset. ``refresh_max_assets`` bounds that:
+    when more assets than that are pending, or the background refresh is busy with them, the rows are read
+    as kept, and :attr:`Rollups.as_of_ns` says up to when they are complete. ``None``: no bound.
+    """
 
     asset_classes: tuple[str, ...] | None = None
     members: tuple[str, ...] | None = None
     assets: tuple[str, ...] | None = None
     start_ns: int | None = None
     end_ns: int | None = None
+    refresh_max_assets: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rollups:
+    """Rollup rows (:data:`ROLLUP_SCHEMA`) and ``as_of_ns``: every sample the store had accepted by then is in
+    them (``None``: not known, the keeper has not completed a refresh since it started)."""
+
+    frame: pl.DataFrame
+    as_of_ns: int | None
 
 
 @runtime_checkable
@@ -117,10 +133,17 @@ class Store(Protocol):
 
     def query_series(self, query: SeriesQuery) -> pl.DataFrame: ...
 
-    def query_rollups(self, query: RollupQuery) -> pl.DataFrame: ...
+    def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
+        """The rows of :meth:`read_rollups`."""
+        ...
+
+    def read_rollups(self, query: RollupQuery) -> Rollups:
+        """Rollup rows of ``query`` and how fresh they are (see :class:`RollupQuery`)."""
+        ...
 
     def refresh_rollups(self) -> int:
-        """Bring the rollups up to date with everything written so far; return how many ranges were recomputed."""
+        """Bring the rollups up to date with everything written so far; return how many assets were refreshed
+        (folded in incrementally or recomputed from raw)."""
         ...
 
     def enforce_retention(self, now_ns: int | None = None) -> int:

@@ -145,7 +145,7 @@ class IngestSettings(BaseModel):
     retry_max_s: float = Field(default=30.0, gt=0, le=600)
     dead_letter_path: Path = Path("data/dead-letters.jsonl")
     dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
-    rollup_refresh_s: float | None = Field(default=60.0, gt=0)
+    rollup_refresh_s: float | None = Field(default=5.0, gt=0)
     retention_check_s: float = Field(default=3600.0, gt=0)
     #: Batches written to the store at the same time: while one write waits for the store the next is encoded
     #: and sent, so the store always has work; each batch is acknowledged once its own write succeeded.

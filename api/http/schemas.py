@@ -79,6 +79,14 @@ class KpiResponse(BaseModel):
     period: PeriodName
     start: datetime
     end: datetime
+    as_of: datetime | None = Field(
+        default=None,
+        description=(
+            "The rollups this answer was computed from hold every sample the hub had accepted by this time; "
+            "samples accepted later are not in it yet (they are folded in within seconds). Null when the hub "
+            "has not completed a rollup refresh since it started"
+        ),
+    )
     data: list[KpiRow]
 
 
@@ -137,6 +145,14 @@ class BenchmarkResponse(BaseModel):
     quantile_method: str
     perturbation: str = Field(description="How every published figure is perturbed and rounded")
     differential_privacy: PrivacyNote | None = None
+    as_of: datetime | None = Field(
+        default=None,
+        description=(
+            "For the member's own values and the cells this request released: their rollups hold every sample "
+            "the hub had accepted by this time. Null when no rollups were read (cells served from the release "
+            "ledger are frozen as released, see released_at)"
+        ),
+    )
     cells: list[BenchmarkCell]
 
 

@@ -1,21 +1,36 @@
 """Hourly rollups kept inside the DuckDB store.
 
-:class:`RollupKeeper` keeps the ``rollups`` table up to date with the pure
-:func:`~storage.rollups.compute_rollups`: a write only records which (asset, hour)
-ranges it touched (in the same transaction), and the ranges are recomputed from
-raw data before the next rollup query, so bursts of writes cost one recompute.
-The keeper works on the store's :class:`~storage.duckdb.connection.DuckDBConnection`,
-never on the store itself.
+:class:`RollupKeeper` keeps the ``rollups`` table up to date: a write only records, in the same
+transaction, which samples of which asset it added (``rollup_dirty``: member, asset, asset class and
+the batch's first and last timestamp). A refresh takes the pending assets and
+
+* folds in, for every asset whose pending samples all come after what its carry folded in, only the
+  samples newer than that (:func:`storage.incremental.fold`): one read of the new rows of all such
+  assets, one upsert of the rows they change;
+* recomputes from raw (:func:`~storage.rollups.compute_rollups` over the hours from the first changed
+  one, or from a state sample that had no successor yet, with each counter and state series' last sample
+  before it as predecessor) every other asset:
+  one without a carry (the first refresh after the store was opened: its open hour), data that arrived
+  out of order (backfill, redelivery, interleaved writers), or a fold that needs an hour it does not
+  keep; then it builds the asset's carry.
+
+The housekeeping task refreshes everything every ``rollup_refresh_s``. A rollup query refreshes only the
+pending assets it asks for whose pending data overlaps its period, and only when there are at most
+``refresh_max_assets`` of them; otherwise it reads the rows as kept and says up to when they are complete
+(:class:`~storage.base.Rollups`). The keeper works on the store's
+:class:`~storage.duckdb.connection.DuckDBConnection`, never on the store itself.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from ..base import DOWNTIME_COLUMNS, ROLLUP_SCHEMA, RollupQuery, empty_rollups
+from ..base import COUNTER_COLUMNS, DOWNTIME_COLUMNS, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
+from ..incremental import Carry, Key, carry_from_raw, fold, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .connection import DuckDBConnection, in_clause
 
@@ -28,8 +43,16 @@ _ROLLUP_DDL = (
     + ", PRIMARY KEY (member, asset, hour));"
     "CREATE TABLE IF NOT EXISTS rollup_dirty (member VARCHAR, asset VARCHAR, lo BIGINT, hi BIGINT);"
     # files made before downtime was kept per reason: the columns are added (0 until recomputed)
-     + "".join(f"ALTER TABLE rollups ADD COLUMN IF NOT EXISTS {c} DOUBLE DEFAULT 0;" for c in DOWNTIME_COLUMNS.values())
+    + "".join(f"ALTER TABLE rollups ADD COLUMN IF NOT EXISTS {c} DOUBLE DEFAULT 0;" for c in DOWNTIME_COLUMNS.values())
+    # files made before pending rows named their class: NULL (such a row counts for every class filter)
+    + "ALTER TABLE rollup_dirty ADD COLUMN IF NOT EXISTS asset_class VARCHAR;"
 )
+_RAW_COLUMNS = "s.member, s.asset, s.asset_class, s.signal, s.ts, s.value, s.text, s.quality"
+_PRED_SIGNALS = (*COUNTER_COLUMNS, "state", "downtime_reason")
+
+
+def _hour(ts: int) -> int:
+    return ts // HOUR_NS * HOUR_NS
 
 
 class RollupKeeper:
@@ -38,51 +61,164 @@ class RollupKeeper:
     def __init__(self, connection: DuckDBConnection) -> None:
         self._db = connection
         connection.execute(_ROLLUP_DDL)
+        self._carries: dict[Key, Carry] = {}
+        self._as_of: int | None = None
 
     def update(self, cur: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
-        """Record the hours ``frame`` (a batch just inserted) touches; called inside the write transaction."""
+        """Record what ``frame`` (a batch just inserted) added; called inside the write transaction."""
         touched = frame.group_by(["member", "asset"]).agg(
-            lo=((pl.col("ts").min() - GAP_NS) // HOUR_NS) * HOUR_NS,
-            hi=((pl.col("ts").max() + GAP_NS) // HOUR_NS + 1) * HOUR_NS,
+            lo=pl.col("ts").min(), hi=pl.col("ts").max(), asset_class=pl.col("asset_class").last()
         )
         cur.register("touched", touched)
-        cur.execute("INSERT INTO rollup_dirty SELECT member, asset, lo, hi FROM touched")
+        cur.execute(
+            "INSERT INTO rollup_dirty (member, asset, lo, hi, asset_class) "
+            "SELECT member, asset, lo, hi, asset_class FROM touched"
+        )
         cur.unregister("touched")
 
+    def forget(self, member: str) -> None:
+        """Drop the carries of ``member`` (its rows were deleted)."""
+        for key in [k for k in self._carries if k[0] == member]:
+            del self._carries[key]
+
+    def reset(self) -> None:
+        """Drop every carry: the next refresh recomputes each pending asset from raw, as after a restart."""
+        with self._db.locked():
+            self._carries.clear()
+
     def refresh(self) -> int:
-        """Recompute all dirty ranges; return how many (asset, range) pairs were recomputed."""
+        """Fold in or recompute every pending asset; return how many there were."""
+        done, _ = self._refresh(RollupQuery())
+        return done
+
+    def _pending(self, cur: duckdb.DuckDBPyConnection, query: RollupQuery) -> list[tuple[str, str, int, int]]:
+        where: list[str] = []
+        params: list[Any] = []
+        in_clause("member", query.members, where, params)
+        in_clause("asset", query.assets, where, params)
+        if query.asset_classes is not None:  # NULL: a row of a file made before rows named their class
+            marks = ", ".join("?" for _ in query.asset_classes)
+            where.append(f"(asset_class IS NULL OR asset_class IN ({marks}))" if marks else "FALSE")
+            params.extend(query.asset_classes)
+        having: list[str] = []
+        if query.start_ns is not None:
+            having.append("max(hi) + ? >= ?")
+            params.extend([GAP_NS + HOUR_NS, query.start_ns])
+        if query.end_ns is not None:
+            having.append("min(lo) - ? < ?")
+            params.extend([GAP_NS, query.end_ns])
+        sql = (
+            f"SELECT member, asset, min(lo), max(hi) FROM rollup_dirty WHERE {' AND '.join(where) or 'TRUE'} "
+            f"GROUP BY member, asset {'HAVING ' + ' AND '.join(having) if having else ''}"
+        )
+        return [(m, a, int(lo), int(hi)) for m, a, lo, hi in cur.execute(sql, params).fetchall()]
+
+    def _refresh(self, query: RollupQuery) -> tuple[int, int | None]:
+        """Refresh the pending assets ``query`` asks for; return how many, and the time they are complete as of
+        (``None``: not refreshed, more than ``refresh_max_assets`` were pending)."""
+        everything = all(
+            v is None for v in (query.members, query.assets, query.asset_classes, query.start_ns, query.end_ns)
+        )
         with self._db.locked() as cur:
+            started = time.time_ns()
+            pending = self._pending(cur, query)
+            if query.refresh_max_assets is not None and len(pending) > query.refresh_max_assets:
+                return 0, None
+            if not pending:
+                if everything:
+                    self._as_of = started
+                return 0, started
+            cur.execute("BEGIN")
             try:
-                dirty = cur.execute(
-                    "SELECT member, asset, min(lo) AS lo, max(hi) AS hi FROM rollup_dirty GROUP BY member, asset"
-                ).fetchall()
-                if not dirty:
-                    return 0
-                cur.execute("BEGIN")
-                for member, asset, lo, hi in dirty:
-                    raw = cur.sql(
-                        "SELECT member, asset, asset_class, signal, ts, value, text, quality FROM samples "
-                        "WHERE member = ? AND asset = ? AND ts >= ? AND ts < ?",
-                        params=[member, asset, lo - LOOKBACK_NS, hi + GAP_NS],
-                    ).pl()
-                    fresh = compute_rollups(raw).filter(pl.col("hour").cast(pl.Int64).is_between(lo, hi, closed="left"))
-                    cur.execute(
-                        "DELETE FROM rollups WHERE member = ? AND asset = ? AND hour >= ? AND hour < ?",
-                        [member, asset, lo, hi],
-                    )
-                    if fresh.height:
-                        cur.register("fresh", fresh.with_columns(pl.col("hour").cast(pl.Int64)))
-                        cur.execute("INSERT INTO rollups BY NAME SELECT * FROM fresh")
-                        cur.unregister("fresh")
-                cur.execute("DELETE FROM rollup_dirty")
+                self._fold_and_recompute(cur, pending)
+                keys = pl.DataFrame([(m, a) for m, a, _, _ in pending], schema=["member", "asset"], orient="row")
+                cur.register("done_keys", keys)
+                cur.execute(
+                    "DELETE FROM rollup_dirty USING done_keys "
+                    "WHERE rollup_dirty.member = done_keys.member AND rollup_dirty.asset = done_keys.asset"
+                )
+                cur.unregister("done_keys")
                 cur.execute("COMMIT")
-                return len(dirty)
             except Exception:
                 cur.execute("ROLLBACK")
+                for m, a, _, _ in pending:  # their carries may be ahead of the rows: recompute next time
+                    self._carries.pop((m, a), None)
                 raise
+            if everything:
+                self._as_of = started
+            return len(pending), started
 
-    def query(self, query: RollupQuery) -> pl.DataFrame:
-        self.refresh()
+    def _fold_and_recompute(self, cur: duckdb.DuckDBPyConnection, pending: list[tuple[str, str, int, int]]) -> None:
+        redo: dict[Key, int] = {}
+        folding: list[tuple[str, str, int]] = []
+        for m, a, lo, _ in pending:
+            carry = self._carries.get((m, a))
+            if carry is not None and lo > carry.folded_ns:
+                folding.append((m, a, carry.folded_ns))
+            else:
+                redo[(m, a)] = _hour(lo - GAP_NS)
+        if folding:
+            keys = pl.DataFrame(
+                folding, schema={"member": pl.String, "asset": pl.String, "folded": pl.Int64}, orient="row"
+            )
+            cur.register("fold_keys", keys)
+            new = cur.sql(
+                f"SELECT {_RAW_COLUMNS} FROM samples s JOIN fold_keys k ON s.member = k.member AND s.asset = k.asset "
+                "WHERE s.ts > k.folded AND s.ts > ?",
+                params=[min(f for _, _, f in folding)],
+            ).pl()
+            cur.unregister("fold_keys")
+            rows, missing = fold(self._carries, new)
+            self._upsert(cur, rows)
+            for key, hour in missing.items():
+                redo[key] = min(hour, redo.get(key, hour))
+        for start in sorted(set(redo.values())):
+            self._recompute(cur, [k for k, s in redo.items() if s == start], start)
+
+    def _recompute(self, cur: duckdb.DuckDBPyConnection, keys: list[Key], start: int) -> None:
+        """Recompute the rows of ``keys`` from ``start`` (an hour) on, from raw, and build their carries."""
+        frame = pl.DataFrame(keys, schema=["member", "asset"], orient="row")
+        cur.register("redo_keys", frame)
+        join = "FROM samples s JOIN redo_keys k ON s.member = k.member AND s.asset = k.asset"
+
+        def predecessors(before: int) -> pl.DataFrame:
+            frame: pl.DataFrame = cur.sql(
+                f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts < ? AND s.ts >= ? AND s.quality < 2 AND s.signal IN "
+                f"({', '.join('?' for _ in _PRED_SIGNALS)}) "
+                "QUALIFY row_number() OVER (PARTITION BY s.member, s.asset, s.signal ORDER BY s.ts DESC) = 1",
+                params=[before, before - LOOKBACK_NS, *_PRED_SIGNALS],
+            ).pl()
+            return frame
+
+        preds = predecessors(start)
+        widened = widen_start(start, preds)
+        if widened < start:
+            start = widened
+            preds = predecessors(start)
+        raw = cur.sql(f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts >= ?", params=[start]).pl()
+        cur.execute(
+            "DELETE FROM rollups USING redo_keys k WHERE rollups.member = k.member AND "
+            "rollups.asset = k.asset AND rollups.hour >= ?",
+            [start],
+        )
+        cur.unregister("redo_keys")
+        combined = pl.concat([preds, raw])
+        fresh = compute_rollups(combined).filter(pl.col("hour").cast(pl.Int64) >= start)
+        self._upsert(cur, fresh)
+        for key in keys:
+            self._carries.pop(key, None)
+        self._carries.update(carry_from_raw(combined, fresh, start))
+
+    @staticmethod
+    def _upsert(cur: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+        if rows.height == 0:
+            return
+        cur.register("fresh", rows.with_columns(pl.col("hour").cast(pl.Int64)))
+        cur.execute("INSERT OR REPLACE INTO rollups BY NAME SELECT * FROM fresh")
+        cur.unregister("fresh")
+
+    def query(self, query: RollupQuery) -> Rollups:
+        _, as_of = self._refresh(query)
         where: list[str] = []
         params: list[Any] = []
         in_clause("asset_class", query.asset_classes, where, params)
@@ -100,8 +236,10 @@ class RollupKeeper:
             frame: pl.DataFrame = cur.sql(sql, params=params).pl()
         finally:
             cur.close()
+        as_of = as_of if as_of is not None else self._as_of
         if frame.height == 0:
-            return empty_rollups()
-        return frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC"))).select(
+            return Rollups(empty_rollups(), as_of)
+        frame = frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC"))).select(
             [pl.col(c).cast(t) for c, t in ROLLUP_SCHEMA.items()]
         )
+        return Rollups(frame, as_of)

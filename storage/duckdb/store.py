@@ -18,7 +18,7 @@ import polars as pl
 
 from wire import SIGNALS, Sample
 
-from ..base import RAW_SCHEMA, SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from ..base import RAW_SCHEMA, SERIES_SCHEMA, RollupQuery, Rollups, SeriesQuery, empty_series
 from ..errors import StoreRejected
 from ..ledger import ReleasedCell, erase_values
 from .connection import DuckDBConnection, in_clause
@@ -168,10 +168,18 @@ class DuckDBStore:
         )
 
     def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
+        return self._rollups.query(query).frame
+
+    def read_rollups(self, query: RollupQuery) -> Rollups:
         return self._rollups.query(query)
 
+    @property
+    def rollups(self) -> RollupKeeper:
+        """The store's rollup keeper."""
+        return self._rollups
+
     def refresh_rollups(self) -> int:
-        """Recompute the rollups of everything written since the last refresh (queries do this too)."""
+        """Fold in (or recompute) the rollups of everything written since the last refresh."""
         return self._rollups.refresh()
 
     def enforce_retention(self, now_ns: int | None = None) -> int:
@@ -264,6 +272,7 @@ class DuckDBStore:
                             erased += 1
                 counts["release_ledger"] = erased
                 cur.execute("COMMIT")
+                self._rollups.forget(member)
             except duckdb.Error as exc:
                 cur.execute("ROLLBACK")
                 raise StoreRejected(f"DuckDB refused the deletion of {member}: {exc}") from exc

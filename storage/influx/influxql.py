@@ -128,8 +128,13 @@ class Rows:
         for name in names:
             if name not in self.columns:
                 self.columns[name] = [None] * self.n
-        for i, name in enumerate(series.columns):
-            self.columns[name].extend(row[i] if i < len(row) else None for row in series.values)
+        width = len(series.columns)
+        if all(len(row) == width for row in series.values):  # InfluxDB sends full rows: transpose at C speed
+            for name, column in zip(series.columns, zip(*series.values, strict=True), strict=True):
+                self.columns[name].extend(column)
+        else:
+            for i, name in enumerate(series.columns):
+                self.columns[name].extend(row[i] if i < len(row) else None for row in series.values)
         k = len(series.values)
         for tag, value in series.tags.items():
             self.columns[tag].extend([value] * k)

@@ -33,7 +33,7 @@ import polars as pl
 from core.backoff import Backoff
 from wire import Sample
 
-from ..base import SERIES_SCHEMA, RollupQuery, SeriesQuery, empty_series
+from ..base import SERIES_SCHEMA, RollupQuery, Rollups, SeriesQuery, empty_series
 from ..errors import StoreError, StoreRejected, StoreUnavailable
 from ..ledger import ReleasedCell
 from .connection import InfluxConnection, source
@@ -328,11 +328,14 @@ class InfluxStore:
         )
 
     def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
+        return self.read_rollups(query).frame
+
+    def read_rollups(self, query: RollupQuery) -> Rollups:
         self._ensure_schema()
         return self.rollups.query(query)
 
     def refresh_rollups(self) -> int:
-        """Bring the rollups up to date with everything written so far; return how many windows were recomputed."""
+        """Bring the rollups up to date with everything written so far; return how many assets were refreshed."""
         self._ensure_schema()
         return self.rollups.refresh()
 
@@ -397,6 +400,7 @@ class InfluxStore:
         with self._encode_lock:
             for encoder in self._encoders:
                 encoder.forget(member)
+        self.rollups.forget(member)
         counts["release_ledger"] = (
             0
             if group is None

@@ -237,3 +237,69 @@ def test_pool_sums_assets_before_dividing() -> None:
     pooled = pool(asset_totals(frame(rows), "day", {}, 0.38), ["member", "period_start"])
     assert pooled["energy_per_good_part_kwh"][0] == pytest.approx(40.0 / 20.0)  # not the mean of 1.0 and 3.0
     assert pooled["utilisation"][0] == pytest.approx(5400.0 / 7200.0)
+
+
+def test_kpi_rows_json_parses_as_pydantic_writes_them(filled_store: DuckDBStore) -> None:
+    """The column-wise JSON of /v1/kpis rows equals pydantic's JSON of the same rows as KpiRow, downtime included."""
+    import json
+
+    from api.core.kpis import downtime_by_reason
+    from api.http.kpi_json import kpi_rows_json
+    from api.http.schemas import KpiRow
+
+    frame = compute_kpis(filled_store.query_rollups(RollupQuery()), "hour", {"m-a00001": 0.5}, 0.38)
+    every_third = pl.int_range(pl.len()) % 3 == 0
+    frame = frame.with_columns(
+        seconds_down_tooling=pl.when(every_third).then(120.25).otherwise(0.0),
+        seconds_down_material=pl.when(pl.int_range(pl.len()) % 5 == 0).then(0.1 + 0.2).otherwise(0.0),
+        utilisation=pl.when(every_third).then(None).otherwise(pl.col("utilisation")),
+    )
+    expected = [
+        json.loads(KpiRow.model_validate({**r, "downtime_s": downtime_by_reason(r)}).model_dump_json())
+        for r in frame.iter_rows(named=True)
+    ]
+    assert frame.height > 100
+    assert any(e["downtime_s"] for e in expected) and any(not e["downtime_s"] for e in expected)
+    assert json.loads(kpi_rows_json(frame)) == expected
+
+
+def test_kpis_say_how_fresh_they_are_and_refresh_only_the_callers_assets(tmp_path: Path) -> None:
+    """A member's request folds in its own pending data only; a request over more pending assets than
+    rollup_refresh_max_assets reads the rollups as kept, and as_of says they predate the new samples."""
+    from tests.api.conftest import PLANS, REGISTER, STEP, STEPS, T0, make_hub, samples_of
+
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    try:
+        plans = [p for p in PLANS if p.asset in ("a-00000a01", "a-00000b01")]
+        for plan in plans:
+            store.write(plan.member, samples_of(plan))
+        store.refresh_rollups()
+        hub = make_hub(tmp_path, store, register_provider=lambda: REGISTER, rollup_refresh_max_assets=1)
+        url = "/v1/kpis?period=day&start=2026-03-02T00:00:00Z&end=2026-03-07T00:00:00Z"
+        with hub.client:
+
+            def energy(who: str, asset: str) -> tuple[float, datetime]:
+                body = hub.client.get(url, headers=hub.auth(who)).json()
+                total = sum(r["energy_kwh"] for r in body["data"] if r["asset"] == asset)
+                return total, datetime.fromisoformat(body["as_of"])
+
+            before, as_of_before = energy("analyst", "a-00000a01")
+            written = datetime.now(UTC)
+            late = int((T0 + STEPS * STEP).timestamp() + 60) * 10**9
+            for plan in plans:  # 10 kWh more on each asset
+                last = samples_of(plan)[-4]  # the energy_kwh sample of the last step
+                assert last.signal == "energy_kwh"
+                bump = Sample(ts=late, asset=plan.asset, asset_class=plan.asset_class, signal="energy_kwh",
+                              value=float(last.value) + 10)  # fmt: skip
+                store.write(plan.member, [bump])
+            # two assets pending, one allowed: the analyst's answer is the kept one, and says so
+            kept, as_of_kept = energy("analyst", "a-00000a01")
+            assert kept == before and as_of_kept <= as_of_before < written
+            # the member's request folds in its own asset, and its as_of is after the write
+            mine, as_of_mine = energy("member_a", "a-00000a01")
+            assert mine == pytest.approx(before + 10) and as_of_mine > written
+            # ... and did not refresh the other member's asset (asked for by asset filter, not readable)
+            assert hub.client.get(url + "&asset=a-00000b01", headers=hub.auth("member_a")).json()["data"] == []
+            assert store.refresh_rollups() == 1
+    finally:
+        store.close()

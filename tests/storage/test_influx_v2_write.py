@@ -45,6 +45,7 @@ def test_numbers_tags_and_millisecond_timestamps_arrive(victoria_metrics: Victor
     ]
     samples.append(Sample(ts=now_ms * 10**6, asset="a-0000000a", asset_class="press", signal="state", value="idle"))
     store = v2_store(victoria_metrics)
+    written_ms = time.time_ns() // 10**6
     try:
         assert store.write(M, samples) == 201
     finally:
@@ -62,9 +63,19 @@ def test_numbers_tags_and_millisecond_timestamps_arrive(victoria_metrics: Victor
     assert series[0]["timestamps"] == [s.ts // 10**6 for s in samples[:200]]
     quality = victoria_metrics.export('{__name__="samples_quality",signal="power_kw"}', expect_points=200)
     assert quality[0]["values"] == [float(i % 3) for i in range(200)]
-    markers = victoria_metrics.export('{__name__="rollup_dirty_written_ns"}', expect_points=1)
-    assert markers and markers[0]["metric"]["member"] == M and markers[0]["metric"]["asset"] == "a-0000000a"
-    assert all(t % 3_600_000 == 0 for t in markers[0]["timestamps"])
+    # one rollup marker for the asset: stamped with the write's clock, the batch's first and last sample time
+    # (VictoriaMetrics keeps them as float64: exact to a few hundred ns at today's epoch)
+    lo = victoria_metrics.export('{__name__="rollup_dirty_lo_ns"}', expect_points=1)
+    hi = victoria_metrics.export('{__name__="rollup_dirty_hi_ns"}', expect_points=1)
+    assert lo[0]["metric"] == {
+        "__name__": "rollup_dirty_lo_ns",
+        "member": M,
+        "asset": "a-0000000a",
+        "asset_class": "press",
+    }
+    assert lo[0]["values"] == [pytest.approx(min(s.ts for s in samples), rel=1e-15)]
+    assert hi[0]["values"] == [pytest.approx(max(s.ts for s in samples), rel=1e-15)]
+    assert written_ms <= lo[0]["timestamps"][0] <= time.time_ns() // 10**6
 
 
 @pytest.mark.integration

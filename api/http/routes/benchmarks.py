@@ -76,10 +76,11 @@ def get_benchmark(
     rules = ctx.rules
     start_, end_ = window(start, end, period, now, ctx.settings.max_periods)
     starts = period_starts(start_, end_, period)
-    entries = released(ctx, kpi, asset_class, period, starts, now)
+    as_of: list[int | None] = []
+    entries = released(ctx, kpi, asset_class, period, starts, now, as_of)
     own: dict[datetime, float] = {}
     if principal.role == "member" and principal.member is not None and starts:
-        own = _own_values(ctx, principal.member, kpi, asset_class, period, starts)
+        own = _own_values(ctx, principal.member, kpi, asset_class, period, starts, as_of)
     cells = [
         cell_from_ledger(entries[s], rules, own.get(s))
         if s in entries
@@ -107,14 +108,29 @@ def get_benchmark(
             f"{rules.significant_digits} significant digits"
         ),
         differential_privacy=note,
+        as_of=_oldest(as_of),
         cells=out,
     )
 
 
+def _oldest(as_of: list[int | None]) -> datetime | None:
+    """The oldest freshness of the rollups read (unknown if any is unknown; ``None`` if none was read)."""
+    if not as_of or any(a is None for a in as_of):
+        return None
+    return from_ns(min(a for a in as_of if a is not None))
+
+
 def released(
-    ctx: AppContext, kpi: str, asset_class: str, period: BenchmarkPeriod, starts: list[datetime], now: datetime
+    ctx: AppContext,
+    kpi: str,
+    asset_class: str,
+    period: BenchmarkPeriod,
+    starts: list[datetime],
+    now: datetime,
+    as_of: list[int | None] | None = None,
 ) -> dict[datetime, ReleasedCell]:
-    """The ledger entries of the due periods among ``starts``, releasing (and freezing) those not yet released."""
+    """The ledger entries of the due periods among ``starts``, releasing (and freezing) those not yet released;
+    the freshness of the rollups a release read is appended to ``as_of``."""
     if not starts:
         return {}
     rules = ctx.rules
@@ -131,7 +147,9 @@ def released(
             )
             missing = [s for s in due if s not in entries]
             if missing:
-                _release(ctx, kpi, asset_class, period, missing, now)
+                fresh = _release(ctx, kpi, asset_class, period, missing, now)
+                if as_of is not None:
+                    as_of.append(fresh)
                 lo_m, hi_m = to_ns(missing[0]), to_ns(end_of(missing[-1], period))
                 for e in ctx.store.released_cells(kpi, asset_class, lo_m, hi_m, period):
                     entries[from_ns(e.period_start_ns)] = e
@@ -140,13 +158,13 @@ def released(
 
 def _release(
     ctx: AppContext, kpi: str, asset_class: str, period: BenchmarkPeriod, missing: list[datetime], now: datetime
-) -> None:
+) -> int | None:
     register = ctx.register_provider()
     # Contributors: members that may send and consent to benchmarking now (a change applies from the next
     # release; cells released before stay as released).
     active = [m for m in register.member if m.permits("benchmark", BENCHMARKING, now)]
     end = end_of(missing[-1], period)
-    rollups = ctx.store.query_rollups(
+    read = ctx.store.read_rollups(
         RollupQuery(
             asset_classes=(asset_class,),
             members=tuple(m.pseudonym for m in active),
@@ -154,6 +172,7 @@ def _release(
             end_ns=to_ns(end),
         )
     )
+    rollups = read.frame
     by_period = contributions(
         rollups,
         kpi=kpi,
@@ -186,21 +205,31 @@ def _release(
             len(dropped),
             "; ".join(sorted({d.why for d in dropped})),
         )
+    return read.as_of_ns
 
 
 def _own_values(
-    ctx: AppContext, member: str, kpi: str, asset_class: str, period: BenchmarkPeriod, starts: list[datetime]
+    ctx: AppContext,
+    member: str,
+    kpi: str,
+    asset_class: str,
+    period: BenchmarkPeriod,
+    starts: list[datetime],
+    as_of: list[int | None],
 ) -> dict[datetime, float]:
     entry = next((m for m in ctx.register_provider().member if m.pseudonym == member), None)
     factors = {member: entry.emission_factor_kg_per_kwh} if entry is not None else {}
-    rollups = ctx.store.query_rollups(
+    read = ctx.store.read_rollups(
         RollupQuery(
             asset_classes=(asset_class,),
             members=(member,),
             start_ns=to_ns(starts[0]),
             end_ns=to_ns(end_of(starts[-1], period)),
+            refresh_max_assets=ctx.settings.rollup_refresh_max_assets,
         )
     )
+    as_of.append(read.as_of_ns)
+    rollups = read.frame
     return own_values(
         rollups, kpi=kpi, period=period, member=member, emission_factors=factors, default_factor=DEFAULT_EMISSION_FACTOR
     )

@@ -1,0 +1,289 @@
+"""Incremental rollups: fold newly arrived samples into the kept rows instead of recomputing from raw.
+
+Under live ingest every asset's open hour changes all the time. Recomputing it from raw on each
+refresh costs the whole hour of every asset; this module folds in only what arrived since the
+last refresh. Per asset a :class:`Carry` holds what the fold needs from before:
+
+* ``folded_ns``: the newest sample timestamp folded in; a fold takes samples strictly after it;
+* the last good value (and its time) of every counter series: the predecessor of the next sample;
+* the last good ``state`` and ``downtime_reason`` sample: its interval ends at the next one;
+* the kept rows of the hours a fold can still change (the hour of ``folded_ns``, and the hour of each
+  last state sample and the one after it), with each gauge's sum and count so that means merge.
+
+:func:`fold` computes the new samples' contributions with the same :func:`~storage.rollups.compute_rollups`
+that recomputes from raw (the carried predecessors prepended, their own sample counts taken off
+again) and adds them to the kept rows. An asset without a carry, or whose fold would change an
+hour whose row is not kept, is returned as *needing a recompute*: its keeper recomputes it from
+raw (:func:`~storage.rollups.compute_rollups` over a window from that hour) and builds a fresh
+carry with :func:`carry_from_raw`. Samples that arrive out of order (at or before ``folded_ns``)
+never reach :func:`fold`: the keepers send such assets to the recompute too. The result then
+equals :func:`~storage.rollups.compute_rollups` over the raw data, up to floating-point rounding
+of sums taken in a different order (property-tested in ``tests/storage/test_incremental.py``).
+
+Pure: frames and carries in, rows and carries out; the keepers of both stores do the I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from wire import Quality
+
+from .base import COUNTER_COLUMNS, GAUGE_STATS, RAW_SCHEMA, ROLLUP_SCHEMA, empty_rollups
+from .rollups import HOUR_NS, compute_rollups
+
+Key = tuple[str, str]
+#: A kept row: the rollup columns without member/asset/hour, plus ``_sum_<gauge>`` and ``_n_<gauge>``.
+Row = dict[str, Any]
+
+_STATE_SIGNALS = ("state", "downtime_reason")
+_VALUE_COLUMNS = tuple(c for c in ROLLUP_SCHEMA if c not in ("member", "asset", "asset_class", "hour"))
+_GAUGE_COLUMNS = frozenset(f"{g}_{s}" for g in GAUGE_STATS for s in ("mean", "min", "max"))
+_ADDITIVE = tuple(c for c in _VALUE_COLUMNS if c not in _GAUGE_COLUMNS and c != "samples")
+
+
+def _hour(ts: int) -> int:
+    return ts // HOUR_NS * HOUR_NS
+
+
+@dataclass(slots=True)
+class Carry:
+    """What a fold of one asset needs from before (see the module docstring)."""
+
+    folded_ns: int
+    asset_class: str
+    counters: dict[str, tuple[int, float]] = field(default_factory=dict)
+    states: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: hour -> kept row, or ``None`` for an hour known to have no row; hours not in it are unknown.
+    rows: dict[int, Row | None] = field(default_factory=dict)
+
+    def needed_hours(self) -> set[int]:
+        hours = {_hour(self.folded_ns)}
+        for ts, _ in self.states.values():
+            hours.update((_hour(ts), _hour(ts) + HOUR_NS))
+        return hours
+
+
+def _fresh_row(asset_class: str) -> Row:
+    row: Row = {c: 0.0 for c in _ADDITIVE}
+    row.update({c: None for c in _GAUGE_COLUMNS})
+    row.update({f"_sum_{g}": 0.0 for g in GAUGE_STATS})
+    row.update({f"_n_{g}": 0 for g in GAUGE_STATS})
+    row["samples"] = 0
+    row["asset_class"] = asset_class
+    return row
+
+
+def _last_good(raw: pl.DataFrame, signals: tuple[str, ...], column: str) -> pl.DataFrame:
+    return (
+        raw.filter(pl.col("signal").is_in(list(signals)) & (pl.col("quality") < int(Quality.BAD)))
+        .sort("ts")
+        .group_by(["member", "asset", "signal"])
+        .agg(pl.col("ts").last(), pl.col(column).last())
+    )
+
+
+def _gauge_sums(good: pl.DataFrame) -> pl.DataFrame:
+    return (
+        good.filter(pl.col("signal").is_in(list(GAUGE_STATS)))
+        .group_by(["member", "asset", ((pl.col("ts") // HOUR_NS) * HOUR_NS).alias("hour"), "signal"])
+        .agg(
+            pl.col("value").sum().alias("sum"),
+            pl.len().alias("n"),
+            pl.col("value").min().alias("min"),
+            pl.col("value").max().alias("max"),
+        )
+    )
+
+
+def _predecessors(carries: dict[Key, Carry], keys: set[Key]) -> pl.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for member, asset in keys:
+        c = carries[(member, asset)]
+        base = {"member": member, "asset": asset, "asset_class": c.asset_class, "quality": 0}
+        for sig, (ts, value) in c.counters.items():
+            rows.append({**base, "signal": sig, "ts": ts, "value": value, "text": None})
+        for sig, (ts, text) in c.states.items():
+            rows.append({**base, "signal": sig, "ts": ts, "value": None, "text": text})
+    return pl.DataFrame(rows, schema=RAW_SCHEMA)
+
+
+def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, dict[Key, int]]:
+    """Fold ``new`` (raw rows, ts as Int64 ns, all after their asset's ``folded_ns``) into ``carries``.
+
+    Returns the changed rollup rows (:data:`~storage.base.ROLLUP_SCHEMA`) and the assets that need a
+    recompute from raw, each with the earliest hour it must start at. Carries of those assets are
+    left as they were; the others are updated in place.
+    """
+    if new.height == 0:
+        return empty_rollups(), {}
+    new = new.select([pl.col(c).cast(t) for c, t in RAW_SCHEMA.items()])
+    firsts = {(m, a): int(ts) for m, a, ts in new.group_by(["member", "asset"]).agg(pl.col("ts").min()).iter_rows()}
+    redo = {k: _hour(ts) for k, ts in firsts.items() if k not in carries}
+    keys = set(firsts) - set(redo)
+    if not keys:
+        return empty_rollups(), redo
+    if redo:
+        wanted = pl.DataFrame(sorted(keys), schema=["member", "asset"], orient="row")
+        new = new.join(wanted, on=["member", "asset"], how="semi")
+    good = new.filter(pl.col("quality") < int(Quality.BAD))
+    preds = _predecessors(carries, keys)
+    pred_counts = {
+        (m, a, h): n
+        for m, a, h, n in preds.group_by(["member", "asset", ((pl.col("ts") // HOUR_NS) * HOUR_NS).alias("h")])
+        .len()
+        .iter_rows()
+    }
+    delta = compute_rollups(pl.concat([preds, good])).with_columns(pl.col("hour").cast(pl.Int64))
+    gauges: dict[tuple[str, str, int], list[tuple[str, float, int, float, float]]] = {}
+    for m, a, h, sig, s, n, lo, hi in _gauge_sums(good).iter_rows():
+        gauges.setdefault((m, a, h), []).append((sig, s, n, lo, hi))
+
+    by_key: dict[Key, list[Row]] = {}
+    for row in delta.iter_rows(named=True):
+        by_key.setdefault((row["member"], row["asset"]), []).append(row)
+    changed: list[Row] = []
+    for key, rows in by_key.items():
+        carry = carries[key]
+        open_hour = _hour(carry.folded_ns)
+        targets: dict[int, Row] = {}
+        missing: int | None = None
+        for d in rows:
+            h = d["hour"]
+            d["samples"] -= pred_counts.get((key[0], key[1], h), 0)
+            if d["samples"] == 0 and all(d[c] == 0.0 for c in _ADDITIVE):
+                continue  # only a predecessor's own hour, unchanged
+            kept = carry.rows.get(h, ...)
+            if kept is ...:
+                if h <= open_hour:
+                    missing = h if missing is None else min(missing, h)
+                    continue
+                kept = None
+            if kept is not None and (key[0], key[1], h) in gauges and "_n_" + GAUGE_STATS[0] not in kept:
+                missing = h if missing is None else min(missing, h)
+                continue
+            targets[h] = dict(kept) if kept is not None else _fresh_row(d["asset_class"])
+        if missing is not None:
+            redo[key] = missing
+            continue
+        for d in rows:
+            h = d["hour"]
+            if h not in targets:
+                continue
+            t = targets[h]
+            for c in _ADDITIVE:
+                t[c] += d[c]
+            t["samples"] += d["samples"]
+            t["asset_class"] = d["asset_class"]
+            for sig, s, n, lo, hi in gauges.get((key[0], key[1], h), ()):
+                t[f"_sum_{sig}"] += s
+                t[f"_n_{sig}"] += n
+                t[f"{sig}_mean"] = t[f"_sum_{sig}"] / t[f"_n_{sig}"]
+                t[f"{sig}_min"] = lo if t[f"{sig}_min"] is None else min(t[f"{sig}_min"], lo)
+                t[f"{sig}_max"] = hi if t[f"{sig}_max"] is None else max(t[f"{sig}_max"], hi)
+        carry.rows.update(targets)
+        changed.extend({"member": key[0], "asset": key[1], "hour": h, **t} for h, t in targets.items())
+
+    # advance the carries of the keys folded (also those whose new samples changed no row)
+    done = keys - set(redo)
+    if done:
+        _advance(carries, new, done)
+    if not changed:
+        return empty_rollups(), redo
+    return _rows_frame(changed), redo
+
+
+def _advance(carries: dict[Key, Carry], raw: pl.DataFrame, keys: set[Key]) -> None:
+    latest = {
+        (m, a): (int(ts), c)
+        for m, a, ts, c in raw.group_by(["member", "asset"])
+        .agg(pl.col("ts").max(), pl.col("asset_class").last())
+        .iter_rows()
+    }
+    counters = _last_good(raw, tuple(COUNTER_COLUMNS), "value")
+    states = _last_good(raw, _STATE_SIGNALS, "text")
+    for m, a, sig, ts, v in counters.iter_rows():
+        if (m, a) in keys:
+            carries[(m, a)].counters[sig] = (int(ts), float(v))
+    for m, a, sig, ts, text in states.iter_rows():
+        if (m, a) in keys:
+            carries[(m, a)].states[sig] = (int(ts), str(text))
+    for key in keys:
+        carry = carries[key]
+        old_open = _hour(carry.folded_ns)
+        ts, asset_class = latest.get(key, (carry.folded_ns, carry.asset_class))
+        carry.folded_ns = max(carry.folded_ns, ts)
+        carry.asset_class = asset_class
+        needed = carry.needed_hours()
+        rows: dict[int, Row | None] = {}
+        for h in needed:
+            if h in carry.rows:
+                rows[h] = carry.rows[h]
+            elif h > old_open:
+                rows[h] = None
+        carry.rows = rows
+
+
+def _rows_frame(rows: list[Row]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        [{c: r[c] for c in ROLLUP_SCHEMA} for r in rows],
+        schema={**ROLLUP_SCHEMA, "hour": pl.Int64()},
+    )
+    return frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC"))).sort(["member", "asset", "hour"])
+
+
+def widen_start(start_ns: int, preds: pl.DataFrame) -> int:
+    """Where a recompute from ``start_ns`` must really start, given ``preds`` (per series the last good sample
+    before ``start_ns``): a state sample with no successor yet counts no time, and one arriving now books
+    its interval to the predecessor's own hour, however far back."""
+    states = preds.filter(pl.col("signal").is_in(list(_STATE_SIGNALS)))
+    if states.height == 0:
+        return start_ns
+    return min(start_ns, _hour(int(states["ts"].min())))  # type: ignore[arg-type]
+
+
+def carry_from_raw(raw: pl.DataFrame, fresh: pl.DataFrame, start_ns: int) -> dict[Key, Carry]:
+    """Carries after a recompute: ``raw`` is every raw row the recompute read (window and predecessors),
+    ``fresh`` the rows it computed for the hours from ``start_ns`` on (every row there is, up to the newest
+    sample). Hours before ``start_ns`` are unknown to the carry."""
+    if raw.height == 0:
+        return {}
+    raw = raw.with_columns(pl.col("ts").cast(pl.Int64))
+    latest = raw.group_by(["member", "asset"]).agg(pl.col("ts").max(), pl.col("asset_class").last())
+    carries: dict[Key, Carry] = {
+        (m, a): Carry(folded_ns=int(ts), asset_class=str(c)) for m, a, ts, c in latest.iter_rows()
+    }
+    for m, a, sig, ts, v in _last_good(raw, tuple(COUNTER_COLUMNS), "value").iter_rows():
+        carries[(m, a)].counters[sig] = (int(ts), float(v))
+    for m, a, sig, ts, text in _last_good(raw, _STATE_SIGNALS, "text").iter_rows():
+        carries[(m, a)].states[sig] = (int(ts), str(text))
+    kept: dict[tuple[str, str, int], Row] = {}
+    for r in fresh.with_columns(pl.col("hour").cast(pl.Int64)).iter_rows(named=True):
+        kept[(r["member"], r["asset"], r["hour"])] = {c: r[c] for c in _VALUE_COLUMNS} | {
+            "asset_class": r["asset_class"]
+        }
+    good = raw.filter(pl.col("quality") < int(Quality.BAD))
+    sums = _gauge_sums(good)
+    for (m, a), carry in carries.items():
+        open_hour = _hour(carry.folded_ns)
+        for h in carry.needed_hours():
+            if h < start_ns:
+                continue
+            row = kept.get((m, a, h))
+            carry.rows[h] = None if row is None else dict(row)
+        row = carry.rows.get(open_hour)
+        if row is not None:
+            row.update({f"_sum_{g}": 0.0 for g in GAUGE_STATS})
+            row.update({f"_n_{g}": 0 for g in GAUGE_STATS})
+    for m, a, h, sig, s, n, _, _ in sums.iter_rows():
+        found = carries.get((m, a))
+        if found is None or h != _hour(found.folded_ns):
+            continue
+        row = found.rows.get(h)
+        if row is not None:
+            row[f"_sum_{sig}"] = s
+            row[f"_n_{sig}"] = n
+    return carries
