@@ -53,7 +53,8 @@ from profile_breakdown import hub_breakdown
 from core.register import Member, Register, dump_register
 from metalldaten.hub import HubSettings, running_hub
 from storage import IngestSettings, StoreSettings
-from storage.duckdb.store import _DDL, samples_frame
+from storage.base import samples_frame
+from storage.duckdb.store import _DDL
 from storage.influx.lineprotocol import SampleEncoder
 from testkit.mqtt import Publisher
 from testkit.servers import free_port_pair, start_influxdb, start_mosquitto

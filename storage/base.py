@@ -176,3 +176,29 @@ def empty_series() -> pl.DataFrame:
 
 def empty_rollups() -> pl.DataFrame:
     return pl.DataFrame(schema=ROLLUP_SCHEMA)
+
+
+def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
+    """Turn wire samples into a frame with the raw-table columns (ts as Int64 ns)."""
+    n = len(samples)
+    values: list[float | None] = [None] * n
+    texts: list[str | None] = [None] * n
+    for i, s in enumerate(samples):
+        v = s.value
+        if isinstance(v, str):
+            texts[i] = v
+        else:
+            values[i] = float(v)
+    return pl.DataFrame(
+        {
+            "member": [member] * n,
+            "asset": [s.asset for s in samples],
+            "asset_class": [s.asset_class for s in samples],
+            "signal": [s.signal for s in samples],
+            "ts": [s.ts for s in samples],
+            "value": values,
+            "text": texts,
+            "quality": [s.quality for s in samples],
+        },
+        schema=RAW_SCHEMA,
+    )

@@ -18,7 +18,7 @@ import polars as pl
 
 from wire import SIGNALS, Sample
 
-from ..base import RAW_SCHEMA, SERIES_SCHEMA, RollupQuery, Rollups, SeriesQuery, empty_series
+from ..base import SERIES_SCHEMA, RollupQuery, Rollups, SeriesQuery, empty_series, samples_frame
 from ..errors import StoreRejected
 from ..ledger import ReleasedCell, erase_values
 from .connection import DuckDBConnection, in_clause
@@ -61,32 +61,6 @@ _AGG_SQL = {
 
 _DAY_NS = 86_400 * 10**9
 _STATE_SIGNALS = frozenset(n for n, s in SIGNALS.items() if s.kind == "state")
-
-
-def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
-    """Turn wire samples into a frame with the raw-table columns (ts as Int64 ns)."""
-    n = len(samples)
-    values: list[float | None] = [None] * n
-    texts: list[str | None] = [None] * n
-    for i, s in enumerate(samples):
-        v = s.value
-        if isinstance(v, str):
-            texts[i] = v
-        else:
-            values[i] = float(v)
-    return pl.DataFrame(
-        {
-            "member": [member] * n,
-            "asset": [s.asset for s in samples],
-            "asset_class": [s.asset_class for s in samples],
-            "signal": [s.signal for s in samples],
-            "ts": [s.ts for s in samples],
-            "value": values,
-            "text": texts,
-            "quality": [s.quality for s in samples],
-        },
-        schema=RAW_SCHEMA,
-    )
 
 
 class DuckDBStore:

@@ -35,7 +35,7 @@ import polars as pl
 from wire import Sample
 from wire.catalog import COUNTER_SIGNALS
 
-from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
+from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups, samples_frame
 from ..incremental import Carry, Key, carry_from_raw, fold, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .connection import InfluxConnection, source
@@ -49,6 +49,9 @@ WATERMARK_MARGIN_NS = 30 * 10**9
 KEYS_PER_QUERY = 50
 #: A fold reads all assets in one query when their folded times lie within this of the newest one.
 BULK_SPAN_NS = 120 * 10**9
+#: Samples this process wrote that are kept in memory until a refresh has folded them (beyond it, the oldest
+#: batches are forgotten and their assets are read back from InfluxDB instead).
+MAX_REMEMBERED_SAMPLES = 1_000_000
 
 _KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
 _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
@@ -113,6 +116,12 @@ class InfluxRollupKeeper:
         #: markers already handled, (member, asset, time), until the watermark passes them
         self._seen: set[tuple[str, str, int]] = set()
         self._as_of: int | None = None
+        #: batches this process wrote (see :meth:`wrote`): (member, written_ns) -> (recorded at, samples)
+        self._written: dict[tuple[str, int], tuple[int, list[Sample]]] = {}
+        #: the markers of those batches, (member, asset, written_ns)
+        self._written_markers: set[tuple[str, str, int]] = set()
+        self._written_count = 0
+        self._written_lock = threading.Lock()
 
     def _src(self, measurement: str, rp: str | None) -> str:
         return source(measurement, rp)
@@ -125,11 +134,57 @@ class InfluxRollupKeeper:
         values = rows.columns.get("w") or []
         return int(values[0]) if values and values[0] is not None else 0
 
+    def wrote(self, member: str, samples: Sequence[Sample], written_ns: int) -> None:
+        """``samples`` of ``member`` are in InfluxDB with their markers stamped ``written_ns`` (called by the store
+        after the write succeeded). A refresh folds an asset from these instead of reading its samples back, when
+        every pending marker of the asset is of a batch remembered here; an asset that another process also wrote
+        (a second ingest worker), or whose batches were forgotten, is read back as before."""
+        batch = list(samples)
+        with self._written_lock:
+            self._written[(member, written_ns)] = (time.time_ns(), batch)
+            self._written_markers.update((member, a, written_ns) for a in {s.asset for s in batch})
+            self._written_count += len(batch)
+            while self._written_count > MAX_REMEMBERED_SAMPLES and self._written:
+                self._forget_batch(next(iter(self._written)))
+
+    def _forget_batch(self, key: tuple[str, int]) -> None:
+        _, batch = self._written.pop(key)
+        self._written_count -= len(batch)
+        member, written_ns = key
+        self._written_markers.difference_update((member, a, written_ns) for a in {s.asset for s in batch})
+
+    def _forget_written_before(self, ns: int) -> None:
+        """Forget the batches recorded before ``ns``: a refresh that started then has seen their markers."""
+        with self._written_lock:
+            for key in [k for k, (at, _) in self._written.items() if at < ns]:
+                self._forget_batch(key)
+
+    def _remembered(self, folding: dict[Key, tuple[int, int]], markers: dict[Key, list[int]]) -> pl.DataFrame | None:
+        """The new samples of the folding assets whose every pending marker is of a remembered batch, or ``None``
+        for none; those assets are taken out of ``folding``."""
+        with self._written_lock:
+            known = {
+                k for k in folding if k in markers and all((k[0], k[1], t) in self._written_markers for t in markers[k])
+            }
+            if not known:
+                return None
+            batches = sorted({(k[0], t) for k in known for t in markers[k]}, key=lambda b: b[1])
+            frames = [samples_frame(member, self._written[(member, t)][1]) for member, t in batches]
+        bounds = {k: folding.pop(k) for k in known}
+        # InfluxDB keeps one point per series and time (the last write); so does the frame
+        raw = pl.concat(frames).unique(
+            subset=["member", "asset", "asset_class", "signal", "ts"], keep="last", maintain_order=True
+        )
+        return _within(raw, bounds)
+
     def forget(self, member: str) -> None:
         """Drop the carries of ``member`` (its points were deleted)."""
         with self._lock:
             for key in [k for k in self._carries if k[0] == member]:
                 del self._carries[key]
+        with self._written_lock:
+            for batch in [k for k in self._written if k[0] == member]:
+                self._forget_batch(batch)
 
     def reset(self) -> None:
         """Drop every carry: the next refresh recomputes each pending asset from raw, as after a restart."""
@@ -193,7 +248,10 @@ class InfluxRollupKeeper:
                 return 0, None
             read_s = (time.time_ns() - started) / 1e9
             if pending:
-                self._fold_and_recompute(pending)
+                markers: dict[Key, list[int]] = {}
+                for m, a, t in seen:
+                    markers.setdefault((m, a), []).append(t)
+                self._fold_and_recompute(pending, markers)
             log.debug(
                 "rollup refresh: %d markers, %d assets; markers read in %.2f s, total %.2f s",
                 len(seen),
@@ -204,6 +262,7 @@ class InfluxRollupKeeper:
             self._seen.update(seen)
             if everything:
                 self._advance(started)
+                self._forget_written_before(started)
             return len(pending), started
         finally:
             self._lock.release()
@@ -218,7 +277,7 @@ class InfluxRollupKeeper:
             self._watermark = new_mark
             self._seen = {s for s in self._seen if s[2] > new_mark}
 
-    def _fold_and_recompute(self, pending: Pending) -> None:
+    def _fold_and_recompute(self, pending: Pending, markers: dict[Key, list[int]]) -> None:
         redo: dict[Key, int] = {}
         bound: dict[Key, int] = {}
         folding: dict[Key, tuple[int, int]] = {}
@@ -232,7 +291,10 @@ class InfluxRollupKeeper:
         try:
             if folding:
                 t0 = time.perf_counter()
-                new = self._read_new(folding)
+                remembered = self._remembered(folding, markers)
+                new = self._read_new(folding) if folding else pl.DataFrame(schema=RAW_SCHEMA)
+                if remembered is not None:
+                    new = pl.concat([remembered, new])
                 t1 = time.perf_counter()
                 rows, missing = fold(self._carries, new)
                 t2 = time.perf_counter()

@@ -165,6 +165,7 @@ class InfluxStore:
         encoder = self._thread_encoder()
         chunks = [samples[i : i + CHUNK_POINTS] for i in range(0, len(samples), CHUNK_POINTS)]
         sending: list[Future[None]] = []
+        written_ns = 0
         try:
             for i, chunk in enumerate(chunks):
                 body = encoder.encode(member, chunk)
@@ -173,12 +174,14 @@ class InfluxStore:
                     for f in sending:
                         f.result()
                     sending.clear()
-                    body += b"\n" + dirty_markers(member, samples, written_ns=time.time_ns())
+                    written_ns = time.time_ns()
+                    body += b"\n" + dirty_markers(member, samples, written_ns=written_ns)
                 while len(sending) >= REQUESTS_IN_FLIGHT:
                     sending.pop(0).result()
                 sending.append(self._sender.submit(self.write_lines, body, rp=self.raw_rp))
             while sending:
                 sending.pop(0).result()
+            self.rollups.wrote(member, samples, written_ns)  # the rollups fold these without reading them back
         finally:
             for f in sending:
                 f.cancel()
