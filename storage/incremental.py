@@ -4,7 +4,8 @@ Under live ingest every asset's open hour changes all the time. Recomputing it f
 refresh costs the whole hour of every asset; this module folds in only what arrived since the
 last refresh. Per asset a :class:`Carry` holds what the fold needs from before:
 
-* ``folded_ns``: the newest sample timestamp folded in; a fold takes samples strictly after it;
+* ``folded_ns``: the newest sample timestamp folded in, and ``edge``, the samples folded in at that time; a
+  fold takes samples from it on, leaving out those in ``edge`` (a batch may end amid one timestamp's samples);
 * the last good value (and its time) of every counter series: the predecessor of the next sample;
 * the last good ``state`` and ``downtime_reason`` sample: its interval ends at the next one;
 * the kept rows of the hours a fold can still change (the hour of ``folded_ns``, and the hour of each
@@ -15,8 +16,10 @@ that recomputes from raw (the carried predecessors prepended, their own sample c
 again) and adds them to the kept rows. An asset without a carry, or whose fold would change an
 hour whose row is not kept, is returned as *needing a recompute*: its keeper recomputes it from
 raw (:func:`~storage.rollups.compute_rollups` over a window from that hour) and builds a fresh
-carry with :func:`carry_from_raw`. Samples that arrive out of order (at or before ``folded_ns``)
-never reach :func:`fold`: the keepers send such assets to the recompute too. The result then
+carry with :func:`carry_from_raw`. Samples that arrive out of order (before ``folded_ns``) never
+reach :func:`fold`: the keepers send such assets to the recompute too. At ``folded_ns`` itself, a sample equal
+to one in ``edge`` was folded in already and is left out, and one that differs (sent again with another value)
+sends its asset to the recompute. The result then
 equals :func:`~storage.rollups.compute_rollups` over the raw data, up to floating-point rounding
 of sums taken in a different order (property-tested in ``tests/storage/test_incremental.py``).
 
@@ -33,7 +36,7 @@ import polars as pl
 from wire import Quality
 
 from .base import COUNTER_COLUMNS, GAUGE_STATS, RAW_SCHEMA, ROLLUP_SCHEMA, empty_rollups
-from .rollups import HOUR_NS, compute_rollups
+from .rollups import GAP_NS, HOUR_NS, compute_rollups
 
 Key = tuple[str, str]
 #: A kept row: the rollup columns without member/asset/hour, plus ``_sum_<gauge>`` and ``_n_<gauge>``.
@@ -59,6 +62,10 @@ class Carry:
     states: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: hour -> kept row, or ``None`` for an hour known to have no row; hours not in it are unknown.
     rows: dict[int, Row | None] = field(default_factory=dict)
+    #: signal -> (value, text, quality) of the samples folded in at exactly ``folded_ns``: a batch may end amid
+    #: one timestamp's samples (a machine's signals often share it); the next batch's samples at that time are
+    #: in order, a read from ``folded_ns`` on finds these again, and one sent again with another value is not
+    edge: dict[str, tuple[float | None, str | None, int]] = field(default_factory=dict)
 
     def needed_hours(self) -> set[int]:
         hours = {_hour(self.folded_ns)}
@@ -112,7 +119,7 @@ def _predecessors(carries: dict[Key, Carry], keys: set[Key]) -> pl.DataFrame:
 
 
 def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, dict[Key, int]]:
-    """Fold ``new`` (raw rows, ts as Int64 ns, all after their asset's ``folded_ns``) into ``carries``.
+    """Fold ``new`` (raw rows, ts as Int64 ns, none before their asset's ``folded_ns``) into ``carries``.
 
     Returns the changed rollup rows (:data:`~storage.base.ROLLUP_SCHEMA`) and the assets that need a
     recompute from raw, each with the earliest hour it must start at. Carries of those assets are
@@ -123,6 +130,21 @@ def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, di
     new = new.select([pl.col(c).cast(t) for c, t in RAW_SCHEMA.items()])
     firsts = {(m, a): int(ts) for m, a, ts in new.group_by(["member", "asset"]).agg(pl.col("ts").min()).iter_rows()}
     redo = {k: _hour(ts) for k, ts in firsts.items() if k not in carries}
+    edge = [(m, a, c.folded_ns) for (m, a), c in carries.items() if firsts.get((m, a)) == c.folded_ns]
+    if edge:  # samples at the folded time: new ones are folded, those folded already are left out
+        at = pl.DataFrame(edge, schema={"member": pl.String, "asset": pl.String, "_f": pl.Int64}, orient="row")
+        new = new.with_row_index("_i")
+        hits = new.join(at, on=["member", "asset"]).filter(pl.col("ts") == pl.col("_f"))
+        folded_already: list[int] = []
+        for i, m, a, sig, v, t, q in hits.select("_i", "member", "asset", "signal", "value", "text", "quality").rows():
+            before = carries[(m, a)].edge.get(sig)
+            if before is None:
+                continue
+            if before == (v, t, q):
+                folded_already.append(i)
+            else:  # sent again with another value: the store holds the new one, the rows the old
+                redo[(m, a)] = _hour(carries[(m, a)].folded_ns - GAP_NS)
+        new = new.filter(~pl.col("_i").is_in(folded_already)).drop("_i")
     keys = set(firsts) - set(redo)
     if not keys:
         return empty_rollups(), redo
@@ -203,6 +225,7 @@ def _advance(carries: dict[Key, Carry], raw: pl.DataFrame, keys: set[Key]) -> No
         .agg(pl.col("ts").max(), pl.col("asset_class").last())
         .iter_rows()
     }
+    at_latest = _signals_at_latest(raw)
     counters = _last_good(raw, tuple(COUNTER_COLUMNS), "value")
     states = _last_good(raw, _STATE_SIGNALS, "text")
     for m, a, sig, ts, v in counters.iter_rows():
@@ -215,6 +238,10 @@ def _advance(carries: dict[Key, Carry], raw: pl.DataFrame, keys: set[Key]) -> No
         carry = carries[key]
         old_open = _hour(carry.folded_ns)
         ts, asset_class = latest.get(key, (carry.folded_ns, carry.asset_class))
+        if ts > carry.folded_ns:
+            carry.edge = dict(at_latest.get(key, {}))
+        elif ts == carry.folded_ns:
+            carry.edge.update(at_latest.get(key, {}))
         carry.folded_ns = max(carry.folded_ns, ts)
         carry.asset_class = asset_class
         needed = carry.needed_hours()
@@ -225,6 +252,15 @@ def _advance(carries: dict[Key, Carry], raw: pl.DataFrame, keys: set[Key]) -> No
             elif h > old_open:
                 rows[h] = None
         carry.rows = rows
+
+
+def _signals_at_latest(raw: pl.DataFrame) -> dict[Key, dict[str, tuple[float | None, str | None, int]]]:
+    """Per asset, the samples at its newest timestamp: signal -> (value, text, quality)."""
+    newest = raw.filter(pl.col("ts") == pl.col("ts").max().over(["member", "asset"]))
+    out: dict[Key, dict[str, tuple[float | None, str | None, int]]] = {}
+    for m, a, sig, v, t, q in newest.select("member", "asset", "signal", "value", "text", "quality").rows():
+        out.setdefault((m, a), {})[sig] = (v, t, q)
+    return out
 
 
 def _rows_frame(rows: list[Row]) -> pl.DataFrame:
@@ -253,8 +289,10 @@ def carry_from_raw(raw: pl.DataFrame, fresh: pl.DataFrame, start_ns: int) -> dic
         return {}
     raw = raw.with_columns(pl.col("ts").cast(pl.Int64))
     latest = raw.group_by(["member", "asset"]).agg(pl.col("ts").max(), pl.col("asset_class").last())
+    at_latest = _signals_at_latest(raw)
     carries: dict[Key, Carry] = {
-        (m, a): Carry(folded_ns=int(ts), asset_class=str(c)) for m, a, ts, c in latest.iter_rows()
+        (m, a): Carry(folded_ns=int(ts), asset_class=str(c), edge=dict(at_latest.get((m, a), {})))
+        for m, a, ts, c in latest.iter_rows()
     }
     for m, a, sig, ts, v in _last_good(raw, tuple(COUNTER_COLUMNS), "value").iter_rows():
         carries[(m, a)].counters[sig] = (int(ts), float(v))

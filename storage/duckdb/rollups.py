@@ -153,7 +153,7 @@ class RollupKeeper:
         folding: list[tuple[str, str, int]] = []
         for m, a, lo, _ in pending:
             carry = self._carries.get((m, a))
-            if carry is not None and lo > carry.folded_ns:
+            if carry is not None and lo >= carry.folded_ns:  # at folded_ns: fold() checks the signals
                 folding.append((m, a, carry.folded_ns))
             else:
                 redo[(m, a)] = _hour(lo - GAP_NS)
@@ -164,7 +164,7 @@ class RollupKeeper:
             cur.register("fold_keys", keys)
             new = cur.sql(
                 f"SELECT {_RAW_COLUMNS} FROM samples s JOIN fold_keys k ON s.member = k.member AND s.asset = k.asset "
-                "WHERE s.ts > k.folded AND s.ts > ?",
+                "WHERE s.ts >= k.folded AND s.ts >= ?",
                 params=[min(f for _, _, f in folding)],
             ).pl()
             cur.unregister("fold_keys")

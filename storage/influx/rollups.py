@@ -284,8 +284,8 @@ class InfluxRollupKeeper:
         for key, (lo, hi) in pending.items():
             carry = self._carries.get(key)
             bound[key] = max(hi, carry.folded_ns) if carry is not None else hi
-            if carry is not None and lo > carry.folded_ns:
-                folding[key] = (carry.folded_ns, hi)
+            if carry is not None and lo >= carry.folded_ns:  # at folded_ns: fold() checks the signals
+                folding[key] = (carry.folded_ns - 1, hi)  # (lo, hi]: from folded_ns on
             else:
                 redo[key] = _hour(lo - GAP_NS)
         try:
