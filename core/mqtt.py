@@ -194,9 +194,8 @@ class MqttClient:
         client.on_publish = self._paho_publish
         # Only the bridge's thread touches the socket. Without a registered write hook, paho writes a packet
         # queued from another thread (publish, ack, disconnect from the event loop) in that thread, while the
-        # bridge's thread may be writing too: two writers can interleave a partly sent packet, and a DISCONNECT
-        # written there closes the socket under the loop ("Client is not connected" logged at every stop). With
-        # the hook, a queued packet only wakes the loop (paho's socket pair), which then writes it.
+        # bridge's thread may be writing too: two writers can interleave a partly sent packet. With the hook, a
+        # queued packet only wakes the loop (paho's socket pair, see _run), which then writes it.
         client.on_socket_register_write = _loop_writes
         return client
 
@@ -254,7 +253,7 @@ class MqttClient:
     def _paho_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
         std = mqtt.LOGGING_LEVEL.get(LogLevel(level), logging.DEBUG)
         if self._stop.is_set() and buf.startswith("Client is not connected"):
-            std = logging.DEBUG  # paho's loop_forever says so (as an error) once after every clean DISCONNECT
+            std = logging.DEBUG  # paho's loop says so (as an error) once after every clean DISCONNECT
         _paho_log.log(std, "%s", buf)
 
     def _paho_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
@@ -287,7 +286,10 @@ class MqttClient:
                 if not first:
                     self.reconnects += 1
                 first = False
-                self.client.loop_forever(retry_first_connection=False)
+                # paho's loop() rather than loop_forever(): loop() keeps the socket pair by which a packet queued
+                # from another thread wakes the loop at once (loop_forever() only has it under loop_start())
+                while self.client.loop(timeout=1.0) == mqtt.MQTT_ERR_SUCCESS:
+                    pass
             if self._stop.wait(self._backoff.next()):
                 break
 

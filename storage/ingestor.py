@@ -380,8 +380,12 @@ class Ingestor:
         self.metrics.inc_messages("stored", len(p.messages))
         self._ack(p.messages)
         self.metrics.set_pending(self.pending_messages)
-        if self._shed and not final:
+        if self._shed and not final and not self._other_writes(asyncio.current_task()):
+            # the last write in flight: reconnecting now loses no acknowledgement of another write
             await self._resync()
+
+    def _other_writes(self, me: asyncio.Task[object] | None) -> bool:
+        return any(not w.done() for w in self._writers if w is not me)
 
     async def _write_with_retries(self, p: _Pending, *, final: bool) -> bool:
         s = self.settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -101,3 +102,23 @@ async def test_only_the_bridge_thread_writes_the_socket_and_a_stop_is_quiet(
             await wait_until(lambda: mids <= acked, 10, "every PUBACK")
     assert writers == {"mqtt-test"}, writers
     assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
+
+
+async def test_a_packet_queued_from_the_event_loop_is_sent_at_once(mosquitto: MosquittoServer) -> None:
+    """The bridge's loop is woken for a queued packet instead of finding it at its next poll (1 s): five
+    publish-and-acknowledge round trips one after the other, and the stop, take a fraction of that."""
+    acked: set[int] = set()
+    endpoint = MqttEndpoint(name="test", host="127.0.0.1", port=mosquitto.port, client_id="core-mqtt-prompt")
+    publisher = MqttClient(endpoint, on_publish=lambda mid, rc: acked.add(mid))
+    async with publisher:
+        async with asyncio.timeout(10):
+            await publisher.connected.wait()
+        started = time.monotonic()
+        for i in range(5):
+            mid = publisher.publish(f"t/{i}", b"x", qos=1)
+            await wait_until(lambda: mid in acked, 10, "the PUBACK")  # noqa: B023
+        round_trips = time.monotonic() - started
+        started = time.monotonic()
+    stop = time.monotonic() - started
+    assert round_trips < 2.5, f"five round trips took {round_trips:.2f} s: the loop was not woken"
+    assert stop < 0.9, f"the stop took {stop:.2f} s: the DISCONNECT waited for the loop's poll"
