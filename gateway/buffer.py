@@ -64,7 +64,7 @@ _COLS = "id, batch_id, n, created_ns, data"
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(list[Sample])
 _json = msgspec.json.Encoder()
-#: The watermark log's marks as rows (each log row is a JSON array of [asset, signal, ts]).
+#: The watermark log's marks as rows (each log row is a JSON array of [asset, signal, ts]); read at open.
 _LOGGED_MARKS = (
     "SELECT json_extract(j.value, '$[0]') AS asset, json_extract(j.value, '$[1]') AS signal, "
     "max(json_extract(j.value, '$[2]')) AS ts FROM marklog, json_each(marklog.data) AS j GROUP BY 1, 2"
@@ -310,11 +310,11 @@ class DiskBuffer:
 
     def watermarks(self) -> dict[tuple[str, str], int]:
         """Watermarks saved by earlier runs: newest source timestamp per (asset pseudonym, signal)."""
-        rows = self.db.execute(
-            f"SELECT asset, signal, max(ts) FROM (SELECT asset, signal, ts FROM watermarks UNION ALL {_LOGGED_MARKS}) "
-            "GROUP BY asset, signal"
-        )
-        return {(a, s): int(ts) for a, s, ts in rows}
+        marks = {(a, s): int(ts) for a, s, ts in self.db.execute("SELECT asset, signal, ts FROM watermarks")}
+        for key, ts in self._unfolded.items():  # the log, read once at open and kept since
+            if ts > marks.get(key, ts - 1):
+                marks[key] = ts
+        return marks
 
     def _write_open(self, now: int) -> None:
         data = _enc.encode(self._open)
