@@ -34,7 +34,8 @@ Public API::
     RegisterProvider = Callable[[], MemberRegister]  # anything with is_active(pseudonym) -> bool
 
     StoreSettings(kind, path, url, database, org, bucket, token, username, password, ca_file,
-                  create_database, retention_days, rollup_retention_days, timeout_s, write_attempts)
+                  create_database, retention_days, rollup_retention_days, timeout_s, write_attempts,
+                  rollup_cache_rows, rollup_cache_days)
     IngestSettings(host, port, tls, ca_file, cert_file, key_file, username, password, client_id, protocol,
                    shared_group, session_expiry_s, keepalive_s, batch_max_samples, batch_max_delay_s,
                    max_inflight_messages, max_pending_messages, max_payload_bytes, retry_initial_s,

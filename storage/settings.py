@@ -53,6 +53,10 @@ class StoreSettings(BaseModel):
     rollup_retention_days: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     write_attempts: int = Field(default=3, ge=1, le=20)
+    rollup_cache_rows: int = Field(
+        default=200_000, ge=0, le=20_000_000, description="InfluxDB: rollup rows of settled hours kept for queries"
+    )
+    rollup_cache_days: int = Field(default=7, ge=1, le=3660, description="InfluxDB: oldest hour the cache keeps")
 
     @model_validator(mode="after")
     def _check(self) -> StoreSettings:
@@ -64,6 +68,11 @@ class StoreSettings(BaseModel):
             and self.rollup_retention_days < self.retention_days
         ):
             raise ValueError("rollup_retention_days must not be shorter than retention_days")
+        if self.rollup_retention_days is not None and self.rollup_cache_days > self.rollup_retention_days:
+            raise ValueError(
+                f"rollup_cache_days ({self.rollup_cache_days}) must not be longer than rollup_retention_days "
+                f"({self.rollup_retention_days}): the cache would answer hours InfluxDB has dropped"
+            )
         return self
 
     def resolve_paths(self, base: Path) -> StoreSettings:
@@ -97,6 +106,8 @@ def open_store(settings: StoreSettings) -> Store:
         create_database=settings.create_database,
         timeout_s=settings.timeout_s,
         write_attempts=settings.write_attempts,
+        rollup_cache_rows=settings.rollup_cache_rows,
+        rollup_cache_days=settings.rollup_cache_days,
         verify=str(settings.ca_file) if settings.ca_file else True,
     )
 

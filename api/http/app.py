@@ -10,7 +10,8 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from core.register import Register
-from storage import Store
+from storage import InfluxStore, Store
+from storage.influx.rollup_reader import RollupCacheCollector
 
 from ..audit import AuditLog, AuditMiddleware
 from ..cell_key import CellKey
@@ -48,6 +49,9 @@ def create_app(
 
     The API's metrics go into ``registry`` (or one of the app's own); the app does not serve them itself.
     """
+    metrics = ApiMetrics(registry)
+    if isinstance(store, InfluxStore) and store.rollups.reader.cache.enabled:
+        metrics.registry.register(RollupCacheCollector(store.rollups.reader.cache))
     ctx = AppContext(
         settings=settings,
         store=store,
@@ -55,7 +59,7 @@ def create_app(
         clock=clock,
         tokens=TokenStore(settings.tokens_file),
         audit=AuditLog(settings.audit_log),
-        metrics=ApiMetrics(registry),
+        metrics=metrics,
         ledger=BudgetLedger(settings.dp.budget_file, settings.dp.budget_per_analyst),
         cell_key=CellKey(settings.cell_key_file),
     )

@@ -39,8 +39,10 @@ from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollup
 from ..incremental import Carry, Key, carry_from_raw, fold, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .connection import InfluxConnection, source
-from .influxql import ident, literal, tag_in, time_range, where
+from .influxql import literal, tag_in, time_range, where
 from .lineprotocol import encode_lines, encode_point, escape_tag_value
+from .rollup_cache import RollupCache
+from .rollup_reader import RollupReader
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,10 @@ def _within(raw: pl.DataFrame, bounds: dict[Key, tuple[int, int]]) -> pl.DataFra
 class InfluxRollupKeeper:
     """Keeps the ``rollups`` measurement up to date through the store's :class:`InfluxConnection`."""
 
-    def __init__(self, connection: InfluxConnection) -> None:
+    def __init__(self, connection: InfluxConnection, cache: RollupCache | None = None) -> None:
         self._db = connection
+        #: reads the rows, from the cache of settled hours where it can (``cache`` ``None``: no cache)
+        self.reader = RollupReader(connection, cache if cache is not None else RollupCache(max_rows=0, max_age_ns=0))
         self._lock = threading.Lock()
         self._watermark: int | None = None
         self._carries: dict[Key, Carry] = {}
@@ -178,7 +182,8 @@ class InfluxRollupKeeper:
         return _within(raw, bounds)
 
     def forget(self, member: str) -> None:
-        """Drop the carries of ``member`` (its points were deleted)."""
+        """Drop the carries of ``member`` (its points were deleted) and every reader's cached rows."""
+        self.reader.forget_all()
         with self._lock:
             for key in [k for k in self._carries if k[0] == member]:
                 del self._carries[key]
@@ -382,38 +387,22 @@ class InfluxRollupKeeper:
         log.debug("recomputed %d rollup rows for %d assets from %d", fresh.height, len(bound), start)
 
     def _write_rows(self, rows: pl.DataFrame) -> None:
+        """Upsert ``rows``; then announce the hours that a reader's cache may hold (see :mod:`.rollup_reader`)."""
         if rows.height == 0:
             return
         lines = []
+        hours: set[int] = set()
         for row in rows.with_columns(pl.col("hour").cast(pl.Int64)).iter_rows(named=True):
             tags = {"member": row["member"], "asset": row["asset"], "asset_class": row["asset_class"]}
             fields = {f: row[f] for f in _ROLLUP_FIELDS}
             lines.append(encode_point("rollups", tags, fields, row["hour"]))
+            hours.add(row["hour"])
         self._db.write_lines(encode_lines(lines), rp=self._db.rollup_rp)
+        self.reader.wrote(sorted(hours))
 
     def query(self, query: RollupQuery) -> Rollups:
         if any(v == () for v in (query.asset_classes, query.members, query.assets)):
             return Rollups(empty_rollups(), self._as_of)
         _, as_of = self._refresh(query, blocking=query.refresh_max_assets is None)
         as_of = as_of if as_of is not None else self._as_of
-        cond = where(
-            time_range(query.start_ns, query.end_ns),
-            tag_in("asset_class", query.asset_classes),
-            tag_in("member", query.members),
-            tag_in("asset", query.assets),
-        )
-        fields = ", ".join(ident(f) for f in _ROLLUP_FIELDS)
-        rows = self._db.execute(
-            f"SELECT {fields} FROM {self._src('rollups', self._db.rollup_rp)} WHERE {cond} "
-            'GROUP BY "member", "asset", "asset_class"',
-            chunked=True,
-        )
-        frame = rows.frame(ROLLUP_SCHEMA)
-        if frame.height == 0:
-            return Rollups(empty_rollups(), as_of)
-        frame = (
-            frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC")))
-            .select([pl.col(c).cast(t) for c, t in ROLLUP_SCHEMA.items()])
-            .sort(["member", "asset", "hour"])
-        )
-        return Rollups(frame, as_of)
+        return Rollups(self.reader.read(query), as_of)

@@ -40,6 +40,7 @@ from .connection import InfluxConnection, source
 from .deletion import count_member_points, delete_points_v1, delete_points_v2, erase_ledger_values
 from .influxql import Rows, ident, literal, parse_response, series_query, time_range, where
 from .lineprotocol import SampleEncoder, encode_lines, encode_point
+from .rollup_cache import RollupCache
 from .rollups import InfluxRollupKeeper, dirty_markers
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class InfluxStore:
         write_attempts: int = 3,
         max_retry_after_s: float = 30.0,
         verify: str | bool = True,
+        rollup_cache_rows: int = 0,
+        rollup_cache_days: int = 7,
     ) -> None:
         self.flavour = flavour
         self.url = url.rstrip("/")
@@ -148,7 +151,8 @@ class InfluxStore:
         self.rollups = InfluxRollupKeeper(
             InfluxConnection(
                 execute=self.execute, write_lines=self.write_lines, raw_rp=self.raw_rp, rollup_rp=self.rollup_rp
-            )
+            ),
+            RollupCache(max_rows=rollup_cache_rows, max_age_ns=rollup_cache_days * 86_400 * 10**9),
         )
 
     # -- sources -------------------------------------------------------------------------------------
