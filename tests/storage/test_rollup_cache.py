@@ -109,6 +109,23 @@ def test_a_late_sample_written_by_another_process_changes_the_next_cached_answer
 
 
 @pytest.mark.integration
+def test_a_rewrite_by_the_querying_process_itself_changes_its_next_cached_answer(
+    stores: tuple[InfluxStore, InfluxStore, InfluxStore],
+) -> None:
+    _, api, plain = stores  # the embedded hub: one process writes, refreshes and answers
+    now = _now_hour()
+    _write_history(api, range(now - 5 * H, now - 2 * H, H))
+    first = _read(api, **_day())
+    late_hour = now - 4 * H
+    api.write(M2, [Sample(ts=late_hour + 10 * S, asset=A3, asset_class="press", signal="power_kw", value=-7.0)])
+    assert api.refresh_rollups() == 1
+    after = _read(api, **_day())
+    assert not after.equals(first)
+    assert after.filter(pl.col("asset") == A3)["power_kw_min"].min() == -7.0
+    assert_frame_equal(after, _read(plain, **_day()))
+
+
+@pytest.mark.integration
 def test_a_member_deleted_by_another_process_disappears_from_cached_answers(
     stores: tuple[InfluxStore, InfluxStore, InfluxStore],
 ) -> None:
