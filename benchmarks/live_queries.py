@@ -273,7 +273,8 @@ def leg(
             loop.run_until_complete(task)
 
     house_thread = threading.Thread(target=housekeeping, daemon=True)
-    times: dict[str, list[float]] = {"member": [], "all": [], "benchmark": []}
+    times: dict[str, list[float]] = {k: [] for k in ("member", "all", "benchmark", "uncached_member", "uncached_all")}
+    hits = misses = 0
     staleness: list[float] = []
     rows_all = 0
     feeder.start()
@@ -282,15 +283,25 @@ def leg(
         with httpx.Client(base_url=base, timeout=120) as client:
             started = time.perf_counter()
             written0, batches0 = feeder.written, feeder.batches
-            while time.perf_counter() - started < args.live_s:
+
+            def enough() -> bool:  # the window, and enough member requests for a p95 (within 3x the window)
+                elapsed = time.perf_counter() - started
+                return elapsed >= 3 * args.live_s or (
+                    elapsed >= args.live_s and len(times["member"]) >= args.min_member_requests
+                )
+
+            while not enough():
                 if feeder.error is not None:
                     raise RuntimeError(f"feeder failed: {feeder.error}") from feeder.error
-                dt, body = timed(client, member_url, member_token)
-                times["member"].append(dt)
-                as_of = body.get("as_of")
-                if isinstance(as_of, str):
-                    staleness.append(time.time() - datetime.fromisoformat(as_of).timestamp())
-                assert len({r["asset"] for r in body["data"]}) == 2, body["data"][:3]  # type: ignore[index]
+                for _ in range(args.member_per_round):
+                    dt, body = timed(client, member_url, member_token)
+                    times["member"].append(dt)
+                    as_of = body.get("as_of")
+                    if isinstance(as_of, str):
+                        staleness.append(time.time() - datetime.fromisoformat(as_of).timestamp())
+                    assert len({r["asset"] for r in body["data"]}) == 2, body["data"][:3]  # type: ignore[index]
+                if enough():
+                    break
                 dt, body = timed(client, all_url, analyst_token)
                 times["all"].append(dt)
                 rows_all = len(body["data"])  # type: ignore[arg-type]
@@ -299,6 +310,16 @@ def leg(
             live_s = time.perf_counter() - started
             rate = (feeder.written - written0) / live_s
             per_write = (feeder.written - written0) / max(feeder.batches - batches0, 1)
+            # -- in-run comparison: the same requests, still under ingest, with the rollup cache off -----------
+            cache = store.rollups.reader.cache if isinstance(store, InfluxStore) else None
+            if cache is not None and cache.enabled:
+                hits, misses = cache.stats.hits, cache.stats.misses
+                rows_cap, cache.max_rows = cache.max_rows, 0
+                for _ in range(args.uncached_requests):
+                    for _ in range(args.member_per_round):
+                        times["uncached_member"].append(timed(client, member_url, member_token)[0])
+                    times["uncached_all"].append(timed(client, all_url, analyst_token)[0])
+                cache.max_rows = rows_cap
             # -- baseline: every request recomputes every pending asset's open hour from raw ------------------
             task.cancel()
             house_thread.join(timeout=60)
@@ -325,7 +346,9 @@ def leg(
         "benchmark_p95_ms": round(_common.percentile(times["benchmark"][1:], 0.95) * 1000, 1),
         "benchmark_p50_ms": round(_common.percentile(times["benchmark"][1:], 0.5) * 1000, 1),
         "benchmark_first_ms": round(times["benchmark"][0] * 1000, 1),
-        "requests_each": len(times["member"]),
+        "member_requests": len(times["member"]),
+        "all_requests": len(times["all"]),
+        "benchmark_requests": len(times["benchmark"]),
         "all_rows": rows_all,
         "samples_per_s": round(rate),
         "samples_per_write": round(per_write),
@@ -336,6 +359,14 @@ def leg(
         "baseline_member_p95_ms": round(_common.percentile(baseline, 0.95) * 1000, 1),
         "baseline_requests": len(baseline),
     }
+    if times["uncached_all"]:
+        out.update(
+            uncached_member_p95_ms=round(_common.percentile(times["uncached_member"], 0.95) * 1000, 1),
+            uncached_all_p95_ms=round(_common.percentile(times["uncached_all"], 0.95) * 1000, 1),
+            uncached_all_requests=len(times["uncached_all"]),
+            cache_hit_hours=hits,
+            cache_miss_hours=misses,
+        )
     log(f"{name}: {json.dumps(out)}")
     return out
 
@@ -346,6 +377,9 @@ def main() -> int:
     parser.add_argument("--preload-min", type=int, default=1, help="minutes of raw samples preloaded")
     parser.add_argument("--refresh-s", type=float, default=5.0, help="background rollup refresh period")
     parser.add_argument("--baseline-requests", type=int, default=1)
+    parser.add_argument("--member-per-round", type=int, default=5, help="member requests per all-assets request")
+    parser.add_argument("--min-member-requests", type=int, default=20, help="member requests at least")
+    parser.add_argument("--uncached-requests", type=int, default=2, help="InfluxDB: rounds with the cache off")
     parser.add_argument("--only", choices=("influxdb", "embedded"), default=None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log each InfluxDB rollup refresh")
     args = parser.parse_args()

@@ -92,9 +92,10 @@ class RollupCache:
         with self._lock:
             return self._seq
 
-    def get(self, hours: Sequence[int], members: Sequence[str] | None) -> tuple[list[pl.DataFrame], list[int]]:
-        """The cached rows of ``hours`` for ``members`` (frames of the hours held) and the hours not held for all
-        of them."""
+    def get(self, hours: Sequence[int], members: Sequence[str] | None) -> tuple[pl.DataFrame | None, list[int]]:
+        """The cached rows of ``hours`` for ``members`` (``None``: no hour held) and the hours not held for all of
+        them. One concatenation and at most one filter, whatever the number of hours: under a busy process each
+        polars call waits for the GIL again."""
         frames: list[pl.DataFrame] = []
         missing: list[int] = []
         wanted = None if members is None else list(members)
@@ -105,13 +106,15 @@ class RollupCache:
                     missing.append(h)
                     continue
                 self._hours.move_to_end(h)
-                frame = entry.frame
-                if wanted is not None:
-                    frame = frame.filter(pl.col("member").is_in(wanted))
-                frames.append(frame)
+                frames.append(entry.frame)
             self.stats.hits += len(hours) - len(missing)
             self.stats.misses += len(missing)
-        return frames, missing
+        if not frames:
+            return None, missing
+        frame = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
+        if wanted is not None:
+            frame = frame.filter(pl.col("member").is_in(wanted))
+        return frame, missing
 
     def put(self, frame: pl.DataFrame, hours: Sequence[int], members: Sequence[str] | None, token: int) -> bool:
         """Keep ``frame``: every row InfluxDB held of ``hours`` for ``members``, read after :meth:`token` gave

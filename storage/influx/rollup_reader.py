@@ -111,7 +111,8 @@ class RollupReader:
         if not hours:
             return self._read(query, start, end)
         token = self.cache.token()
-        frames, missing = self.cache.get(hours, query.members)
+        cached, missing = self.cache.get(hours, query.members)
+        frames = [] if cached is None else [cached]
         if missing:
             filled = self._read(
                 RollupQuery(members=query.members), missing[0], missing[-1] + HOUR_NS

@@ -51,7 +51,9 @@ def _hour_samples(asset: str, cls: str, hour: int, *, seed: int) -> list[Sample]
 
 def _write_history(store: InfluxStore, hours: range) -> None:
     for member, owned in OWNED.items():
-        samples = [s for asset, cls in owned for h in hours for s in _hour_samples(asset, cls, h, seed=h // H + int(asset[-1]))]
+        samples = [
+            s for asset, cls in owned for h in hours for s in _hour_samples(asset, cls, h, seed=h // H + int(asset[-1]))
+        ]
         store.write(member, samples)
     store.refresh_rollups()
 
@@ -246,8 +248,8 @@ def test_a_fill_that_raced_an_invalidation_is_not_kept() -> None:
     token = cache.token()
     cache.invalidate(3 * H, 3 * H)  # a rewrite announced while the fill was reading
     assert not cache.put(pl.concat([_rows(2 * H, M1), _rows(3 * H, M1)]), [2 * H, 3 * H], None, token)
-    frames, missing = cache.get([2 * H, 3 * H], None)
-    assert missing == [3 * H] and frames[0].height == 1
+    frame, missing = cache.get([2 * H, 3 * H], None)
+    assert missing == [3 * H] and frame is not None and frame.height == 1
 
 
 def test_member_coverage_is_per_member() -> None:
@@ -255,16 +257,17 @@ def test_member_coverage_is_per_member() -> None:
     cache.put(_rows(2 * H, M1), [2 * H], (M1,), cache.token())
     assert cache.get([2 * H], (M2,))[1] == [2 * H]
     assert cache.get([2 * H], None)[1] == [2 * H]
-    frames, missing = cache.get([2 * H], (M1,))
-    assert not missing and frames[0]["member"].to_list() == [M1]
+    frame, missing = cache.get([2 * H], (M1,))
+    assert not missing and frame is not None and frame["member"].to_list() == [M1]
     cache.put(_rows(2 * H, M1, M2), [2 * H], None, cache.token())
-    assert cache.get([2 * H], (M2,))[0][0]["member"].to_list() == [M2]
+    frame, _ = cache.get([2 * H], (M2,))
+    assert frame is not None and frame["member"].to_list() == [M2]
     cache.clear()
     assert cache.get([2 * H], (M1,))[1] == [2 * H] and cache.stats.rows == 0
 
 
 def test_a_cache_longer_than_the_rollup_retention_fails_naming_the_keys() -> None:
-    with pytest.raises(ValidationError, match="rollup_cache_days.*rollup_retention_days"):
+    with pytest.raises(ValidationError, match=r"rollup_cache_days.*rollup_retention_days"):
         StoreSettings(kind="influxdb1", rollup_retention_days=3, rollup_cache_days=7)
     with pytest.raises(ValidationError, match="rollup_cache_rows"):
         StoreSettings(kind="influxdb1", rollup_cache_rows=-1)
