@@ -341,8 +341,9 @@ def leg(
     out = {
         "member_p95_ms": round(_common.percentile(times["member"], 0.95) * 1000, 1),
         "member_p50_ms": round(_common.percentile(times["member"], 0.5) * 1000, 1),
-        "all_p95_ms": round(_common.percentile(times["all"], 0.95) * 1000, 1),
-        "all_p50_ms": round(_common.percentile(times["all"], 0.5) * 1000, 1),
+        "all_p95_ms": round(_common.percentile(times["all"][1:] or times["all"], 0.95) * 1000, 1),
+        "all_p50_ms": round(_common.percentile(times["all"][1:] or times["all"], 0.5) * 1000, 1),
+        "all_first_ms": round(times["all"][0] * 1000, 1),
         "benchmark_p95_ms": round(_common.percentile(times["benchmark"][1:], 0.95) * 1000, 1),
         "benchmark_p50_ms": round(_common.percentile(times["benchmark"][1:], 0.5) * 1000, 1),
         "benchmark_first_ms": round(times["benchmark"][0] * 1000, 1),
@@ -386,6 +387,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.verbose:
         logging.getLogger("storage.influx.rollups").setLevel(logging.DEBUG)
+        logging.getLogger("storage.influx.rollup_reader").setLevel(logging.DEBUG)
     result: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="mdh-live-") as tmp:
         work = Path(tmp)

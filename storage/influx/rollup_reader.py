@@ -102,7 +102,9 @@ class RollupReader:
         start, end = query.start_ns, query.end_ns
         if not self.cache.enabled or start is None or end is None:
             return self._read(query, start, end)
+        t0 = time.perf_counter()
         self.look()
+        t1 = time.perf_counter()
         now = self._clock()
         self.cache.expire(now)
         lo, hi = settled_range(now, self.cache.max_age_ns)
@@ -120,15 +122,27 @@ class RollupReader:
             filled = filled.filter(pl.col("hour").dt.epoch("ns").is_in(missing))
             self.cache.put(filled, missing, query.members, token)
             frames.append(filled)
+        t2 = time.perf_counter()
         parts = [_filtered(f, query) for f in frames]
         if start < hours[0]:
             parts.append(self._read(query, start, hours[0]))
         if hours[-1] + HOUR_NS < end:
             parts.append(self._read(query, hours[-1] + HOUR_NS, end))
+        t3 = time.perf_counter()
         parts = [p for p in parts if p.height]
-        if not parts:
-            return empty_rollups()
-        return pl.concat(parts).sort(["member", "asset", "hour"])
+        out = pl.concat(parts).sort(["member", "asset", "hour"]) if parts else empty_rollups()
+        log.debug(
+            "rollup read: %d rows, %d of %d settled hours cached; look %.3f s, cache and fill %.3f s, "
+            "open hours %.3f s, combine %.3f s",
+            out.height,
+            len(hours) - len(missing),
+            len(hours),
+            t1 - t0,
+            t2 - t1,
+            t3 - t2,
+            time.perf_counter() - t3,
+        )
+        return out
 
     def _read(self, query: RollupQuery, start: int | None, end: int | None) -> pl.DataFrame:
         cond = where(
@@ -137,11 +151,10 @@ class RollupReader:
             tag_in("member", query.members),
             tag_in("asset", query.assets),
         )
-        fields = ", ".join(ident(f) for f in _ROLLUP_FIELDS)
+        # tags as columns, not GROUP BY: one series instead of one per asset, several times faster to answer
+        columns = ", ".join(ident(c) for c in (*_ROLLUP_FIELDS, "member", "asset", "asset_class"))
         rows = self._db.execute(
-            f"SELECT {fields} FROM {source('rollups', self._db.rollup_rp)} WHERE {cond} "
-            'GROUP BY "member", "asset", "asset_class"',
-            chunked=True,
+            f"SELECT {columns} FROM {source('rollups', self._db.rollup_rp)} WHERE {cond}", chunked=True
         )
         frame = rows.frame(ROLLUP_SCHEMA)
         if frame.height == 0:
