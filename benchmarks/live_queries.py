@@ -9,14 +9,19 @@ For each store (InfluxDB 1.x started from the Debian package, and the embedded D
 2. live: a feeder thread writes every second, per member, the samples of its assets for that second
    through the store's ``write`` (the call the ingestor makes; no MQTT in between), 2,400 assets x
    5 samples/s; the real housekeeping task refreshes the rollups every 5 s; a client queries the real
-   FastAPI app under uvicorn on a loopback port: ``/v1/kpis`` of one member (2 assets, hourly, the last
-   24 hours), ``/v1/kpis`` of all assets (hourly, 24 hours, analyst) and ``/v1/benchmarks`` (member);
-   (the first benchmark request releases its daily cells into the ledger: reported apart, the p95 is of
-   the others);
-3. baseline, in the same run: the old behaviour, every request first recomputing every pending asset's
+   FastAPI app under uvicorn on a loopback port, in rounds of ``--member-per-round`` (5) requests for
+   ``/v1/kpis`` of one member (2 assets, hourly, the last 24 hours), then one ``/v1/kpis`` of all assets
+   (hourly, 24 hours, analyst) and one ``/v1/benchmarks`` (member), for ``--live-s`` seconds and until at
+   least ``--min-member-requests`` (20) member requests were made (at most 3x the window); the first
+   benchmark request releases its daily cells into the ledger, and the first all-assets request fills
+   the InfluxDB store's rollup cache: both are reported apart (``*_first_ms``), the p95 is of the others;
+3. in-run comparison (InfluxDB), still under ingest: ``--uncached-requests`` rounds with the rollup cache
+   off (``uncached_*``);
+4. baseline, in the same run: the old behaviour, every request first recomputing every pending asset's
    open hour from raw (the keeper's carries dropped before each request), for a few member requests.
 
-Last line: ``{"influxdb": {"member_p95_ms", "all_p95_ms", "benchmark_p95_ms", "samples_per_s",
+Last line: ``{"influxdb": {"member_p95_ms", "all_p95_ms", "all_first_ms", "benchmark_p95_ms",
+"member_requests", "all_requests", "samples_per_s", "uncached_all_p95_ms", "cache_hit_hours",
 "baseline_member_p95_ms", ...}, "embedded": {...}}``.
 Run: ``.venv/bin/python benchmarks/live_queries.py [--live-s 20] [--preload-min 1]`` (about 2 minutes).
 """

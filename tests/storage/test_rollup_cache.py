@@ -10,11 +10,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from pydantic import ValidationError
+
+from api.http.app import create_app
+from api.settings import ApiSettings
+from core.register import Register
 
 from storage import InfluxStore, RollupQuery, StoreSettings, open_store
 from storage.base import ROLLUP_SCHEMA
@@ -225,6 +230,30 @@ def test_the_cache_keeps_at_most_its_rows(influx_server: InfluxServer) -> None:
         small.close()
 
 
+@pytest.mark.integration
+def test_the_api_registry_counts_cache_hits_and_misses(
+    stores: tuple[InfluxStore, InfluxStore, InfluxStore], tmp_path: Path
+) -> None:
+    ingest, api, _ = stores
+    now = _now_hour()
+    _write_history(ingest, range(now - 5 * H, now - 2 * H, H))
+    settings = ApiSettings(
+        tokens_file=tmp_path / "tokens.json", audit_log=tmp_path / "audit.log", cell_key_file=tmp_path / "cell_key"
+    )
+    registry = create_app(settings, api, Register).state.ctx.metrics.registry
+
+    def hours(result: str) -> float | None:
+        return registry.get_sample_value("mdh_rollup_cache_hours_total", {"result": result})
+
+    assert (hours("hit"), hours("miss")) == (0, 0)
+    _read(api, **_day())
+    misses = hours("miss")
+    assert misses is not None and misses >= 3 and hours("hit") == 0
+    _read(api, **_day())
+    assert hours("hit") == misses and hours("miss") == misses
+    assert registry.get_sample_value("mdh_rollup_cache_rows") == 9
+
+
 # -- the pure cache ---------------------------------------------------------------------------------------------
 def _rows(hour: int, *members: str) -> pl.DataFrame:
     data = {c: [None] * len(members) for c in ROLLUP_SCHEMA}
@@ -289,3 +318,21 @@ def test_a_cache_longer_than_the_rollup_retention_fails_naming_the_keys() -> Non
         StoreSettings(kind="influxdb1", rollup_retention_days=3, rollup_cache_days=7)
     with pytest.raises(ValidationError, match="rollup_cache_rows"):
         StoreSettings(kind="influxdb1", rollup_cache_rows=-1)
+
+
+def test_the_metrics_say_how_often_the_cache_hits() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from storage.influx.rollup_reader import RollupCacheCollector
+
+    cache = RollupCache(max_rows=100, max_age_ns=10**6 * H)
+    registry = CollectorRegistry()
+    registry.register(RollupCacheCollector(cache))
+    cache.put(_rows(2 * H, M1, M2), [2 * H], None, cache.token())
+    cache.get([2 * H, 3 * H], None)
+    cache.invalidate(2 * H, 2 * H)
+    value = registry.get_sample_value
+    assert value("mdh_rollup_cache_hours_total", {"result": "hit"}) == 1
+    assert value("mdh_rollup_cache_hours_total", {"result": "miss"}) == 1
+    assert value("mdh_rollup_cache_dropped_hours_total", {"reason": "changed"}) == 1
+    assert value("mdh_rollup_cache_rows") == 0 and value("mdh_rollup_cache_max_rows") == 100
