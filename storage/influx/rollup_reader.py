@@ -77,7 +77,6 @@ class RollupReader:
     # -- applying -----------------------------------------------------------------------------------
     def look(self) -> None:
         """Apply the change records stamped since the previous look (less the margin)."""
-        return
         with self._look_lock:
             now = self._clock()
             since = (self._looked if self._looked is not None else now) - LOOK_MARGIN_NS
