@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from api.http.app import create_app
 from api.settings import ApiSettings
 from core.register import Register
-
 from storage import InfluxStore, RollupQuery, StoreSettings, open_store
 from storage.base import ROLLUP_SCHEMA
 from storage.influx.rollup_cache import SETTLE_NS, RollupCache, announced_hours, settled_range
