@@ -54,8 +54,6 @@ BULK_SPAN_NS = 120 * 10**9
 #: Samples this process wrote that are kept in memory until a refresh has folded them (beyond it, the oldest
 #: batches are forgotten and their assets are read back from InfluxDB instead).
 MAX_REMEMBERED_SAMPLES = 1_000_000
-#: A bounded all-assets query reads the rows as kept when this process completed a full refresh this recently.
-BACKGROUND_FRESH_NS = WATERMARK_MARGIN_NS
 
 _KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
 _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
@@ -402,29 +400,11 @@ class InfluxRollupKeeper:
         self._db.write_lines(encode_lines(lines), rp=self._db.rollup_rp)
         self.reader.wrote(sorted(hours))
 
-    def _left_to_background(self, query: RollupQuery) -> bool:
-        """Whether a bounded query of every member's assets is left to this process's background refresh: one
-        completed within :data:`BACKGROUND_FRESH_NS`. Under ingest far more assets than the bound are pending, and
-        only finding that out means reading every marker since the watermark (0.3-2.7 s under load); the answer
-        says how fresh it is either way."""
-        as_of = self._as_of
-        return (
-            query.refresh_max_assets is not None
-            and query.members is None
-            and query.assets is None
-            and as_of is not None
-            and time.time_ns() - as_of < BACKGROUND_FRESH_NS
-        )
-
     def query(self, query: RollupQuery) -> Rollups:
         if any(v == () for v in (query.asset_classes, query.members, query.assets)):
             return Rollups(empty_rollups(), self._as_of)
         t0 = time.perf_counter()
-        refreshed, as_of = (
-            (0, None)
-            if self._left_to_background(query)
-            else self._refresh(query, blocking=query.refresh_max_assets is None)
-        )
+        refreshed, as_of = self._refresh(query, blocking=query.refresh_max_assets is None)
         as_of = as_of if as_of is not None else self._as_of
         t1 = time.perf_counter()
         frame = self.reader.read(query)

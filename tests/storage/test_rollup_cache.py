@@ -197,24 +197,6 @@ def test_the_cached_answer_equals_the_uncached_one_over_random_writes(
 
 
 @pytest.mark.integration
-def test_an_all_assets_query_leaves_the_refresh_to_a_recent_background_refresh(
-    stores: tuple[InfluxStore, InfluxStore, InfluxStore],
-) -> None:
-    _, api, _ = stores
-    now = _now_hour()
-    _write_history(api, range(now - 3 * H, now - H, H))
-    background = api.read_rollups(RollupQuery()).as_of_ns  # the housekeeping's full refresh
-    assert background is not None
-    api.write(M1, [Sample(ts=now + 5 * S, asset=A1, asset_class="press", signal="power_kw", value=1.0)])
-    everyone = api.read_rollups(RollupQuery(refresh_max_assets=50, **_day()))  # type: ignore[arg-type]
-    assert everyone.as_of_ns == background  # read as kept, and says so
-    assert everyone.frame.filter(pl.col("hour").dt.epoch("ns") == now).height == 0
-    mine = api.read_rollups(RollupQuery(refresh_max_assets=50, **_day(members=(M1,))))  # type: ignore[arg-type]
-    assert mine.as_of_ns is not None and mine.as_of_ns > background  # a member's query still refreshes its assets
-    assert mine.frame.filter(pl.col("hour").dt.epoch("ns") == now).height == 1
-
-
-@pytest.mark.integration
 def test_the_cache_keeps_at_most_its_rows(influx_server: InfluxServer) -> None:
     db = influx_settings(influx_server).database
     ingest, small = _store(influx_server, db), _store(influx_server, db, rollup_cache_rows=4)
