@@ -143,8 +143,11 @@ class InfluxRollupKeeper:
         known = {k for k in candidates if all(batches[(k[0], t)] is not None for t in own[k])}
         if not known:
             return None
-        used = sorted({(k[0], t) for k in known for t in own[k]}, key=lambda b: b[1])
-        frames = [samples_frame(member, batches[(member, t)] or []) for member, t in used]
+        # one frame per member, its batches in the order written (a polars frame costs a fixed time of its own)
+        by_member: dict[str, list[Sample]] = {}
+        for member, t in sorted({(k[0], t) for k in known for t in own[k]}, key=lambda b: b[1]):
+            by_member.setdefault(member, []).extend(batches[(member, t)] or [])
+        frames = [samples_frame(member, samples) for member, samples in by_member.items()]
         bounds = {k: folding.pop(k) for k in known}
         # InfluxDB keeps one point per series and time (the last write); so does the frame
         raw = pl.concat(frames).unique(
