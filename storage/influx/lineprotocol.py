@@ -113,7 +113,7 @@ def encode_rows(
             if v is None:
                 continue
             if v.__class__ is float:
-                if v - v != 0:  # type: ignore[operator]  # NaN and inf: not written
+                if v - v != 0:  # NaN and inf: not written
                     continue
                 r = repr(v)
                 parts.append(name + (r[:-2] if r[-2:] == ".0" else r))
