@@ -43,7 +43,7 @@ from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .batchlog import BatchLog, Bounds, OwnMarker
 from .connection import InfluxConnection, source
 from .influxql import ident, literal, tag_in, time_range, where
-from .lineprotocol import encode_lines, encode_point, escape_tag_value
+from .lineprotocol import encode_rows, escape_tag_value
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ BULK_SPAN_NS = 120 * 10**9
 
 _KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
 _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
+_TAG_COLUMNS = ("member", "asset", "asset_class")
 _GROUP = 'GROUP BY "member", "asset", "asset_class", "signal"'
 _FLAT_COLUMNS = '"member", "asset", "asset_class", "signal", "value", "text", "quality"'
 #: (member, asset) -> (first sample, last sample) pending.
@@ -386,12 +387,11 @@ class InfluxRollupKeeper:
     def _write_rows(self, rows: pl.DataFrame) -> None:
         if rows.height == 0:
             return
-        lines = []
-        for row in rows.with_columns(pl.col("hour").cast(pl.Int64)).iter_rows(named=True):
-            tags = {"member": row["member"], "asset": row["asset"], "asset_class": row["asset_class"]}
-            fields = {f: row[f] for f in _ROLLUP_FIELDS}
-            lines.append(encode_point("rollups", tags, fields, row["hour"]))
-        self._db.write_lines(encode_lines(lines), rp=self._db.rollup_rp)
+        tags = rows.select(_TAG_COLUMNS).rows()
+        fields = rows.select(_ROLLUP_FIELDS).rows()
+        hours = rows.get_column("hour").cast(pl.Int64).to_list()
+        body = encode_rows("rollups", _TAG_COLUMNS, _ROLLUP_FIELDS, zip(tags, fields, hours, strict=True))
+        self._db.write_lines(body, rp=self._db.rollup_rp)
 
     def query(self, query: RollupQuery) -> Rollups:
         if any(v == () for v in (query.asset_classes, query.members, query.assets)):
