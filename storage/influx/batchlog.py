@@ -20,6 +20,7 @@ import secrets
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from wire import Sample
 
@@ -34,17 +35,17 @@ Bounds = dict[str, tuple[str, int, int]]
 
 def marker_bounds(samples: Sequence[Sample]) -> Bounds:
     """Per asset of ``samples``: its class and its first and last sample time."""
-    out: Bounds = {}
-    get = out.get
+    found: dict[str, list[Any]] = {}
+    get = found.get
     for s in samples:
         b = get(s.asset)
         if b is None:
-            out[s.asset] = (s.asset_class, s.ts, s.ts)
-        elif s.ts < b[1]:
-            out[s.asset] = (b[0], s.ts, b[2])
+            found[s.asset] = [s.asset_class, s.ts, s.ts]
         elif s.ts > b[2]:
-            out[s.asset] = (b[0], b[1], s.ts)
-    return out
+            b[2] = s.ts
+        elif s.ts < b[1]:
+            b[1] = s.ts
+    return {asset: (b[0], b[1], b[2]) for asset, b in found.items()}
 
 
 def new_writer_id() -> str:
