@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_s, percentile
+from _common import cpu_s, percentile, start_py_spy
 from e2e_machine import ENTRY, PUBLISHING_MS, QUEUE_SIZE, SIGNAL_MAP, URI, MachineServer, node_name
 
 from testkit.servers import MosquittoServer
@@ -137,25 +137,7 @@ class LatencyProbe:
 
 def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
     """py-spy recording ``pid`` for ``seconds`` at 200 Hz into ``out`` (raw collapsed stacks)."""
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("py-spy")),
-            "record",
-            "-p",
-            str(pid),
-            "-f",
-            "raw",
-            "-r",
-            "200",
-            "-d",
-            str(int(seconds)),
-            "-o",
-            str(out),
-            "--nonblocking",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return start_py_spy(pid, out, rate=200, flags=("-d", str(int(seconds)), "--nonblocking"))
 
 
 async def leg(
