@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,3 +42,13 @@ def cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_py_spy(pid: int, out: Path, *, rate: int, flags: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` at ``rate`` Hz into ``out`` (raw collapsed stacks), with extra ``flags``."""
+    exe = str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen(
+        [exe, "record", "-p", str(pid), "-f", "raw", "-r", str(rate), *flags, "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_s, percentile
+from _common import cpu_s, percentile, start_py_spy
 from e2e_machine import ENTRY, PUBLISHING_MS, QUEUE_SIZE, SIGNAL_MAP, URI, MachineServer, node_name
 
 from testkit.servers import MosquittoServer
@@ -135,6 +135,11 @@ class LatencyProbe:
                 await asyncio.wait_for(self._stop.wait(), max(0.0, POLL_S - (time.time_ns() - t) / 1e9))
 
 
+def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` for ``seconds`` at 200 Hz into ``out`` (raw collapsed stacks)."""
+    return start_py_spy(pid, out, rate=200, flags=("-d", str(int(seconds)), "--nonblocking"))
+
+
 async def leg(
     kind: str,
     tmp: Path,
@@ -146,9 +151,11 @@ async def leg(
     *,
     probe_latency: bool = True,
     profile: Path | None = None,
+    profile_ingest: Path | None = None,
 ) -> dict[str, Any]:
     """One leg. ``probe_latency=False`` leaves the store unpolled (for CPU figures of the pipeline alone);
-    ``profile`` records the gateway process with py-spy (raw collapsed stacks) during the window."""
+    ``profile`` records the gateway process with py-spy (raw collapsed stacks) during the window,
+    ``profile_ingest`` this process (the ingestor and its store)."""
     from gateway_opcua import scrape
 
     from core.register import Member, Register
@@ -216,27 +223,11 @@ async def leg(
             m0, stored0 = scrape(health_port), ingestor.stored_samples
             start_ns = time.time_ns()
             probe_task = asyncio.create_task(probe.run(start_ns) if probe_latency else asyncio.sleep(0))
-            spy = None
-            if profile is not None:
-                spy = subprocess.Popen(  # noqa: ASYNC220 - started once; returns at once
-                    [
-                        str(Path(sys.executable).with_name("py-spy")),
-                        "record",
-                        "-p",
-                        str(gw.pid),
-                        "-f",
-                        "raw",
-                        "-r",
-                        "200",
-                        "-d",
-                        str(int(seconds)),
-                        "-o",
-                        str(profile),
-                        "--nonblocking",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            spies = [
+                _py_spy(pid, out, seconds)
+                for pid, out in ((gw.pid, profile), (os.getpid(), profile_ingest))
+                if out is not None
+            ]
             t0 = time.monotonic()
             result = await server.run(rate, seconds)
             produced = result["written"]
@@ -248,7 +239,7 @@ async def leg(
             await asyncio.sleep(0.5)  # a last probe poll
             cpu1 = {k: cpu_s(p) for k, p in procs.items()}
             m1 = scrape(health_port)
-            if spy is not None:
+            for spy in spies:
                 await asyncio.to_thread(spy.wait, 60)
             probe.stop()
             await probe_task

@@ -15,7 +15,7 @@ SourceTimestamp) feeds, one after the other:
 CPU seconds are read from /proc for each process over the production window plus the drain.
 ``lost`` = changes produced − rows stored in the window. ``--profile FILE`` also records the gateway
 with py-spy during the window (raw collapsed stacks; ``benchmarks/profile_breakdown.py FILE`` sums them
-by stage).
+by stage), ``--profile-ingest FILE`` the ingest process (``profile_breakdown.py FILE --hub``).
 
 Run: ``.venv/bin/python benchmarks/gateway_cost.py [--seconds 30]`` (about 90 s). The last line is JSON:
 ``{"changes_per_s", "lost", "gateway_cpu_s_per_10k", "chain_cpu_s_per_10k", "bare_asyncua_cpu_s_per_10k", ...}``.
@@ -137,6 +137,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             args.seconds,
             probe_latency=False,
             profile=args.profile,
+            profile_ingest=args.profile_ingest,
         )
     finally:
         server.stop()
@@ -176,6 +177,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--store", choices=("influxdb1", "duckdb"), default="influxdb1")
     parser.add_argument("--profile", type=Path, help="record the gateway with py-spy into this file")
+    parser.add_argument(
+        "--profile-ingest", type=Path, help="record the ingest process (this one) with py-spy into this file"
+    )
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "NODES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:

@@ -36,7 +36,6 @@ import pickle
 import queue
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -44,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import _common  # noqa: F401  (the import path)
+import _common  # (also the import path)
 import duckdb
 import httpx
 from _common import cpu_s
@@ -263,26 +262,11 @@ async def wait_workers(port: int, workers: int) -> None:
                 await asyncio.sleep(0.2)
 
 
-SPY_FLAGS = ("--idle", "--threads", "--nonblocking", "-o")
+SPY_FLAGS = ("--idle", "--threads", "--nonblocking")
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("py-spy")),
-            "record",
-            "-p",
-            str(pid),
-            "-f",
-            "raw",
-            "-r",
-            "100",
-            *SPY_FLAGS,
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return _common.start_py_spy(pid, out, rate=100, flags=SPY_FLAGS)
 
 
 def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:

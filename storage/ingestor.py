@@ -32,7 +32,6 @@ which the stores make harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -45,19 +44,19 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from core.backoff import Backoff
 from core.mqtt import Message, MqttClient
 from wire import Sample
 from wire.topics import SAMPLES_FILTER, STATUS_FILTER, shared_filter
 
 from .base import Store
 from .deadletter import DeadLetter, DeadLetterFile
-from .errors import StoreError, StoreRejected, StoreUnavailable
+from .errors import StoreRejected, StoreUnavailable
 from .gateways import GatewayState, GatewayTracker
 from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics
 from .ratelog import RateLimitedLog
 from .settings import IngestSettings
+from .store_writer import StoreWriter
 from .validate import Accepted, Refused, check_message
 
 log = logging.getLogger(__name__)
@@ -105,14 +104,13 @@ class Ingestor:
         self.gateways_tracker = GatewayTracker()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._pending = _Pending()
-        self._writers: set[asyncio.Task[None]] = set()
+        self.writer = StoreWriter(store, settings, self.metrics)
         self._writing = 0
         self._taking = 0
         self._link: MqttClient | None = None
         self._shed = 0
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
-        self.store_ok = True
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def __aenter__(self) -> Ingestor:
@@ -155,16 +153,7 @@ class Ingestor:
                 await self._link.stop()
 
     async def _drain(self) -> None:
-        writers, self._writers = self._writers, set()
-        if writers:
-            # Let running writes finish; one still retrying an unavailable store is given up
-            # (its messages stay unacknowledged, with the broker).
-            await asyncio.wait(writers, timeout=5)
-            for writer in writers:
-                writer.cancel()
-            for writer in writers:
-                with contextlib.suppress(asyncio.CancelledError, StoreError):
-                    await writer
+        await self.writer.drain(timeout_s=5)
         if self._pending.messages:
             await self._flush(final=True)
 
@@ -180,6 +169,11 @@ class Ingestor:
             housekeeping.cancel()
 
     # -- state --------------------------------------------------------------------------------------
+    @property
+    def store_ok(self) -> bool:
+        """Whether the last write to the store succeeded."""
+        return self.writer.store_ok
+
     @property
     def stored_samples(self) -> int:
         """Samples written to the store since start (``mdh_ingest_samples_total``)."""
@@ -345,89 +339,31 @@ class Ingestor:
 
         With ``final`` the batch is written now (shutdown), without retrying an unavailable store.
         """
-        await self._wait_writers(0 if final else self.settings.max_writes_in_flight - 1)
+        await self.writer.wait(0 if final else self.settings.max_writes_in_flight - 1)
         batch, self._pending = self._pending, _Pending()
         if not batch.messages:
             return
         if final:
             await self._write_batch(batch, final=True)
             return
-        self._writers.add(asyncio.create_task(self._write_batch(batch), name="ingest-write"))
-
-    async def _wait_writers(self, at_most: int) -> None:
-        """Wait until at most ``at_most`` writes are in flight; cancelling the waiter does not cancel them.
-
-        A write that failed with an error it does not handle itself re-raises it here.
-        """
-        while True:
-            for done in [w for w in self._writers if w.done()]:
-                self._writers.discard(done)
-                done.result()
-            if len(self._writers) <= at_most:
-                return
-            await asyncio.wait(self._writers, return_when=asyncio.FIRST_COMPLETED)
+        self.writer.start(self._write_batch(batch))
 
     async def _write_batch(self, p: _Pending, *, final: bool = False) -> None:
-        """Write ``p``, retrying while the store is unavailable (capped back-off with jitter); then acknowledge."""
+        """Write ``p`` (retrying while the store is unavailable), then acknowledge its messages."""
         self._writing += len(p.messages)
         try:
-            if not await self._write_with_retries(p, final=final):
+            if not await self.writer.write(p.samples, messages=len(p.messages), final=final):
+                await self._isolate_rejected(p.messages)
                 return
         finally:
             self._writing -= len(p.messages)
-        self._set_store_ok(True)
         self.metrics.inc_samples(p.count)
         self.metrics.inc_messages("stored", len(p.messages))
         self._ack(p.messages)
         self.metrics.set_pending(self.pending_messages)
-        if self._shed and not final and not self._other_writes(asyncio.current_task()):
+        if self._shed and not final and not self.writer.others_running(asyncio.current_task()):
             # the last write in flight: reconnecting now loses no acknowledgement of another write
             await self._resync()
-
-    def _other_writes(self, me: asyncio.Task[object] | None) -> bool:
-        return any(not w.done() for w in self._writers if w is not me)
-
-    async def _write_with_retries(self, p: _Pending, *, final: bool) -> bool:
-        s = self.settings
-        backoff = Backoff(min(s.retry_initial_s, s.retry_max_s), s.retry_max_s)
-        while True:
-            try:
-                t0 = time.perf_counter()
-                await asyncio.to_thread(self._write_all, p.samples)
-                self.metrics.observe_write(time.perf_counter() - t0)
-                return True
-            except StoreUnavailable as exc:
-                self.metrics.store_error("unavailable")
-                self._set_store_ok(False)
-                if final:
-                    raise
-                wait = backoff.next(exc.retry_after)
-                log.warning(
-                    "store unavailable (%s); %d messages wait unacknowledged; retrying in %.1f s",
-                    exc,
-                    len(p.messages),
-                    wait,
-                )
-                await asyncio.sleep(wait)
-            except StoreRejected as exc:
-                self.metrics.store_error("rejected")
-                log.error("store rejected a batch (%s); writing its messages one by one", exc)
-                await self._isolate_rejected(p.messages)
-                return False
-            except Exception:
-                # A store error nobody wrapped: keep the data and retry like an outage rather than stop ingesting.
-                self.metrics.store_error("unexpected")
-                self._set_store_ok(False)
-                if final:
-                    log.exception("unexpected error writing %d messages", len(p.messages))
-                    raise
-                wait = backoff.next()
-                log.exception("unexpected error writing %d messages; retrying in %.1f s", len(p.messages), wait)
-                await asyncio.sleep(wait)
-
-    def _write_all(self, samples: dict[str, list[Sample]]) -> None:
-        for member, member_samples in samples.items():
-            self.store.write(member, member_samples)
 
     async def _isolate_rejected(self, messages: list[Message]) -> None:
         register = self._current_register()
@@ -453,9 +389,3 @@ class Ingestor:
 
     def _count_refusal(self, reason: str) -> None:
         self.metrics.inc_refused(reason)
-
-    def _set_store_ok(self, ok: bool) -> None:
-        if ok != self.store_ok:
-            log.info("store writes %s", "succeed again" if ok else "fail; holding acknowledgements")
-        self.store_ok = ok
-        self.metrics.set_store_up(ok)

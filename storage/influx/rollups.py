@@ -1,10 +1,12 @@
 """Hourly rollups kept incrementally inside InfluxDB.
 
 Every write carries *dirty markers*: one point per asset of the batch in the measurement ``rollup_dirty``,
-stamped with the writer's clock (``written_ns``), tagged with member, asset and asset class, with the
-batch's first and last sample time of that asset (``lo_ns``, ``hi_ns``). The markers go last in the
-write, so once one is visible so is its data. :meth:`InfluxRollupKeeper.refresh` reads the markers
-stamped after its watermark (a time range on the index, not a scan of every marker) and per pending asset
+stamped with the writer's clock (``written_ns``), tagged with member, asset, asset class and the writing
+process (``writer``, random at every start), with the batch's first and last sample time of that asset
+(``lo_ns``, ``hi_ns``). The markers go last in the write, so once one is visible so is its data.
+:meth:`InfluxRollupKeeper.refresh` takes the markers its own process wrote from memory
+(:mod:`storage.influx.batchlog`), reads those of other writers stamped after its watermark (a time range on
+the index, not a scan of every marker) and per pending asset
 
 * folds in, when every pending sample comes after what the asset's carry folded in, only the samples
   newer than that and no newer than the asset's last marker (:func:`storage.incremental.fold`): one
@@ -38,9 +40,10 @@ from wire.catalog import COUNTER_SIGNALS
 from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups, samples_frame
 from ..incremental import Carry, Key, carry_from_raw, fold, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
+from .batchlog import BatchLog, Bounds, OwnMarker
 from .connection import InfluxConnection, source
 from .influxql import literal, tag_in, time_range, where
-from .lineprotocol import encode_lines, encode_point, escape_tag_value
+from .lineprotocol import encode_rows, escape_tag_value
 from .rollup_cache import RollupCache
 from .rollup_reader import RollupReader
 
@@ -51,36 +54,25 @@ WATERMARK_MARGIN_NS = 30 * 10**9
 KEYS_PER_QUERY = 50
 #: A fold reads all assets in one query when their folded times lie within this of the newest one.
 BULK_SPAN_NS = 120 * 10**9
-#: Samples this process wrote that are kept in memory until a refresh has folded them (beyond it, the oldest
-#: batches are forgotten and their assets are read back from InfluxDB instead).
-MAX_REMEMBERED_SAMPLES = 1_000_000
 
 _KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
 _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
+_TAG_COLUMNS = ("member", "asset", "asset_class")
 _GROUP = 'GROUP BY "member", "asset", "asset_class", "signal"'
 _FLAT_COLUMNS = '"member", "asset", "asset_class", "signal", "value", "text", "quality"'
 #: (member, asset) -> (first sample, last sample) pending.
 Pending = dict[Key, tuple[int, int]]
 
 
-def dirty_markers(member: str, samples: Sequence[Sample], *, written_ns: int) -> bytes:
-    """One marker point per asset of ``samples``: its first and last sample time, stamped ``written_ns``."""
-    bounds: dict[str, list[int]] = {}
-    classes: dict[str, str] = {}
-    for s in samples:
-        b = bounds.get(s.asset)
-        if b is None:
-            bounds[s.asset] = [s.ts, s.ts]
-            classes[s.asset] = s.asset_class
-        elif s.ts < b[0]:
-            b[0] = s.ts
-        elif s.ts > b[1]:
-            b[1] = s.ts
-    m = escape_tag_value(member)
+def dirty_markers(member: str, bounds: Bounds, *, written_ns: int, writer: str) -> bytes:
+    """One marker point per asset of ``bounds`` (:func:`~storage.influx.batchlog.marker_bounds` of a batch): its
+    first and last sample time, stamped ``written_ns``, tagged with the ``writer``."""
+    tail = f",member={escape_tag_value(member)},writer={escape_tag_value(writer)} "
+    stamp = f"i,written_ns={written_ns}i {written_ns}"
     lines = [
-        f"rollup_dirty,asset={escape_tag_value(asset)},asset_class={escape_tag_value(classes[asset])},member={m} "
-        f"hi_ns={hi}i,lo_ns={lo}i,written_ns={written_ns}i {written_ns}"
-        for asset, (lo, hi) in bounds.items()
+        f"rollup_dirty,asset={escape_tag_value(asset)},asset_class={escape_tag_value(cls)}{tail}"
+        f"hi_ns={hi}i,lo_ns={lo}{stamp}"
+        for asset, (cls, lo, hi) in bounds.items()
     ]
     return "\n".join(lines).encode()
 
@@ -120,12 +112,8 @@ class InfluxRollupKeeper:
         #: markers already handled, (member, asset, time), until the watermark passes them
         self._seen: set[tuple[str, str, int]] = set()
         self._as_of: int | None = None
-        #: batches this process wrote (see :meth:`wrote`): (member, written_ns) -> (recorded at, samples)
-        self._written: dict[tuple[str, int], tuple[int, list[Sample]]] = {}
-        #: the markers of those batches, (member, asset, written_ns)
-        self._written_markers: set[tuple[str, str, int]] = set()
-        self._written_count = 0
-        self._written_lock = threading.Lock()
+        #: the batches this process wrote, with their markers (see :meth:`wrote`)
+        self.log = BatchLog()
 
     def _src(self, measurement: str, rp: str | None) -> str:
         return source(measurement, rp)
@@ -138,42 +126,33 @@ class InfluxRollupKeeper:
         values = rows.columns.get("w") or []
         return int(values[0]) if values and values[0] is not None else 0
 
-    def wrote(self, member: str, samples: Sequence[Sample], written_ns: int) -> None:
-        """``samples`` of ``member`` are in InfluxDB with their markers stamped ``written_ns`` (called by the store
-        after the write succeeded). A refresh folds an asset from these instead of reading its samples back, when
-        every pending marker of the asset is of a batch remembered here; an asset that another process also wrote
-        (a second ingest worker), or whose batches were forgotten, is read back as before."""
-        batch = list(samples)
-        with self._written_lock:
-            self._written[(member, written_ns)] = (time.time_ns(), batch)
-            self._written_markers.update((member, a, written_ns) for a in {s.asset for s in batch})
-            self._written_count += len(batch)
-            while self._written_count > MAX_REMEMBERED_SAMPLES and self._written:
-                self._forget_batch(next(iter(self._written)))
+    def wrote(self, member: str, samples: Sequence[Sample], written_ns: int, bounds: Bounds) -> None:
+        """``samples`` of ``member`` are in InfluxDB with their markers (``bounds``) stamped ``written_ns`` (called
+        by the store after the write succeeded). A refresh takes these markers from memory and folds an asset
+        from these samples instead of reading them back, when every pending marker of the asset is of a batch
+        remembered here; an asset that another process also wrote (a second ingest worker), or whose samples were
+        dropped, is read back as before."""
+        self.log.record(member, samples, written_ns, bounds)
 
-    def _forget_batch(self, key: tuple[str, int]) -> None:
-        _, batch = self._written.pop(key)
-        self._written_count -= len(batch)
-        member, written_ns = key
-        self._written_markers.difference_update((member, a, written_ns) for a in {s.asset for s in batch})
-
-    def _forget_written_before(self, ns: int) -> None:
-        """Forget the batches recorded before ``ns``: a refresh that started then has seen their markers."""
-        with self._written_lock:
-            for key in [k for k, (at, _) in self._written.items() if at < ns]:
-                self._forget_batch(key)
-
-    def _remembered(self, folding: dict[Key, tuple[int, int]], markers: dict[Key, list[int]]) -> pl.DataFrame | None:
-        """The new samples of the folding assets whose every pending marker is of a remembered batch, or ``None``
-        for none; those assets are taken out of ``folding``."""
-        with self._written_lock:
-            known = {
-                k for k in folding if k in markers and all((k[0], k[1], t) in self._written_markers for t in markers[k])
-            }
-            if not known:
-                return None
-            batches = sorted({(k[0], t) for k in known for t in markers[k]}, key=lambda b: b[1])
-            frames = [samples_frame(member, self._written[(member, t)][1]) for member, t in batches]
+    def _remembered(
+        self, folding: dict[Key, tuple[int, int]], own: dict[Key, list[int]], others: set[Key]
+    ) -> pl.DataFrame | None:
+        """The new samples of the folding assets whose every pending marker is of a batch whose samples are
+        remembered, or ``None`` for none; those assets are taken out of ``folding``."""
+        batches: dict[tuple[str, int], list[Sample] | None] = {}
+        candidates = [k for k in folding if k in own and k not in others]
+        for m, a in candidates:
+            for t in own[(m, a)]:
+                if (m, t) not in batches:
+                    batches[(m, t)] = self.log.samples(m, t)
+        known = {k for k in candidates if all(batches[(k[0], t)] is not None for t in own[k])}
+        if not known:
+            return None
+        # one frame per member, its batches in the order written (a polars frame costs a fixed time of its own)
+        by_member: dict[str, list[Sample]] = {}
+        for member, t in sorted({(k[0], t) for k in known for t in own[k]}, key=lambda b: b[1]):
+            by_member.setdefault(member, []).extend(batches[(member, t)] or [])
+        frames = [samples_frame(member, samples) for member, samples in by_member.items()]
         bounds = {k: folding.pop(k) for k in known}
         # InfluxDB keeps one point per series and time (the last write); so does the frame
         raw = pl.concat(frames).unique(
@@ -187,9 +166,7 @@ class InfluxRollupKeeper:
         with self._lock:
             for key in [k for k in self._carries if k[0] == member]:
                 del self._carries[key]
-        with self._written_lock:
-            for batch in [k for k in self._written if k[0] == member]:
-                self._forget_batch(batch)
+        self.log.forget(member)
 
     def reset(self) -> None:
         """Drop every carry: the next refresh recomputes each pending asset from raw, as after a restart."""
@@ -200,41 +177,61 @@ class InfluxRollupKeeper:
         done, _ = self._refresh(RollupQuery(), blocking=True)
         return done
 
-    def _markers(self, query: RollupQuery) -> tuple[Pending, list[tuple[str, str, int]]]:
+    def _markers(
+        self, query: RollupQuery, own: list[OwnMarker], read_all: bool
+    ) -> tuple[Pending, list[tuple[str, str, int]], list[OwnMarker]]:
+        """The pending assets: this process's markers ``own`` (from memory) and those of other writers after the
+        watermark, read from InfluxDB (this writer's too with ``read_all``, after markers were dropped from
+        memory). Returns the pending assets, the markers read and still to remember as seen, and the markers of
+        ``own`` (and of this writer read back) that the refresh handles."""
         assert self._watermark is not None
+        writer = self.log.writer
         cond = where(
             time_range(self._watermark + 1, None),
             tag_in("member", query.members),
             tag_in("asset", query.assets),
             tag_in("asset_class", query.asset_classes),
+            None if read_all else f'"writer" <> {literal(writer)}',
         )
         rows = self._db.execute(
             f'SELECT "lo_ns", "hi_ns" FROM {self._src("rollup_dirty", self._db.raw_rp)} WHERE {cond} '
-            'GROUP BY "member", "asset"',
+            'GROUP BY "member", "asset", "writer"',
             chunked=True,
         ).columns
         pending: Pending = {}
         seen: list[tuple[str, str, int]] = []
-        for m, a, t, lo, hi in zip(
+        handled = list(own)
+        in_memory = {(o.member, o.asset, o.written_ns) for o in own} if read_all else set()
+        times = rows.get("time", [])
+        writers = rows.get("writer") or [""] * len(times)
+        for m, a, w, t, lo, hi in zip(
             rows.get("member", []),
             rows.get("asset", []),
-            rows.get("time", []),
+            writers,
+            times,
             rows.get("lo_ns", []),
             rows.get("hi_ns", []),
             strict=True,
         ):
-            if (m, a, int(t)) in self._seen:
+            marker = (m, a, int(t))
+            if marker in self._seen or marker in in_memory or (w == writer and self.log.was_done(m, int(t))):
                 continue
-            seen.append((m, a, int(t)))
+            seen.append(marker)
+            if w == writer:  # read back after the memory dropped it (or recorded after ``own`` was taken)
+                handled.append(OwnMarker(m, a, "", 0, 0, int(t)))
             lo_, hi_ = (int(lo), int(hi)) if lo is not None and hi is not None else (int(t), int(t) + HOUR_NS - 1)
             old = pending.get((m, a))
             pending[(m, a)] = (lo_, hi_) if old is None else (min(old[0], lo_), max(old[1], hi_))
+        for o in own:
+            old = pending.get((o.member, o.asset))
+            pending[(o.member, o.asset)] = (o.lo, o.hi) if old is None else (min(old[0], o.lo), max(old[1], o.hi))
         if query.start_ns is not None or query.end_ns is not None:
             lo_q = query.start_ns if query.start_ns is not None else -(2**62)
             hi_q = query.end_ns if query.end_ns is not None else 2**62
             pending = {k: v for k, v in pending.items() if v[1] + GAP_NS + HOUR_NS >= lo_q and v[0] - GAP_NS < hi_q}
             seen = [s for s in seen if (s[0], s[1]) in pending]
-        return pending, seen
+            handled = [o for o in handled if (o.member, o.asset) in pending]
+        return pending, seen, handled
 
     def _refresh(self, query: RollupQuery, *, blocking: bool) -> tuple[int, int | None]:
         """Refresh the pending assets ``query`` asks for; return how many, and the time they are complete as of
@@ -248,26 +245,31 @@ class InfluxRollupKeeper:
             started = time.time_ns()
             if self._watermark is None:
                 self._watermark = self._load_watermark()
-            pending, seen = self._markers(query)
+            drops = self.log.drops
+            own = self.log.pending(query.members, query.assets, query.asset_classes)
+            read_all = self.log.must_read_back(drops)
+            pending, seen, handled = self._markers(query, own, read_all)
             if query.refresh_max_assets is not None and len(pending) > query.refresh_max_assets:
                 return 0, None
             read_s = (time.time_ns() - started) / 1e9
             if pending:
-                markers: dict[Key, list[int]] = {}
-                for m, a, t in seen:
-                    markers.setdefault((m, a), []).append(t)
-                self._fold_and_recompute(pending, markers)
+                mine: dict[Key, list[int]] = {}
+                for o in handled:
+                    mine.setdefault((o.member, o.asset), []).append(o.written_ns)
+                others = {(m, a) for m, a, _ in seen}
+                self._fold_and_recompute(pending, mine, others)
             log.debug(
                 "rollup refresh: %d markers, %d assets; markers read in %.2f s, total %.2f s",
-                len(seen),
+                len(seen) + len(own),
                 len(pending),
                 read_s,
                 (time.time_ns() - started) / 1e9,
             )
             self._seen.update(seen)
+            self.log.done(handled)
             if everything:
+                self.log.read_back(drops)
                 self._advance(started)
-                self._forget_written_before(started)
             return len(pending), started
         finally:
             self._lock.release()
@@ -281,8 +283,9 @@ class InfluxRollupKeeper:
             self._db.write_lines(f"rollup_state watermark_ns={new_mark}i {day}".encode(), rp=self._db.rollup_rp)
             self._watermark = new_mark
             self._seen = {s for s in self._seen if s[2] > new_mark}
+            self.log.forget_done_before(new_mark)
 
-    def _fold_and_recompute(self, pending: Pending, markers: dict[Key, list[int]]) -> None:
+    def _fold_and_recompute(self, pending: Pending, own: dict[Key, list[int]], others: set[Key]) -> None:
         redo: dict[Key, int] = {}
         bound: dict[Key, int] = {}
         folding: dict[Key, tuple[int, int]] = {}
@@ -296,7 +299,7 @@ class InfluxRollupKeeper:
         try:
             if folding:
                 t0 = time.perf_counter()
-                remembered = self._remembered(folding, markers)
+                remembered = self._remembered(folding, own, others)
                 new = self._read_new(folding) if folding else pl.DataFrame(schema=RAW_SCHEMA)
                 if remembered is not None:
                     new = pl.concat([remembered, new])
@@ -390,15 +393,12 @@ class InfluxRollupKeeper:
         """Upsert ``rows``; then announce the hours that a reader's cache may hold (see :mod:`.rollup_reader`)."""
         if rows.height == 0:
             return
-        lines = []
-        hours: set[int] = set()
-        for row in rows.with_columns(pl.col("hour").cast(pl.Int64)).iter_rows(named=True):
-            tags = {"member": row["member"], "asset": row["asset"], "asset_class": row["asset_class"]}
-            fields = {f: row[f] for f in _ROLLUP_FIELDS}
-            lines.append(encode_point("rollups", tags, fields, row["hour"]))
-            hours.add(row["hour"])
-        self._db.write_lines(encode_lines(lines), rp=self._db.rollup_rp)
-        self.reader.wrote(sorted(hours))
+        tags = rows.select(_TAG_COLUMNS).rows()
+        fields = rows.select(_ROLLUP_FIELDS).rows()
+        hours = rows.get_column("hour").cast(pl.Int64).to_list()
+        body = encode_rows("rollups", _TAG_COLUMNS, _ROLLUP_FIELDS, zip(tags, fields, hours, strict=True))
+        self._db.write_lines(body, rp=self._db.rollup_rp)
+        self.reader.wrote(sorted(set(hours)))
 
     def query(self, query: RollupQuery) -> Rollups:
         if any(v == () for v in (query.asset_classes, query.members, query.assets)):

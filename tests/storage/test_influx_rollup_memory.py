@@ -3,6 +3,7 @@ what another process (a second ingest worker) wrote; the rollups equal a full re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from storage import InfluxStore, RollupQuery, open_store
+from storage.influx.batchlog import BatchLog
+from storage.influx.lineprotocol import SampleEncoder
 from storage.rollups import compute_rollups
 from testkit.servers import InfluxServer
 from wire import Sample
@@ -67,7 +70,8 @@ def test_own_batches_are_folded_from_memory_and_others_read_back(stores: tuple[A
         first.write(M1, batch)
         first.refresh_rollups()
     assert read_back == [-1], "the keeper read back samples its own process had written"
-    assert first.rollups._written == {}, "folded batches are forgotten"
+    assert first.rollups.log.batches == 0, "folded batches are forgotten"
+    assert first.rollups.log.pending() == [], "handled markers are forgotten"
     assert_frame_equal(
         first.query_rollups(RollupQuery()), compute_rollups(_stored_raw(first)), check_exact=False, abs_tol=1e-6
     )
@@ -90,6 +94,43 @@ def test_a_redelivered_batch_is_counted_once(stores: tuple[Any, Any, list[int]])
     first.write(M1, batches[1])  # the broker delivered the batch again before its ack arrived
     first.refresh_rollups()
     assert read_back == [-1], "the fold did not take the remembered batches"
+    assert_frame_equal(
+        first.query_rollups(RollupQuery()), compute_rollups(_stored_raw(first)), check_exact=False, abs_tol=1e-6
+    )
+
+
+def test_markers_dropped_from_memory_are_read_back(stores: tuple[Any, Any, list[int]]) -> None:
+    first, _, read_back = stores
+    first.rollups.log = BatchLog(max_markers=3)  # two assets a batch: the second batch overflows it
+    batches = _batches(_live_stream((A1, A2), 1200, T0 + H - 600 * S), 6)
+    first.write(M1, batches[0])
+    first.refresh_rollups()
+    assert read_back == [-1]
+    for batch in batches[1:4]:
+        first.write(M1, batch)
+    assert first.rollups.log.drops > 0, "the markers were not dropped"
+    first.refresh_rollups()  # reads this writer's markers (and then their samples) back from InfluxDB
+    assert read_back[1:] and read_back[1] > 0, "the dropped batches were not read back"
+    assert not first.rollups.log.must_read_back(first.rollups.log.drops)
+    assert_frame_equal(
+        first.query_rollups(RollupQuery()), compute_rollups(_stored_raw(first)), check_exact=False, abs_tol=1e-6
+    )
+
+
+def test_markers_without_a_writer_tag_are_read(stores: tuple[Any, Any, list[int]]) -> None:
+    """Markers as written before they carried the writer (a hub upgraded while markers were pending)."""
+    first, second, _ = stores
+    batches = _batches(_live_stream((A1,), 600, T0 + H - 300 * S), 6)
+    first.write(M1, batches[0])
+    first.refresh_rollups()
+    later = [s for b in batches[1:] for s in b]
+    encoder = SampleEncoder()
+    second.write_lines(encoder.encode(M1, later), rp=second.raw_rp)
+    now = time.time_ns()
+    lo, hi = min(s.ts for s in later), max(s.ts for s in later)
+    marker = f"rollup_dirty,asset={A1},asset_class=press,member={M1} hi_ns={hi}i,lo_ns={lo}i,written_ns={now}i {now}"
+    second.write_lines(marker.encode(), rp=second.raw_rp)
+    assert first.refresh_rollups() == 1
     assert_frame_equal(
         first.query_rollups(RollupQuery()), compute_rollups(_stored_raw(first)), check_exact=False, abs_tol=1e-6
     )

@@ -63,7 +63,8 @@ def test_numbers_tags_and_millisecond_timestamps_arrive(victoria_metrics: Victor
     assert series[0]["timestamps"] == [s.ts // 10**6 for s in samples[:200]]
     quality = victoria_metrics.export('{__name__="samples_quality",signal="power_kw"}', expect_points=200)
     assert quality[0]["values"] == [float(i % 3) for i in range(200)]
-    # one rollup marker for the asset: stamped with the write's clock, the batch's first and last sample time
+    # one rollup marker for the asset: stamped with the write's clock, the batch's first and last sample time,
+    # tagged with the writing process
     # (VictoriaMetrics keeps them as float64: exact to a few hundred ns at today's epoch)
     lo = victoria_metrics.export('{__name__="rollup_dirty_lo_ns"}', expect_points=1)
     hi = victoria_metrics.export('{__name__="rollup_dirty_hi_ns"}', expect_points=1)
@@ -72,6 +73,7 @@ def test_numbers_tags_and_millisecond_timestamps_arrive(victoria_metrics: Victor
         "member": M,
         "asset": "a-0000000a",
         "asset_class": "press",
+        "writer": store.rollups.log.writer,
     }
     assert lo[0]["values"] == [pytest.approx(min(s.ts for s in samples), rel=1e-15)]
     assert hi[0]["values"] == [pytest.approx(max(s.ts for s in samples), rel=1e-15)]

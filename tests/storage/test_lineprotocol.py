@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point
 
-from storage.influx.lineprotocol import SampleEncoder, encode_lines, encode_point, encode_samples
+from storage.influx.lineprotocol import SampleEncoder, encode_lines, encode_point, encode_rows, encode_samples
 from wire import MACHINE_STATES, SIGNALS, Sample
 
 # Text including every character that line protocol treats specially.
@@ -131,3 +131,33 @@ def test_states_are_strings_numbers_are_floats() -> None:
         'samples,asset=a-00000001,asset_class=press,member=m-abcdef,signal=state quality=1i,text="running" 2',
     ]
     assert encode_lines(["a", "", "b"]) == b"a\nb"
+
+
+_key = text.filter(lambda k: k != "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    measurement=text.filter(lambda m: m != "" and not m.startswith("#")),
+    tag_keys=st.lists(_key, max_size=3, unique=True),
+    field_keys=st.lists(_key, min_size=1, max_size=4, unique=True),
+    data=st.data(),
+)
+def test_encode_rows_matches_encode_point_per_row(
+    measurement: str, tag_keys: list[str], field_keys: list[str], data: st.DataObject
+) -> None:
+    rows = data.draw(
+        st.lists(
+            st.tuples(
+                st.lists(text, min_size=len(tag_keys), max_size=len(tag_keys)),
+                st.lists(field_value, min_size=len(field_keys), max_size=len(field_keys)),
+                st.one_of(st.none(), ts),
+            ),
+            max_size=6,
+        )
+    )
+    expected = encode_lines(
+        encode_point(measurement, dict(zip(tag_keys, tags, strict=True)), dict(zip(field_keys, fields, strict=True)), t)
+        for tags, fields, t in rows
+    )
+    assert encode_rows(measurement, tag_keys, field_keys, rows) == expected
