@@ -145,14 +145,19 @@ class OpcuaSourceRunner:
         recv_ns: int,
         out: list[Sample],
     ) -> None:
-        """One value of ``b``, from a subscription, a read or the history: overflow bits, then normalisation."""
+        """One value of ``b``, from a read or the history: overflow bits, then normalisation."""
         self.readings_in += 1
         if status & OVERFLOW_BITS == OVERFLOW_BITS:
-            self.problems.event("overflow", detail="the server's queue of a monitored item overflowed")
-            status &= ~0xFFFF  # the info bits say values were lost before this one, not that this one is bad
-        s = self.normaliser.normalise(Reading(b.asset, b.signal, value, recv_ns, source_ns, server_ns, status))
+            status = self._overflowed(status)
+        s = self.normaliser.normalise_value(b.asset, b.signal, value, status, source_ns, recv_ns)
         if not isinstance(s, str):
             out.append(s)
+
+    def _overflowed(self, status: int) -> int:
+        """A value after which the server's queue overflowed: counted; the status without the info bits (they say
+        values were lost before this one, not that this one is bad)."""
+        self.problems.event("overflow", detail="the server's queue of a monitored item overflowed")
+        return status & ~0xFFFF
 
     # -- session -------------------------------------------------------------------------------
 
@@ -314,16 +319,29 @@ class OpcuaSourceRunner:
         return mon
 
     def _emit_changes(self, mon: _Monitored, changes: list[Change]) -> None:
-        """One PublishResponse's data changes: freshness, then each reading; one sink call."""
+        """One PublishResponse's data changes: freshness, then each reading; one sink call.
+
+        The per-change loop of the gateway (:meth:`_reading` inlined, the server timestamp unused):
+        it runs ten thousand times a second at full load."""
         recv_ns = time.time_ns()
         out: list[Sample] = []
+        append = out.append
         handles = mon.handles
-        for handle, value, status, source_ns, server_ns in changes:
+        arrived = mon.freshness.arrived
+        normalise = self.normaliser.normalise_value
+        n = 0
+        for handle, value, status, source_ns, _server_ns in changes:
             b = handles.get(handle)
             if b is None:
                 continue
-            mon.freshness.arrived(handle, source_ns)
-            self._reading(b, value, status, source_ns, server_ns, recv_ns, out)
+            n += 1
+            arrived(handle, source_ns)
+            if status & OVERFLOW_BITS == OVERFLOW_BITS:
+                status = self._overflowed(status)
+            s = normalise(b.asset, b.signal, value, status, source_ns, recv_ns)
+            if not isinstance(s, str):
+                append(s)
+        self.readings_in += n
         if out:
             self._sink(out)
 
