@@ -157,6 +157,11 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "nodes": args.nodes,
         "produced": r["produced"],
         "stored": r["stored"],
+        # where a loss happened: readings the gateway took in, samples the broker acknowledged, and how long the
+        # drain waited for the store (it gives up after e2e_leg.DRAIN_S: under heavy load "lost" can be the store's lag)
+        "gateway_received": r["gateway_received"],
+        "gateway_acked": r["gateway_acked"],
+        "drain_s": r["drain_s"],
         "baseline_received": base["received"],
         "baseline_produced": base["produced"],
         "cpu_s": cpu,

@@ -10,6 +10,9 @@ a finished wire payload (with its batch id) when it holds ``batch_size`` samples
 ``batch_time_s`` old. A sealed chunk is one uplink message and is deleted only after the broker
 acknowledged it, so a chunk resent after a crash carries the same batch id and the same samples.
 
+The watermarks (newest source timestamp sent per series) are written with the samples of each flush, in the
+same transaction, through the watermark log of :mod:`.marklog`.
+
 :meth:`DiskBuffer.take` drains in order but, while a backlog older than ``live_window_s`` is being
 sent, alternates with the newest chunks so that live data is not starved behind the backlog.
 """
@@ -32,6 +35,8 @@ import msgspec
 from wire.model import Sample
 
 from .errors import DiskBufferError
+from .marklog import SCHEMA as MARKLOG_SCHEMA
+from .marklog import Marks, WatermarkLog
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +52,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     n INTEGER NOT NULL,
     data BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS watermarks (
-    asset TEXT NOT NULL,
-    signal TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    PRIMARY KEY (asset, signal)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS marklog (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    data TEXT NOT NULL
-);
 """
-#: Watermark log rows folded into the ``watermarks`` table at once (about 10 s of flushes by default).
-MARKLOG_COMPACT_ROWS = 100
 _COLS = "id, batch_id, n, created_ns, data"
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(list[Sample])
-_json = msgspec.json.Encoder()
-#: The watermark log's marks as rows (each log row is a JSON array of [asset, signal, ts]); read at open.
-_LOGGED_MARKS = (
-    "SELECT json_extract(j.value, '$[0]') AS asset, json_extract(j.value, '$[1]') AS signal, "
-    "max(json_extract(j.value, '$[2]')) AS ts FROM marklog, json_each(marklog.data) AS j GROUP BY 1, 2"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +96,12 @@ class DiskBuffer:
         self._open: list[Sample] = []
         self._open_id: int | None = None
         self._open_created = 0
-        self._marklog_rows = 0
-        #: the marks in the log, newest per series (kept as the log is written, so folding reads nothing back)
-        self._unfolded: dict[tuple[str, str], int] = {}
+        self._marks: WatermarkLog | None = None
         self.dropped: Counter[str] = Counter()
         self.written = 0
         self.sent = 0
+        #: chunks sealed since open (the uplink has news only when this moved)
+        self.sealed = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -124,12 +111,11 @@ class DiskBuffer:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + MARKLOG_SCHEMA)
         except sqlite3.Error as exc:
             raise DiskBufferError(f"cannot open the disk buffer {self.path}: {exc}") from exc
         self._db = db
-        self._marklog_rows = int(db.execute("SELECT count(*) FROM marklog").fetchone()[0])
-        self._unfolded = {(a, sig): int(ts) for a, sig, ts in db.execute(_LOGGED_MARKS)}
+        self._marks = WatermarkLog(db, self.path)
         self._recover()
         return self
 
@@ -140,6 +126,7 @@ class DiskBuffer:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._db = None
+            self._marks = None
 
     def __enter__(self) -> DiskBuffer:
         return self.open()
@@ -206,9 +193,7 @@ class DiskBuffer:
         """Samples not yet in a sealed chunk: pending in memory plus those in the open chunk."""
         return len(self._pending) + len(self._open)
 
-    def flush(
-        self, *, now_ns: int | None = None, seal_all: bool = False, marks: dict[tuple[str, str], int] | None = None
-    ) -> int:
+    def flush(self, *, now_ns: int | None = None, seal_all: bool = False, marks: Marks | None = None) -> int:
         """Write pending samples (and watermarks), seal full or old chunks, enforce the size bound.
 
         Returns the number of samples written.
@@ -247,10 +232,10 @@ class DiskBuffer:
                 if self._open:
                     self._write_open(now)
                 if marks:
-                    self._log_watermarks(marks)
+                    self._marklog.append(marks)
                 db.execute("COMMIT")
                 if marks:
-                    self._logged(marks)
+                    self._marklog.committed(marks)
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
@@ -260,7 +245,8 @@ class DiskBuffer:
             self._callbacks[:0] = callbacks
             raise DiskBufferError(f"cannot write the disk buffer {self.path}: {exc}", retryable=True) from exc
         self.written += len(pending)
-        if self.overflow == "drop_oldest" and self.depth_bytes > self.max_bytes:
+        # the depth grows only by a write (read from the chunks: a sum over the table, not for an idle flush)
+        if changed and self.overflow == "drop_oldest" and self.depth_bytes > self.max_bytes:
             self._drop_oldest()
         for cb in callbacks:
             try:
@@ -269,52 +255,15 @@ class DiskBuffer:
                 log.exception("disk buffer: durable callback failed")
         return len(pending)
 
-    def _log_watermarks(self, marks: dict[tuple[str, str], int]) -> None:
-        """Append the marks of this flush to the watermark log as one row, inside the flush's transaction.
+    @property
+    def _marklog(self) -> WatermarkLog:
+        if self._marks is None:
+            raise DiskBufferError("the disk buffer is not open")
+        return self._marks
 
-        One row per flush instead of one upsert per series: with thousands of series changing every flush,
-        the upserts were a fifth of the gateway's CPU.
-        """
-        self.db.execute(
-            "INSERT INTO marklog (data) VALUES (?)",
-            (_json.encode([(a, sig, ts) for (a, sig), ts in marks.items()]).decode(),),
-        )
-
-    def _logged(self, marks: dict[tuple[str, str], int]) -> None:
-        """The flush that logged ``marks`` committed; every :data:`MARKLOG_COMPACT_ROWS` rows, fold the log into
-        the ``watermarks`` table (its own transaction: table and log together always hold every mark)."""
-        unfolded = self._unfolded
-        for key, ts in marks.items():  # a mark never moves back
-            if ts > unfolded.get(key, ts - 1):
-                unfolded[key] = ts
-        self._marklog_rows += 1
-        if self._marklog_rows < MARKLOG_COMPACT_ROWS:
-            return
-        db = self.db
-        try:
-            db.execute("BEGIN")
-            db.executemany(
-                "INSERT INTO watermarks (asset, signal, ts) VALUES (?, ?, ?) "
-                "ON CONFLICT (asset, signal) DO UPDATE SET ts = max(ts, excluded.ts)",
-                [(a, sig, ts) for (a, sig), ts in self._unfolded.items()],
-            )
-            db.execute("DELETE FROM marklog")
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:  # the log still holds every mark: folding is tried again at the next flush
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            log.warning("disk buffer %s: cannot fold the watermark log: %s", self.path, exc)
-            return
-        self._unfolded = {}
-        self._marklog_rows = 0
-
-    def watermarks(self) -> dict[tuple[str, str], int]:
+    def watermarks(self) -> Marks:
         """Watermarks saved by earlier runs: newest source timestamp per (asset pseudonym, signal)."""
-        marks = {(a, s): int(ts) for a, s, ts in self.db.execute("SELECT asset, signal, ts FROM watermarks")}
-        for key, ts in self._unfolded.items():  # the log, read once at open and kept since
-            if ts > marks.get(key, ts - 1):
-                marks[key] = ts
-        return marks
+        return self._marklog.marks()
 
     def _write_open(self, now: int) -> None:
         data = _enc.encode(self._open)
@@ -329,6 +278,7 @@ class DiskBuffer:
 
     def _write_sealed(self, samples: list[Sample]) -> None:
         db = self.db
+        self.sealed += 1
         if self._open_id is not None:
             (batch_id,) = db.execute("SELECT batch_id FROM chunks WHERE id = ?", (self._open_id,)).fetchone()
             payload = self._seal(batch_id, samples)

@@ -69,7 +69,23 @@ def transform_number(rule: SignalRule, value: float) -> float:
     return v
 
 
-_Prepared = tuple[str, str, SignalRule]
+class _Series:
+    """What a normaliser keeps of one output series (asset pseudonym, canonical signal), in one record so that a
+    sample updates attributes instead of a handful of dicts: the last sample and its rule (for the heartbeat),
+    when the source last delivered or confirmed it, and how far behind its arrival its last change was."""
+
+    __slots__ = ("confirmed_ns", "key", "lag_ns", "last", "rule")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.last: Sample | None = None
+        self.rule: SignalRule | None = None
+        self.confirmed_ns = 0
+        self.lag_ns = 0
+
+
+#: (asset pseudonym, asset class, rule, series) of an allowed (asset, local signal), or why it is dropped.
+_Prepared = tuple[str, str, SignalRule, _Series]
 
 
 class Watermarks:
@@ -104,8 +120,9 @@ class Normaliser:
         self._prepared: dict[tuple[str, str], _Prepared | str] = {}
         self.accepted = 0
         self.dropped: Counter[str] = Counter()
-        #: (asset pseudonym, canonical signal) -> (last sample, its rule); for the heartbeat.
-        self.last: dict[tuple[str, str], tuple[Sample, SignalRule]] = {}
+        #: (asset pseudonym, canonical signal) -> its record: last sample and rule (for the heartbeat), last
+        #: delivery or confirmation, lag of the last change.
+        self._series: dict[tuple[str, str], _Series] = {}
         #: (asset pseudonym, canonical signal) -> newest timestamp accepted; shared and persisted by the
         #: gateway, so a value that a server delivers again after a reconnect or restart is not sent twice.
         self.watermarks = watermarks if watermarks is not None else Watermarks()
@@ -113,17 +130,15 @@ class Normaliser:
         #: True for sources that can confirm an unchanged value (OPC UA reads it): the heartbeat then repeats
         #: a value as good only if the source confirmed it within the heartbeat period (:meth:`confirm`).
         self.require_confirmation = False
-        #: (asset pseudonym, canonical signal) -> receive time (ns) of the last delivery or confirmation.
-        self.confirmed: dict[tuple[str, str], int] = {}
-        #: per series, how long after its source timestamp its last change arrived (see :meth:`repeat_stale`)
-        self._lag: dict[tuple[str, str], int] = {}
 
     def set_policy(self, policy: Policy, asset_classes: dict[str, str]) -> None:
         """Apply a reloaded policy from the next reading on; the heartbeat forgets series whose rule changed."""
         self.policy = policy
         self._asset_classes = dict(asset_classes)
         self._prepared = {}
-        self.last = {k: (s, rule) for k, (s, rule) in self.last.items() if policy.rules.get(rule.local) == rule}
+        for series in self._series.values():
+            if series.rule is not None and policy.rules.get(series.rule.local) != series.rule:
+                series.last = series.rule = None
 
     def classify(self, asset: str, asset_class: str) -> None:
         """Set the asset class of a clear asset id discovered at run time."""
@@ -139,7 +154,12 @@ class Normaliser:
             prepared = "personal"
         else:
             aclass = self._asset_classes.get(asset, self.policy.default_asset_class)
-            prepared = (self.pseudonymiser.asset(asset), aclass, rule)
+            pseudonym = self.pseudonymiser.asset(asset)
+            key = (pseudonym, rule.canonical)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _Series(key)
+            prepared = (pseudonym, aclass, rule, series)
         self._prepared[(asset, local)] = prepared
         return prepared
 
@@ -149,7 +169,7 @@ class Normaliser:
         prepared = self._prepared.get((asset, local)) or self._prepare(asset, local)
         if isinstance(prepared, str):
             return None
-        return self._marks.get((prepared[0], prepared[2].canonical))
+        return self._marks.get(prepared[3].key)
 
     def drop(self, reason: str) -> str:
         self.dropped[reason] += 1
@@ -157,20 +177,24 @@ class Normaliser:
 
     def normalise(self, r: Reading) -> Sample | str:
         """Return the wire sample for ``r`` or the reason it was dropped (counted)."""
-        prepared = self._prepared.get((r.asset, r.signal))
+        return self.normalise_value(r.asset, r.signal, r.value, r.status, r.source_ns, r.recv_ns)
+
+    def normalise_value(
+        self, asset_id: str, local: str, v: Any, status: int, source_ns: int | None, recv_ns: int
+    ) -> Sample | str:
+        """:meth:`normalise` of a reading given by its fields (the OPC UA source's way: no :class:`Reading`)."""
+        prepared = self._prepared.get((asset_id, local))
         if prepared is None:
-            prepared = self._prepare(r.asset, r.signal)
+            prepared = self._prepare(asset_id, local)
         if isinstance(prepared, str):
             return self.drop(prepared)
-        asset, aclass, rule = prepared
-        status = r.status
+        asset, aclass, rule, series = prepared
         q = 0 if status == 0 else quality_of(status)
         if q > self.policy.min_quality:
             return self.drop("quality")
-        v = r.value
         if v is None:
             return self.drop("no_value")
-        ts = r.source_ns if r.source_ns is not None else r.recv_ns
+        ts = source_ns if source_ns is not None else recv_ns
         if rule.coarsen_ns:
             ts -= ts % rule.coarsen_ns
         if not MIN_TS_NS <= ts <= MAX_TS_NS:
@@ -208,23 +232,26 @@ class Normaliser:
         checked = rule.personal or (isinstance(value, str) and len(value) > MAX_STRING_VALUE)
         if checked and sample_problem(sample) is not None:
             return self.drop("contract")
-        mark_key = (asset, rule.canonical)
-        mark = self._marks.get(mark_key)
+        key = series.key
+        marks = self._marks
+        mark = marks.get(key)
         if mark is not None and ts <= mark:
-            if mark_key not in self.last:  # first sight after a restart: the heartbeat repeats it from now on
-                self.last[mark_key] = (sample, rule)
-                self.confirmed[mark_key] = r.recv_ns
+            if series.last is None:  # first sight after a restart: the heartbeat repeats it from now on
+                series.last = sample
+                series.rule = rule
+                series.confirmed_ns = recv_ns
             # The source delivered a value it holds as current again (a re-read after a reconnect or a
             # backfill): the series is not catching up with its past.
-            self._lag[mark_key] = 0
+            series.lag_ns = 0
             return self.drop("replayed")
         self.accepted += 1
-        self._marks[mark_key] = ts
-        self.watermarks.dirty[mark_key] = ts
+        marks[key] = ts
+        self.watermarks.dirty[key] = ts
         # How far behind its arrival a *change* is (the first value of a series is the source's current one).
-        self._lag[mark_key] = r.recv_ns - ts if mark_key in self.last else 0
-        self.last[mark_key] = (sample, rule)
-        self.confirmed[mark_key] = r.recv_ns
+        series.lag_ns = recv_ns - ts if series.last is not None else 0
+        series.last = sample
+        series.rule = rule
+        series.confirmed_ns = recv_ns
         return sample
 
     def confirm(self, asset: str, local: str, recv_ns: int) -> None:
@@ -232,9 +259,9 @@ class Normaliser:
         prepared = self._prepared.get((asset, local))
         if prepared is None or isinstance(prepared, str):
             return
-        key = (prepared[0], prepared[2].canonical)
-        if key in self.last:
-            self.confirmed[key] = recv_ns
+        series = prepared[3]
+        if series.last is not None:
+            series.confirmed_ns = recv_ns
 
     def repeat_stale(self, now_ns: int, older_than_ns: int, *, confirmed_since_ns: int | None = None) -> list[Sample]:
         """Repeat, stamped ``now_ns``, every last value not refreshed for ``older_than_ns``.
@@ -254,16 +281,19 @@ class Normaliser:
         out: list[Sample] = []
         since = now_ns - older_than_ns if confirmed_since_ns is None else confirmed_since_ns
         history = 4 * older_than_ns
-        for key, (s, rule) in self.last.items():
-            if self.require_confirmation and self.confirmed.get(key, 0) < since:
+        for series in self._series.values():
+            s, rule = series.last, series.rule
+            if s is None or rule is None:
                 continue
-            if self._lag.get(key, 0) >= history:
+            if self.require_confirmation and series.confirmed_ns < since:
+                continue
+            if series.lag_ns >= history:
                 continue
             if now_ns - s.ts >= older_than_ns:
                 ts = now_ns - now_ns % rule.coarsen_ns if rule.coarsen_ns else now_ns
                 if ts <= s.ts:
                     continue
                 repeated = Sample(ts, s.asset, s.asset_class, s.signal, s.value, s.quality)
-                self.last[key] = (repeated, rule)
+                series.last = repeated
                 out.append(repeated)
         return out

@@ -25,11 +25,14 @@ class RecordingNormaliser(Normaliser):
 
     seen: dict[tuple[str, str], tuple[Reading, Sample | str]]
 
-    def normalise(self, r: Reading) -> Sample | str:
-        result = super().normalise(r)
+    def normalise_value(
+        self, asset_id: str, local: str, v: Any, status: int, source_ns: int | None, recv_ns: int
+    ) -> Sample | str:
+        # every reading passes here, whether a source hands over a Reading or its fields
+        result = super().normalise_value(asset_id, local, v, status, source_ns, recv_ns)
         if not hasattr(self, "seen"):
             self.seen = {}
-        self.seen[(r.asset, r.signal)] = (r, result)
+        self.seen[(asset_id, local)] = (Reading(asset_id, local, v, recv_ns, source_ns, None, status), result)
         return result
 
 

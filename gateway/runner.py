@@ -261,8 +261,10 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_ready.wait(), interval)
             self._batch_ready.clear()
+            sealed = self.buffer.sealed
             self._flush()
-            self.uplink.wake()
+            if self.buffer.sealed != sealed:  # else the uplink has nothing new to send: let it sleep
+                self.uplink.wake()
 
     async def _heartbeat_loop(self) -> None:
         period = self.settings.uplink.heartbeat_s

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.buffer import MARKLOG_COMPACT_ROWS, DiskBuffer
+from gateway.buffer import DiskBuffer
 from gateway.errors import DiskBufferError
+from gateway.marklog import MARKLOG_COMPACT_ROWS
 from wire import Batch, Codec, Sample, decode_batch
 
 T0 = 1_790_000_000 * 10**9

@@ -9,6 +9,7 @@ too much (or took an array or an event) fails as surely as one that decoded a va
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.sources.opcua.fastdecode import decode_publish
+from gateway.sources.opcua.fastpath import change_of
 from gateway.sources.opcua.resolve import to_ns
 
 VT = ua.VariantType
@@ -208,3 +210,55 @@ def test_a_typical_response_takes_the_fast_path() -> None:
     ns = to_ns(ts)
     assert fast.changes == [(1, 1.5, 0, ns, ns), (2, 3.0, 0, ns, ns), (3, 4.5, 0, ns, ns)]
     assert (fast.subscription_id, fast.sequence_number, fast.results) == (9, 42, (0,))
+
+
+_HOT_VALUES = [
+    (VT.Boolean, True),
+    (VT.SByte, -(2**7)),
+    (VT.Byte, 2**8 - 1),
+    (VT.Int16, -(2**15)),
+    (VT.UInt16, 2**16 - 1),
+    (VT.Int32, -(2**31)),
+    (VT.UInt32, 2**32 - 1),
+    (VT.Int64, -(2**63)),
+    (VT.UInt64, 2**64 - 1),
+    (VT.Float, -1.5),
+    (VT.Double, 1e300),
+    (VT.Double, -0.0),
+]
+_HOT_TIMES = [
+    datetime(1970, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before 1971: absent
+    datetime(1971, 1, 1, tzinfo=UTC),
+    datetime(2026, 12, 2, 5, 0, 0, 123457, tzinfo=UTC),
+    datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC),
+]
+
+
+def test_the_one_unpack_layout_of_a_live_change_agrees_with_asyncua() -> None:
+    """A scalar with both timestamps, with and without a status code (the DataValue of nearly every live change,
+    read in one unpack): every scalar type, timestamps at the edges, against asyncua's decoder."""
+    items = [
+        ua.MonitoredItemNotification(
+            ClientHandle=i,
+            Value=ua.DataValue(
+                ua.Variant(value, vtype),
+                StatusCode=ua.StatusCode(status) if status is not None else None,
+                SourceTimestamp=src,
+                ServerTimestamp=srv,
+            ),
+        )
+        for i, ((vtype, value), status, src, srv) in enumerate(
+            itertools.product(_HOT_VALUES, (None, 0, 0x40000000), _HOT_TIMES, _HOT_TIMES[1:3])
+        )
+    ]
+    msg = ua.NotificationMessage(SequenceNumber=1, NotificationData=[ua.DataChangeNotification(MonitoredItems=items)])
+    data = struct_to_binary(ua.PublishResponse(Parameters=ua.PublishResult(SubscriptionId=1, NotificationMessage=msg)))
+    fast = decode_publish(data)
+    assert fast is not None
+    reference = struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters.NotificationMessage
+    want = [change_of(item) for item in reference.NotificationData[0].MonitoredItems]
+    assert len(fast.changes) == len(want) == len(_HOT_VALUES) * 3 * len(_HOT_TIMES) * 2
+    for got, expected in zip(fast.changes, want, strict=True):
+        assert got[0] == expected[0] and got[2:] == expected[2:]
+        assert _same(got[1], expected[1]), (got, expected)
+    assert {c[3] for c in fast.changes} == {None, *(to_ns(t) for t in _HOT_TIMES[1:])}

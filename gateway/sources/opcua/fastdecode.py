@@ -65,13 +65,23 @@ _SCALARS: dict[int, struct.Struct] = {
 }
 _STRING = 12
 
+_VALUE, _STATUS, _SOURCE_TS, _SERVER_TS, _SOURCE_PICO, _SERVER_PICO = 1, 2, 4, 8, 16, 32
+#: The DataValue of nearly every live change: a scalar value and both timestamps, with or without a status code.
+#: For these two encoding masks one precompiled layout per scalar type reads the whole DataValue at once.
+_HOT = _VALUE | _SOURCE_TS | _SERVER_TS
+_HOT_STATUS = _HOT | _STATUS
+#: encoding mask -> variant type -> the layout of value, [status code,] source and server timestamp
+_HOT_LAYOUTS: dict[int, dict[int, struct.Struct]] = {
+    _HOT: {t: struct.Struct(f"<{s.format[-1]}qq") for t, s in _SCALARS.items()},
+    _HOT_STATUS: {t: struct.Struct(f"<{s.format[-1]}Iqq") for t, s in _SCALARS.items()},
+}
+
 #: 100-ns ticks from 1601-01-01 to 1970-01-01, and the first tick of 1971 (earlier counts as missing).
 _TICKS_TO_EPOCH = 116_444_736_000_000_000
+_EPOCH_US = _TICKS_TO_EPOCH // 10
 _FIRST_1971_TICK = _TICKS_TO_EPOCH + 365 * 86_400 * 10_000_000
 #: asyncua clamps FILETIMEs after 9999-12-31 to that date; such values leave the fast path.
 _MAX_TICK = 2_650_467_743_990_000_000
-
-_VALUE, _STATUS, _SOURCE_TS, _SERVER_TS, _SOURCE_PICO, _SERVER_PICO = 1, 2, 4, 8, 16, 32
 
 
 class _Decline(Exception):
@@ -114,7 +124,7 @@ def _ticks_to_ns(ticks: int) -> int | None:
         return None
     if ticks >= _MAX_TICK:
         raise _Decline
-    return (ticks // 10 - _TICKS_TO_EPOCH // 10) * 1000
+    return (ticks // 10 - _EPOCH_US) * 1000
 
 
 def _array_len(buf: bytes, pos: int) -> int:
@@ -151,6 +161,8 @@ def _decode(buf: bytes) -> FastPublish:
     changes: list[Change] = []
     append = changes.append
     scalars = _SCALARS
+    hot_layouts = _HOT_LAYOUTS
+    value: Any
     for _ in range(n_data):
         ext_type, pos = _numeric_nodeid(buf, pos)
         if ext_type != _DATA_CHANGE or buf[pos] != 1:
@@ -163,9 +175,31 @@ def _decode(buf: bytes) -> FastPublish:
         for _ in range(n_items):
             handle, mask = _ITEM_HEAD.unpack_from(buf, pos)
             pos += 5
+            layouts = hot_layouts.get(mask)
+            if layouts is not None:  # the hot layout: the same fields as below, in one unpack
+                hot = layouts.get(buf[pos])
+                if hot is not None:
+                    if mask == _HOT:
+                        value, src, srv = hot.unpack_from(buf, pos + 1)
+                        status = 0
+                    else:
+                        value, status, src, srv = hot.unpack_from(buf, pos + 1)
+                    pos += 1 + hot.size
+                    if src >= _MAX_TICK or srv >= _MAX_TICK:
+                        raise _Decline
+                    append(
+                        (
+                            handle,
+                            value,
+                            status,
+                            None if src < _FIRST_1971_TICK else (src // 10 - _EPOCH_US) * 1000,
+                            None if srv < _FIRST_1971_TICK else (srv // 10 - _EPOCH_US) * 1000,
+                        )
+                    )
+                    continue
             if mask & (_SOURCE_PICO | _SERVER_PICO) or mask > 63:
                 raise _Decline
-            value: Any = None
+            value = None
             if mask & _VALUE:
                 vtype = buf[pos]
                 pos += 1
