@@ -147,7 +147,7 @@ class IngestSettings(BaseModel):
     session_expiry_s: int = Field(default=3600, ge=0)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     batch_max_samples: int = Field(default=20_000, ge=1)
-    batch_max_delay_s: float = Field(default=0.1, gt=0, le=60)
+    batch_max_delay_s: float = Field(default=0.05, gt=0, le=60)
     max_inflight_messages: int = Field(default=500, ge=1, le=65535)
     #: Hard bound on messages held unacknowledged in memory (see storage.ingestor); at least max_inflight_messages.
     max_pending_messages: int = Field(default=2000, ge=1)
