@@ -299,6 +299,7 @@ class InfluxRollupKeeper:
         try:
             if folding:
                 t0 = time.perf_counter()
+                folded_assets = len(folding)  # _remembered takes the assets it serves out of folding
                 remembered = self._remembered(folding, own, others)
                 new = self._read_new(folding) if folding else pl.DataFrame(schema=RAW_SCHEMA)
                 if remembered is not None:
@@ -309,7 +310,7 @@ class InfluxRollupKeeper:
                 self._write_rows(rows)
                 log.debug(
                     "rollup fold: %d assets, %d samples read in %.2f s, folded in %.2f s, %d rows written in %.2f s",
-                    len(folding),
+                    folded_assets,
                     new.height,
                     t1 - t0,
                     t2 - t1,
