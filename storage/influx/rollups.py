@@ -22,7 +22,9 @@ still in flight is seen by the next refresh; markers already handled are remembe
 passes them. The watermark is stored in ``rollup_state``; a restarted hub has no carries, so its first
 refresh recomputes each pending asset's open hour, then goes on incrementally. A rollup query refreshes
 only the assets it asks for (see :class:`~storage.base.RollupQuery`); when the background refresh is
-running, or too many are pending, it reads the rows as kept and says how fresh they are.
+running, or too many are pending, it reads the rows as kept and says how fresh they are: as of this process's
+last complete refresh or, in a process that completed none (an API-only one), as of the newest that any
+process recorded in ``rollup_state``.
 """
 
 from __future__ import annotations
@@ -274,13 +276,26 @@ class InfluxRollupKeeper:
         finally:
             self._lock.release()
 
+    def _shared_as_of(self) -> int | None:
+        """The ``as_of`` of the newest complete refresh of any process (``rollup_state``), for a process that has
+        completed none itself (an API-only process: the ingest process refreshes)."""
+        rows = self._db.execute(
+            f'SELECT last("as_of_ns") AS "a" FROM {self._src("rollup_state", self._db.rollup_rp)} '
+            f"WHERE {time_range(None, None)}"
+        )
+        values = rows.columns.get("a") or []
+        return int(values[0]) if values and values[0] is not None else None
+
     def _advance(self, started: int) -> None:
         assert self._watermark is not None
         self._as_of = started
         new_mark = max(self._watermark, started - WATERMARK_MARGIN_NS)
+        day = started // (24 * HOUR_NS) * (24 * HOUR_NS)
+        # as_of for the processes that read these rows without refreshing them (see query)
+        self._db.write_lines(
+            f"rollup_state as_of_ns={started}i,watermark_ns={new_mark}i {day}".encode(), rp=self._db.rollup_rp
+        )
         if new_mark != self._watermark:
-            day = started // (24 * HOUR_NS) * (24 * HOUR_NS)
-            self._db.write_lines(f"rollup_state watermark_ns={new_mark}i {day}".encode(), rp=self._db.rollup_rp)
             self._watermark = new_mark
             self._seen = {s for s in self._seen if s[2] > new_mark}
             self.log.forget_done_before(new_mark)
@@ -406,7 +421,8 @@ class InfluxRollupKeeper:
             return Rollups(empty_rollups(), self._as_of)
         t0 = time.perf_counter()
         refreshed, as_of = self._refresh(query, blocking=query.refresh_max_assets is None)
-        as_of = as_of if as_of is not None else self._as_of
+        if as_of is None:
+            as_of = self._as_of if self._as_of is not None else self._shared_as_of()
         t1 = time.perf_counter()
         frame = self.reader.read(query)
         log.debug(

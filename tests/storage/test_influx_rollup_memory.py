@@ -134,3 +134,20 @@ def test_markers_without_a_writer_tag_are_read(stores: tuple[Any, Any, list[int]
     assert_frame_equal(
         first.query_rollups(RollupQuery()), compute_rollups(_stored_raw(first)), check_exact=False, abs_tol=1e-6
     )
+
+
+def test_a_process_that_never_refreshed_reports_the_as_of_of_the_one_that_did(
+    stores: tuple[Any, Any, list[int]],
+) -> None:
+    """An API-only process reads the rows the ingest process keeps: its answers say how fresh they are."""
+    first, second, _ = stores
+    first.write(M1, _live_stream((A1, A2), 600, T0 + H - 300 * S))
+    # a bounded query with more pending assets than its bound reads the rows as kept, refreshing nothing
+    assert second.rollups.query(RollupQuery(refresh_max_assets=0)).as_of_ns is None, "nothing refreshed yet"
+    before = time.time_ns()
+    first.refresh_rollups()
+    after = time.time_ns()
+    kept = second.rollups.query(RollupQuery(refresh_max_assets=0))
+    assert kept.as_of_ns is not None, "the rows are kept, but the answer does not say as of when"
+    assert before <= kept.as_of_ns <= after, "the as_of is not that of the refresh that kept the rows"
+    assert kept.frame.height > 0
