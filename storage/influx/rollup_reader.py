@@ -17,7 +17,6 @@ Before each cached read the reader looks at the change records stamped since its
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from ..base import ROLLUP_SCHEMA, RollupQuery, empty_rollups
 from ..rollups import HOUR_NS
+from .batchlog import new_writer_id
 from .connection import InfluxConnection, source
 from .influxql import ident, tag_in, time_range, where
 from .rollup_cache import RollupCache, announced_hours, settled_range
@@ -46,12 +46,17 @@ class RollupReader:
     """Answers rollup queries from the cache and InfluxDB; announces and applies rewrites of settled hours."""
 
     def __init__(
-        self, connection: InfluxConnection, cache: RollupCache, *, clock: Callable[[], int] = time.time_ns
+        self,
+        connection: InfluxConnection,
+        cache: RollupCache,
+        *,
+        writer: str | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._db = connection
         self.cache = cache
         self._clock = clock
-        self.writer = secrets.token_hex(8)
+        self.writer = writer if writer is not None else new_writer_id()
         self._look_lock = threading.Lock()
         self._looked: int | None = None
         #: change records already applied, (writer, time), while they are inside the look-back margin

@@ -106,8 +106,6 @@ class InfluxRollupKeeper:
 
     def __init__(self, connection: InfluxConnection, cache: RollupCache | None = None) -> None:
         self._db = connection
-        #: reads the rows, from the cache of settled hours where it can (``cache`` ``None``: no cache)
-        self.reader = RollupReader(connection, cache if cache is not None else RollupCache(max_rows=0, max_age_ns=0))
         self._lock = threading.Lock()
         self._watermark: int | None = None
         self._carries: dict[Key, Carry] = {}
@@ -116,6 +114,12 @@ class InfluxRollupKeeper:
         self._as_of: int | None = None
         #: the batches this process wrote, with their markers (see :meth:`wrote`)
         self.log = BatchLog()
+        #: reads the rows, from the cache of settled hours where it can (``cache`` ``None``: no cache)
+        self.reader = RollupReader(
+            connection,
+            cache if cache is not None else RollupCache(max_rows=0, max_age_ns=0),
+            writer=self.log.writer,  # one random name per process, for its markers and its change records
+        )
 
     def _src(self, measurement: str, rp: str | None) -> str:
         return source(measurement, rp)
