@@ -343,14 +343,16 @@ class Ingestor:
         batch, self._pending = self._pending, _Pending()
         if not batch.messages:
             return
+        # held from the hand-over on, not from the writer task's first step: arrivals in between count them
+        self._writing += len(batch.messages)
         if final:
             await self._write_batch(batch, final=True)
             return
         self.writer.start(self._write_batch(batch))
 
     async def _write_batch(self, p: _Pending, *, final: bool = False) -> None:
-        """Write ``p`` (retrying while the store is unavailable), then acknowledge its messages."""
-        self._writing += len(p.messages)
+        """Write ``p`` (retrying while the store is unavailable), then acknowledge its messages (``p``'s messages
+        are counted as being written by :meth:`_flush`)."""
         try:
             if not await self.writer.write(p.samples, messages=len(p.messages), final=final):
                 await self._isolate_rejected(p.messages)
