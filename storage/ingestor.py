@@ -238,7 +238,11 @@ class Ingestor:
             if self._pending.messages:
                 timeout = max(0.0, self._pending.since + self.settings.batch_max_delay_s - time.monotonic())
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout)
+                # In this task, not in one of its own as ``asyncio.wait_for`` runs it (Python 3.11): there the
+                # message left the queue a loop step before this task counted it as taken, and an arrival in
+                # that step was admitted over max_pending_messages.
+                async with asyncio.timeout(timeout):
+                    first = await self._queue.get()
             except TimeoutError:
                 await self._flush()
                 continue
@@ -354,14 +358,16 @@ class Ingestor:
         """Write ``p`` (retrying while the store is unavailable), then acknowledge its messages (``p``'s messages
         are counted as being written by :meth:`_flush`)."""
         try:
-            if not await self.writer.write(p.samples, messages=len(p.messages), final=final):
+            stored = await self.writer.write(p.samples, messages=len(p.messages), final=final)
+            if not stored:
+                # still held while they are written one by one
                 await self._isolate_rejected(p.messages)
-                return
         finally:
             self._writing -= len(p.messages)
-        self.metrics.inc_samples(p.count)
-        self.metrics.inc_messages("stored", len(p.messages))
-        self._ack(p.messages)
+        if stored:
+            self.metrics.inc_samples(p.count)
+            self.metrics.inc_messages("stored", len(p.messages))
+            self._ack(p.messages)
         self.metrics.set_pending(self.pending_messages)
         if self._shed and not final and not self.writer.others_running(asyncio.current_task()):
             # the last write in flight: reconnecting now loses no acknowledgement of another write
