@@ -138,6 +138,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             probe_latency=False,
             profile=args.profile,
             profile_ingest=args.profile_ingest,
+            ingest_overrides=dict(kv.split("=", 1) for kv in args.ingest),
         )
     finally:
         server.stop()
@@ -154,6 +155,9 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "ingest_cpu_s_per_10k": per_10k(cpu["hub"], r["produced"]),
         "store_cpu_s_per_10k": per_10k(cpu.get("influxd", 0.0), r["produced"]),
         "store": args.store,
+        # the hub's first rollup refresh after its start (every asset recomputed from raw), before the window
+        "startup_refresh_cpu_s": r["startup_refresh_cpu_s"],
+        **({"ingest_settings": dict(kv.split("=", 1) for kv in args.ingest)} if args.ingest else {}),
         "nodes": args.nodes,
         "produced": r["produced"],
         "stored": r["stored"],
@@ -184,6 +188,13 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="record the gateway with py-spy into this file")
     parser.add_argument(
         "--profile-ingest", type=Path, help="record the ingest process (this one) with py-spy into this file"
+    )
+    parser.add_argument(
+        "--ingest",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an [ingest] setting for the hub's ingestor, for a diagnostic run (e.g. rollup_refresh_s=15)",
     )
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "NODES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
