@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 
-from api.tokens import TokenStore
 from core.cli import CliGroup
 from core.register import (
     DEFAULT_EMISSION_FACTOR,
@@ -26,7 +25,7 @@ from core.register import (
 )
 
 from .broker_ca import CaFiles, init_ca, issue_client_certificate
-from .broker_control import ADMIN_LOGIN, ADMIN_PASSWORD_ENV, BrokerControlError, control_endpoint
+from .broker_control import ADMIN_LOGIN, ADMIN_PASSWORD_ENV
 from .broker_files import (
     TEMPLATE_DIR,
     BrokerToolError,
@@ -42,7 +41,7 @@ from .broker_files import (
     write_access,
     write_secret_file,
 )
-from .revocation import revoke_member
+from .members_cli import remove_cmd
 
 app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 
@@ -294,48 +293,13 @@ def add_gateway_cmd(
     typer.echo("restart the broker so that the new login's access rules take effect")
 
 
-@app.command("remove-member")
-def remove_member_cmd(
-    register: RegisterOpt,
-    passwd: PasswdOpt,
-    pseudonym: str,
-    ca_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="CA directory from init-ca, whose crl.pem revokes the member's client certificates "
-            "(default: certs/ next to --passwd, if there)."
-        ),
-    ] = None,
-    tokens_file: TokensOpt = None,
-    broker_host: BrokerHostOpt = "localhost",
-    broker_port: BrokerPortOpt = None,
-    broker_ca: BrokerCaOpt = None,
-) -> None:
-    """Mark a member inactive (its data is refused), delete its gateway logins, revoke its client certificates
-    and API tokens, and (with --broker-port) disable its logins in the running broker at once."""
-    ca = CaFiles(ca_dir if ca_dir is not None else passwd.parent / "certs")
-    if ca_dir is not None and not ca.ca_key.exists():
-        _fail(f"--ca-dir {ca_dir} has no ca.key; the member's client certificates cannot be revoked")
-    try:
-        control = control_endpoint(broker_host, broker_port, broker_ca)
-        result = revoke_member(
-            register=register,
-            passwd=passwd,
-            member=pseudonym,
-            action="remove",
-            ca=ca,
-            tokens=TokenStore(tokens_file) if tokens_file is not None else None,
-            control=control,
-        )
-    except KeyError as exc:
-        _fail(str(exc.args[0]))
-    except (BrokerToolError, BrokerControlError) as exc:
-        _fail(str(exc))
-    typer.echo(result.summary() + ("" if ca.ca_key.exists() else " (no CA found next to the password file)"))
-    if control is None:
-        typer.echo("restart the broker so that the logins, access rules and revocation list take effect at once")
-    else:
-        typer.echo("the revocation list takes effect at the broker's next start; until then the disabled login refuses")
+# The same command as ``metalldaten members remove-member``: a removal always leaves its line in the audit log.
+app.command(
+    "remove-member",
+    help="Mark a member inactive (its data is refused), delete its gateway logins, revoke its client certificates "
+    "and API tokens, and (with --broker-port) disable its logins in the running broker at once; the removal is "
+    "written to the API's audit log (--audit-log). The same as `metalldaten members remove-member`.",
+)(remove_cmd)
 
 
 @app.command("add-admin")

@@ -181,13 +181,17 @@ def _revoke(
     broker_ca: Path | None,
     by: str | None,
 ) -> None:
+    ca = CaFiles(ca_dir if ca_dir is not None else passwd.parent / "certs")
+    if ca_dir is not None and not ca.ca_key.exists():
+        # named, but unusable: the member's certificates would stay valid under a "removed" summary
+        _fail(f"--ca-dir {ca_dir} has no ca.key; the member's client certificates cannot be revoked")
     try:
         result = revoke_member(
             register=register,
             passwd=passwd,
             member=member,
             action=action,
-            ca=CaFiles(ca_dir if ca_dir is not None else passwd.parent / "certs"),
+            ca=ca,
             tokens=TokenStore(tokens_file) if tokens_file is not None else None,
             control=control_endpoint(broker_host, broker_port, broker_ca),
         )
@@ -205,7 +209,8 @@ def _revoke(
         certificates_revoked=result.certificates_revoked,
         broker=result.live,
     )
-    typer.echo(result.summary())
+    no_ca = action == "remove" and not ca.ca_key.exists()
+    typer.echo(result.summary() + (" (no CA found next to the password file)" if no_ca else ""))
 
 
 @app.command("suspend")

@@ -59,7 +59,16 @@ def test_logins_are_checked_and_removal_and_rotation_take_effect_on_reload(hub: 
     (a, pa), (b, pb) = sorted(hub.members.items())
     assert not Client(hub, a, "wrong-password").ok
     assert not Client(hub, None, None).ok, "anonymous clients must be refused"
-    invoke("remove-member", "--register", hub.register, "--passwd", hub.passwd, a)
+    invoke(
+        "remove-member",
+        "--register",
+        hub.register,
+        "--passwd",
+        hub.passwd,
+        "--audit-log",
+        hub.register.with_name("audit.log"),
+        a,
+    )
     new_b = env_password(invoke("rotate-password", "--passwd", hub.passwd, b))
 
     def refused(user: str, password: str) -> bool:

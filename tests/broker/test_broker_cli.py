@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -99,7 +100,36 @@ def test_member_lifecycle_keeps_register_and_password_file_in_step(tmp_path: Pat
     invoke("rotate-password", "--passwd", passwd, member.pseudonym, "--out", tmp_path / "new.env")
     assert passwd.read_text() != before and logins(passwd) == [m.pseudonym for m in members]
 
-    invoke("remove-member", "--register", reg, "--passwd", passwd, member.pseudonym)
+    audit = tmp_path / "audit.log"
+    # a removal must leave its trace: without the audit log it is refused and changes nothing
+    untraced = runner.invoke(app, ["remove-member", "--register", str(reg), "--passwd", str(passwd), member.pseudonym])
+    assert untraced.exit_code == 2 and "--audit-log" in untraced.output
+    assert load_register(reg).is_active(member.pseudonym) is True
+    # a CA directory named but unusable would leave the member's certificates valid under a "removed" summary
+    no_key = runner.invoke(
+        app,
+        [
+            *("remove-member", "--register", str(reg), "--passwd", str(passwd), "--audit-log", str(audit)),
+            *("--ca-dir", str(tmp_path / "kits"), member.pseudonym),
+        ],
+    )
+    assert no_key.exit_code == 2 and "ca.key" in no_key.output
+    assert load_register(reg).is_active(member.pseudonym) is True and not audit.exists()
+    invoke(
+        "remove-member",
+        "--register",
+        reg,
+        "--passwd",
+        passwd,
+        "--audit-log",
+        audit,
+        "--by",
+        "trustee-1",
+        member.pseudonym,
+    )
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["action"], e["member"], e["actor"]) for e in lines] == [("member.remove", member.pseudonym, "trustee-1")]
+    assert lines[0]["logins"] == [member.pseudonym]
     assert load_register(reg).is_active(member.pseudonym) is False
     assert load_register(reg).get(member.pseudonym) is not None, "a removed pseudonym stays, never to be reused"
     assert logins(passwd) == [members[1].pseudonym]

@@ -10,6 +10,7 @@ refused (the certificate by the revocation list).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -149,7 +150,8 @@ def test_documented_steps_work_as_written(workdir: Path) -> None:
 
     removed = subprocess.run(
         shlex.split(
-            f"metalldaten broker remove-member --register var/members.toml --passwd var/broker/passwd {member}"
+            "metalldaten broker remove-member --register var/members.toml --passwd var/broker/passwd "
+            f"--audit-log var/audit.log {member}"
         ),
         cwd=workdir,
         env=env,
@@ -160,6 +162,8 @@ def test_documented_steps_work_as_written(workdir: Path) -> None:
     assert removed.returncode == 0 and "client certificates revoked: 1" in removed.stdout, (
         removed.stdout + removed.stderr
     )
+    audit = [json.loads(line) for line in (workdir / "var/audit.log").read_text().splitlines()]
+    assert [(e["action"], e["member"]) for e in audit] == [("member.remove", member)], "the removal left no audit line"
     proc = start()
     try:
         c, rc = _client(port, ca, member, member_password)
