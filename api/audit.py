@@ -68,14 +68,18 @@ class AuditLog:
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """The log's entries, oldest first; a line that is not a JSON object is skipped with a warning."""
+    def entries(self, containing: str | None = None) -> Iterator[dict[str, Any]]:
+        """The log's entries, oldest first; a line that is not a JSON object is skipped with a warning. With
+        ``containing``, lines without that text are skipped unparsed (a pre-filter: the caller still checks
+        the entries it gets)."""
         try:
             fh = self.path.open(encoding="utf-8")
         except FileNotFoundError:
             return
         with fh:
             for number, line in enumerate(fh, start=1):
+                if containing is not None and containing not in line:
+                    continue
                 try:
                     entry = json.loads(line)
                 except ValueError:

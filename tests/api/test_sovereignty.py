@@ -147,6 +147,8 @@ def test_access_log_lists_the_analyst_queries_that_read_the_members_rows_and_not
         ("/v1/kpis", len(kpis), analyst_id, "research"),
     ]
     assert "m-c00001" not in log_a.text  # nothing of the other member in the answer
+    newest = hub.client.get("/v1/access-log?limit=1", headers=hub.auth("member_a")).json()["entries"]
+    assert newest == entries[-1:], "limit keeps the most recent entries"
     # member_b's rows were read by neither query
     assert hub.client.get("/v1/access-log", headers=hub.auth("member_b")).json()["entries"] == []
     # a member's own reads are not analyst queries; analysts cannot read the log

@@ -4,6 +4,7 @@ and ``GET /v1/export`` (everything the hub holds of it, as Parquet files in a zi
 from __future__ import annotations
 
 import tempfile
+from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Annotated
@@ -40,8 +41,9 @@ def get_access_log(
     member = principal.member
     assert member is not None
     since = utc(start)
-    found: list[AccessLogEntry] = []
-    for entry in ctx.audit.entries():
+    # the most recent ``limit`` only, however long the log; lines not naming the member are not even parsed
+    found: deque[AccessLogEntry] = deque(maxlen=limit)
+    for entry in ctx.audit.entries(containing=member):
         rows = (entry.get("members") or {}).get(member) if entry.get("role") == "analyst" else None
         if not rows:
             continue
@@ -58,7 +60,7 @@ def get_access_log(
                 status=int(entry.get("status") or 0),
             )
         )
-    return AccessLog(member=member, entries=found[-limit:])
+    return AccessLog(member=member, entries=list(found))
 
 
 @router.get(
