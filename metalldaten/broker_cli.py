@@ -41,7 +41,7 @@ from .broker_files import (
     write_access,
     write_secret_file,
 )
-from .members_cli import remove_cmd
+from .trustee_commands import remove_cmd
 
 app = typer.Typer(cls=CliGroup, no_args_is_help=True)
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from api.audit import AuditLog
+from core.auditlog import AuditLog
 from core.errors import MdhError
 from core.register import load_register
 from storage import Store

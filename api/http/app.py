@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
+from core.auditlog import AuditLog
 from core.register import Register
 from storage import InfluxStore, Store
 from storage.influx.rollup_reader import RollupCacheCollector
 
-from ..audit import AuditLog, AuditMiddleware
+from ..audit import AuditMiddleware
 from ..cell_key import CellKey
 from ..core.dp import BudgetLedger
 from ..settings import ApiSettings

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from core.auditlog import AuditLog
 from core.register import Register
 from storage import Store
 
-from ..audit import AuditLog
 from ..core.disclosure import Rules
 from ..core.dp import BudgetLedger
 from ..settings import ApiSettings

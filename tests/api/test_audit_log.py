@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.audit import AuditLog
+from core.auditlog import AuditLog
 
 MEMBERS = ("m-a00001", "m-a000011", "m-b00002")
 
