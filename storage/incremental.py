@@ -28,6 +28,7 @@ Pure: frames and carries in, rows and carries out; the keepers of both stores do
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,9 @@ _STATE_SIGNALS = ("state", "downtime_reason")
 _VALUE_COLUMNS = tuple(c for c in ROLLUP_SCHEMA if c not in ("member", "asset", "asset_class", "hour"))
 _GAUGE_COLUMNS = frozenset(f"{g}_{s}" for g in GAUGE_STATS for s in ("mean", "min", "max"))
 _ADDITIVE = tuple(c for c in _VALUE_COLUMNS if c not in _GAUGE_COLUMNS and c != "samples")
+_FIRST_N = "_n_" + GAUGE_STATS[0]
+#: gauge -> the keys of its sum, count, mean, min and max in a kept row
+_GAUGE_KEYS = {g: (f"_sum_{g}", f"_n_{g}", f"{g}_mean", f"{g}_min", f"{g}_max") for g in GAUGE_STATS}
 
 
 def _hour(ts: int) -> int:
@@ -107,15 +111,28 @@ def _gauge_sums(good: pl.DataFrame) -> pl.DataFrame:
 
 
 def _predecessors(carries: dict[Key, Carry], keys: set[Key]) -> pl.DataFrame:
-    rows: list[dict[str, Any]] = []
+    cols: dict[str, list[Any]] = {c: [] for c in RAW_SCHEMA}  # a frame from columns: ~3x faster than from dicts
+    ts_, member_, asset_, class_, signal_, value_, text_ = (
+        cols[c] for c in ("ts", "member", "asset", "asset_class", "signal", "value", "text")
+    )
     for member, asset in keys:
         c = carries[(member, asset)]
-        base = {"member": member, "asset": asset, "asset_class": c.asset_class, "quality": 0}
         for sig, (ts, value) in c.counters.items():
-            rows.append({**base, "signal": sig, "ts": ts, "value": value, "text": None})
+            ts_.append(ts)
+            value_.append(value)
+            text_.append(None)
+            signal_.append(sig)
         for sig, (ts, text) in c.states.items():
-            rows.append({**base, "signal": sig, "ts": ts, "value": None, "text": text})
-    return pl.DataFrame(rows, schema=RAW_SCHEMA)
+            ts_.append(ts)
+            value_.append(None)
+            text_.append(text)
+            signal_.append(sig)
+        n = len(c.counters) + len(c.states)
+        member_.extend([member] * n)
+        asset_.extend([asset] * n)
+        class_.extend([c.asset_class] * n)
+    cols["quality"] = [0] * len(ts_)
+    return pl.DataFrame(cols, schema=RAW_SCHEMA)
 
 
 def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, dict[Key, int]]:
@@ -125,8 +142,15 @@ def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, di
     recompute from raw, each with the earliest hour it must start at. Carries of those assets are
     left as they were; the others are updated in place.
     """
+    rows, redo = fold_rows(carries, new)
+    return rows_frame(rows), redo
+
+
+def fold_rows(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[list[tuple[Any, ...]], dict[Key, int]]:
+    """:func:`fold`, the changed rows as tuples (see :func:`rows_frame`), sorted by member, asset and hour: a
+    keeper that only writes them out needs no frame."""
     if new.height == 0:
-        return empty_rollups(), {}
+        return [], {}
     new = new.select([pl.col(c).cast(t) for c, t in RAW_SCHEMA.items()])
     firsts = {(m, a): int(ts) for m, a, ts in new.group_by(["member", "asset"]).agg(pl.col("ts").min()).iter_rows()}
     redo = {k: _hour(ts) for k, ts in firsts.items() if k not in carries}
@@ -147,7 +171,7 @@ def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, di
         new = new.filter(~pl.col("_i").is_in(folded_already)).drop("_i")
     keys = set(firsts) - set(redo)
     if not keys:
-        return empty_rollups(), redo
+        return [], redo
     if redo:
         wanted = pl.DataFrame(sorted(keys), schema=["member", "asset"], orient="row")
         new = new.join(wanted, on=["member", "asset"], how="semi")
@@ -159,24 +183,30 @@ def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, di
         .len()
         .iter_rows()
     }
-    delta = compute_rollups(pl.concat([preds, good])).with_columns(pl.col("hour").cast(pl.Int64))
+    # the gauge columns come from the sums below (means merge), not from the new samples' own statistics
+    delta = compute_rollups(pl.concat([preds, good]), gauges=False).select(
+        "member", "asset", pl.col("hour").cast(pl.Int64), "asset_class", "samples", *_ADDITIVE
+    )
     gauges: dict[tuple[str, str, int], list[tuple[str, float, int, float, float]]] = {}
     for m, a, h, sig, s, n, lo, hi in _gauge_sums(good).iter_rows():
         gauges.setdefault((m, a, h), []).append((sig, s, n, lo, hi))
 
-    by_key: dict[Key, list[Row]] = {}
-    for row in delta.iter_rows(named=True):
-        by_key.setdefault((row["member"], row["asset"]), []).append(row)
-    changed: list[Row] = []
+    # delta rows: (member, asset, hour, asset_class, samples, *_ADDITIVE), sorted by member, asset, hour
+    by_key: dict[Key, list[tuple[Any, ...]]] = {}
+    for row in delta.iter_rows():
+        by_key.setdefault((row[0], row[1]), []).append(row)
+    changed: list[tuple[Any, ...]] = []
     for key, rows in by_key.items():
         carry = carries[key]
         open_hour = _hour(carry.folded_ns)
         targets: dict[int, Row] = {}
+        folded: list[tuple[int, str, int, tuple[float, ...]]] = []
         missing: int | None = None
         for d in rows:
-            h = d["hour"]
-            d["samples"] -= pred_counts.get((key[0], key[1], h), 0)
-            if d["samples"] == 0 and all(d[c] == 0.0 for c in _ADDITIVE):
+            h, asset_class = d[2], d[3]
+            samples = d[4] - pred_counts.get((key[0], key[1], h), 0)
+            additive = d[5:]
+            if samples == 0 and all(v == 0.0 for v in additive):
                 continue  # only a predecessor's own hour, unchanged
             kept = carry.rows.get(h, ...)
             if kept is ...:
@@ -184,38 +214,38 @@ def fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, di
                     missing = h if missing is None else min(missing, h)
                     continue
                 kept = None
-            if kept is not None and (key[0], key[1], h) in gauges and "_n_" + GAUGE_STATS[0] not in kept:
+            if kept is not None and (key[0], key[1], h) in gauges and _FIRST_N not in kept:
                 missing = h if missing is None else min(missing, h)
                 continue
-            targets[h] = dict(kept) if kept is not None else _fresh_row(d["asset_class"])
+            targets[h] = dict(kept) if kept is not None else _fresh_row(asset_class)
+            folded.append((h, asset_class, samples, additive))
         if missing is not None:
             redo[key] = missing
             continue
-        for d in rows:
-            h = d["hour"]
-            if h not in targets:
-                continue
+        for h, asset_class, samples, additive in folded:
             t = targets[h]
-            for c in _ADDITIVE:
-                t[c] += d[c]
-            t["samples"] += d["samples"]
-            t["asset_class"] = d["asset_class"]
+            for c, v in zip(_ADDITIVE, additive, strict=True):
+                t[c] += v
+            t["samples"] += samples
+            t["asset_class"] = asset_class
             for sig, s, n, lo, hi in gauges.get((key[0], key[1], h), ()):
-                t[f"_sum_{sig}"] += s
-                t[f"_n_{sig}"] += n
-                t[f"{sig}_mean"] = t[f"_sum_{sig}"] / t[f"_n_{sig}"]
-                t[f"{sig}_min"] = lo if t[f"{sig}_min"] is None else min(t[f"{sig}_min"], lo)
-                t[f"{sig}_max"] = hi if t[f"{sig}_max"] is None else max(t[f"{sig}_max"], hi)
+                sum_, n_, mean_, min_, max_ = _GAUGE_KEYS[sig]
+                t[sum_] += s
+                t[n_] += n
+                t[mean_] = t[sum_] / t[n_]
+                t[min_] = lo if t[min_] is None else min(t[min_], lo)
+                t[max_] = hi if t[max_] is None else max(t[max_], hi)
         carry.rows.update(targets)
-        changed.extend({"member": key[0], "asset": key[1], "hour": h, **t} for h, t in targets.items())
+        changed.extend(
+            (key[0], key[1], t["asset_class"], h, *[t[c] for c in _VALUE_COLUMNS]) for h, t in targets.items()
+        )
 
     # advance the carries of the keys folded (also those whose new samples changed no row)
     done = keys - set(redo)
     if done:
         _advance(carries, new, done)
-    if not changed:
-        return empty_rollups(), redo
-    return _rows_frame(changed), redo
+    changed.sort(key=lambda r: (r[0], r[1], r[3]))  # member, asset, hour (unique); str order is UTF-8 byte order
+    return changed, redo
 
 
 def _advance(carries: dict[Key, Carry], raw: pl.DataFrame, keys: set[Key]) -> None:
@@ -263,12 +293,15 @@ def _signals_at_latest(raw: pl.DataFrame) -> dict[Key, dict[str, tuple[float | N
     return out
 
 
-def _rows_frame(rows: list[Row]) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        [{c: r[c] for c in ROLLUP_SCHEMA} for r in rows],
-        schema={**ROLLUP_SCHEMA, "hour": pl.Int64()},
-    )
-    return frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC"))).sort(["member", "asset", "hour"])
+def rows_frame(rows: Sequence[tuple[Any, ...]]) -> pl.DataFrame:
+    """Rollup rows given as tuples in the column order of :data:`~storage.base.ROLLUP_SCHEMA`, the hour as Int64
+    ns, as a frame (in their order)."""
+    if not rows:
+        return empty_rollups()
+    schema = {**ROLLUP_SCHEMA, "hour": pl.Int64()}
+    # from columns: faster than from the rows themselves (or from dicts)
+    frame = pl.DataFrame(dict(zip(schema, map(list, zip(*rows, strict=True)), strict=True)), schema=schema)
+    return frame.with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC")))
 
 
 def widen_start(start_ns: int, preds: pl.DataFrame) -> int:

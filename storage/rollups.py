@@ -37,6 +37,7 @@ _COUNTERS = COUNTER_COLUMNS
 _KEYS = ["member", "asset", "hour"]
 _STATE_COLUMNS = [f"seconds_{st}" for st in MACHINE_STATES] + list(DOWNTIME_COLUMNS.values())
 _HOUR = (pl.col("ts") // HOUR_NS) * HOUR_NS
+_GAUGE_COLUMNS = [f"{g}_{stat}" for g in GAUGE_STATS for stat in ("mean", "min", "max")]
 
 
 def _state_seconds(raw: pl.DataFrame, signal: str, columns: dict[str, str]) -> pl.DataFrame:
@@ -71,8 +72,10 @@ def _state_seconds(raw: pl.DataFrame, signal: str, columns: dict[str, str]) -> p
     )
 
 
-def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
-    """Rollups of ``raw`` (columns member, asset, asset_class, signal, ts [Int64 ns], value, text, quality)."""
+def compute_rollups(raw: pl.DataFrame, *, gauges: bool = True) -> pl.DataFrame:
+    """Rollups of ``raw`` (columns member, asset, asset_class, signal, ts [Int64 ns], value, text, quality).
+
+    ``gauges=False`` leaves the gauge columns null (a fold merges the gauges from sums of its own)."""
     if raw.height == 0:
         return empty_rollups()
     raw = raw.filter(pl.col("quality") < int(Quality.BAD)).with_columns(pl.col("ts").cast(pl.Int64))
@@ -100,17 +103,19 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
         _state_seconds(raw, "downtime_reason", DOWNTIME_COLUMNS), on=_KEYS, how="full", coalesce=True
     )
 
-    gauges = (
-        raw.filter(pl.col("signal").is_in(list(GAUGE_STATS)))
-        .group_by(["member", "asset", hour.alias("hour")])
-        .agg(
-            [
-                getattr(pl.col("value").filter(pl.col("signal") == g), stat)().alias(f"{g}_{stat}")
-                for g in GAUGE_STATS
-                for stat in ("mean", "min", "max")
-            ]
+    parts = [counters, state_secs]
+    if gauges:
+        parts.append(
+            raw.filter(pl.col("signal").is_in(list(GAUGE_STATS)))
+            .group_by(["member", "asset", hour.alias("hour")])
+            .agg(
+                [
+                    getattr(pl.col("value").filter(pl.col("signal") == g), stat)().alias(f"{g}_{stat}")
+                    for g in GAUGE_STATS
+                    for stat in ("mean", "min", "max")
+                ]
+            )
         )
-    )
 
     # A state that runs past the hour counts in the next hour even when that hour has no sample of its own.
     spill = state_secs.join(base, on=_KEYS, how="anti").join(
@@ -119,8 +124,10 @@ def compute_rollups(raw: pl.DataFrame) -> pl.DataFrame:
     out = pl.concat(
         [base, spill.select(*_KEYS, "asset_class", pl.lit(0, dtype=pl.Int64).alias("samples"))], how="vertical"
     )
-    for part in (counters, state_secs, gauges):
+    for part in parts:
         out = out.join(part, on=_KEYS, how="left")
+    if not gauges:
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in _GAUGE_COLUMNS)
     fill = {c: pl.col(c).fill_null(0.0) for c in COUNTER_COLUMNS.values()}
     fill.update({c: pl.col(c).fill_null(0.0) for c in _STATE_COLUMNS})
     out = out.with_columns(**fill).with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC")))

@@ -19,8 +19,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from wire import Sample
 
@@ -53,8 +52,9 @@ def new_writer_id() -> str:
     return "w-" + secrets.token_hex(6)
 
 
-@dataclass(frozen=True, slots=True)
-class OwnMarker:
+class OwnMarker(NamedTuple):
+    """One pending marker of this process (a tuple: a refresh takes thousands; a frozen dataclass is twice as slow)."""
+
     member: str
     asset: str
     asset_class: str

@@ -33,6 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -40,13 +41,13 @@ from wire import Sample
 from wire.catalog import COUNTER_SIGNALS
 
 from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups, samples_frame
-from ..incremental import Carry, Key, carry_from_raw, fold, widen_start
+from ..incremental import Carry, Key, carry_from_raw, fold_rows, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from .batchlog import BatchLog, Bounds, OwnMarker
 from .connection import InfluxConnection, source
 from .influxql import literal, tag_in, time_range, where
-from .lineprotocol import encode_rows, escape_tag_value
 from .rollup_cache import RollupCache
+from .rollup_points import keys_condition, rollup_lines, within
 from .rollup_reader import RollupReader
 
 log = logging.getLogger(__name__)
@@ -57,48 +58,14 @@ KEYS_PER_QUERY = 50
 #: A fold reads all assets in one query when their folded times lie within this of the newest one.
 BULK_SPAN_NS = 120 * 10**9
 
-_KEY_COLUMNS = ("member", "asset", "asset_class", "hour")
-_ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
-_TAG_COLUMNS = ("member", "asset", "asset_class")
 _GROUP = 'GROUP BY "member", "asset", "asset_class", "signal"'
 _FLAT_COLUMNS = '"member", "asset", "asset_class", "signal", "value", "text", "quality"'
 #: (member, asset) -> (first sample, last sample) pending.
 Pending = dict[Key, tuple[int, int]]
 
 
-def dirty_markers(member: str, bounds: Bounds, *, written_ns: int, writer: str) -> bytes:
-    """One marker point per asset of ``bounds`` (:func:`~storage.influx.batchlog.marker_bounds` of a batch): its
-    first and last sample time, stamped ``written_ns``, tagged with the ``writer``."""
-    tail = f",member={escape_tag_value(member)},writer={escape_tag_value(writer)} "
-    stamp = f"i,written_ns={written_ns}i {written_ns}"
-    lines = [
-        f"rollup_dirty,asset={escape_tag_value(asset)},asset_class={escape_tag_value(cls)}{tail}"
-        f"hi_ns={hi}i,lo_ns={lo}{stamp}"
-        for asset, (cls, lo, hi) in bounds.items()
-    ]
-    return "\n".join(lines).encode()
-
-
-def _keys_condition(keys: Sequence[Key]) -> str:
-    return "(" + " OR ".join(f'("member" = {literal(m)} AND "asset" = {literal(a)})' for m, a in keys) + ")"
-
-
 def _hour(ts: int) -> int:
     return ts // HOUR_NS * HOUR_NS
-
-
-def _within(raw: pl.DataFrame, bounds: dict[Key, tuple[int, int]]) -> pl.DataFrame:
-    """The rows of ``raw`` with lo < ts <= hi for their asset's (lo, hi)."""
-    frame = pl.DataFrame(
-        [(m, a, lo, hi) for (m, a), (lo, hi) in bounds.items()],
-        schema={"member": pl.String, "asset": pl.String, "_lo": pl.Int64, "_hi": pl.Int64},
-        orient="row",
-    )
-    return (
-        raw.join(frame, on=["member", "asset"])
-        .filter((pl.col("ts") > pl.col("_lo")) & (pl.col("ts") <= pl.col("_hi")))
-        .drop("_lo", "_hi")
-    )
 
 
 class InfluxRollupKeeper:
@@ -160,11 +127,13 @@ class InfluxRollupKeeper:
             by_member.setdefault(member, []).extend(batches[(member, t)] or [])
         frames = [samples_frame(member, samples) for member, samples in by_member.items()]
         bounds = {k: folding.pop(k) for k in known}
-        # InfluxDB keeps one point per series and time (the last write); so does the frame
-        raw = pl.concat(frames).unique(
-            subset=["member", "asset", "asset_class", "signal", "ts"], keep="last", maintain_order=True
-        )
-        return _within(raw, bounds)
+        # InfluxDB keeps one point per series and time (the last write); so does the frame (the check for
+        # duplicates costs half the unique, and there seldom are any)
+        raw = pl.concat(frames)
+        series = ["member", "asset", "asset_class", "signal", "ts"]
+        if raw.select(pl.struct(series).is_duplicated().any()).item():
+            raw = raw.unique(subset=series, keep="last", maintain_order=True)
+        return within(raw, bounds)
 
     def forget(self, member: str) -> None:
         """Drop the carries of ``member`` (its points were deleted) and every reader's cached rows."""
@@ -228,9 +197,9 @@ class InfluxRollupKeeper:
             lo_, hi_ = (int(lo), int(hi)) if lo is not None and hi is not None else (int(t), int(t) + HOUR_NS - 1)
             old = pending.get((m, a))
             pending[(m, a)] = (lo_, hi_) if old is None else (min(old[0], lo_), max(old[1], hi_))
-        for o in own:
-            old = pending.get((o.member, o.asset))
-            pending[(o.member, o.asset)] = (o.lo, o.hi) if old is None else (min(old[0], o.lo), max(old[1], o.hi))
+        for m, a, _, lo_, hi_, _ in own:
+            old = pending.get((m, a))
+            pending[(m, a)] = (lo_, hi_) if old is None else (min(old[0], lo_), max(old[1], hi_))
         if query.start_ns is not None or query.end_ns is not None:
             lo_q = query.start_ns if query.start_ns is not None else -(2**62)
             hi_q = query.end_ns if query.end_ns is not None else 2**62
@@ -260,8 +229,8 @@ class InfluxRollupKeeper:
             read_s = (time.time_ns() - started) / 1e9
             if pending:
                 mine: dict[Key, list[int]] = {}
-                for o in handled:
-                    mine.setdefault((o.member, o.asset), []).append(o.written_ns)
+                for m, a, _, _, _, t in handled:
+                    mine.setdefault((m, a), []).append(t)
                 others = {(m, a) for m, a, _ in seen}
                 self._fold_and_recompute(pending, mine, others)
             log.debug(
@@ -324,16 +293,16 @@ class InfluxRollupKeeper:
                 if remembered is not None:
                     new = pl.concat([remembered, new])
                 t1 = time.perf_counter()
-                rows, missing = fold(self._carries, new)
+                rows, missing = fold_rows(self._carries, new)
                 t2 = time.perf_counter()
-                self._write_rows(rows)
+                self._write_tuples(rows)
                 log.debug(
                     "rollup fold: %d assets, %d samples read in %.2f s, folded in %.2f s, %d rows written in %.2f s",
                     folded_assets,
                     new.height,
                     t1 - t0,
                     t2 - t1,
-                    rows.height,
+                    len(rows),
                     time.perf_counter() - t2,
                 )
                 for key, hour in missing.items():
@@ -365,18 +334,18 @@ class InfluxRollupKeeper:
         for group, by_key in groups:
             lo = min(f for f, _ in group.values())
             hi = max(h for _, h in group.values())
-            cond = where(time_range(lo + 1, hi + 1), _keys_condition(list(group)) if by_key else None)
+            cond = where(time_range(lo + 1, hi + 1), keys_condition(list(group)) if by_key else None)
             # tags as columns, not GROUP BY: one series instead of one per (asset, signal), ~3x faster to answer
             raw = self._db.execute(f"SELECT {_FLAT_COLUMNS} FROM {raw_src} WHERE {cond}", chunked=True).frame(
                 RAW_SCHEMA
             )
-            frames.append(_within(raw, group))
+            frames.append(within(raw, group))
         return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_SCHEMA)
 
     def _recompute(self, bound: dict[Key, int], start: int) -> None:
         """Recompute the rows of the assets of ``bound`` from ``start`` (an hour) up to their bound; carries."""
         raw_src = self._src("samples", self._db.raw_rp)
-        cond = _keys_condition(list(bound))
+        cond = keys_condition(list(bound))
 
         def predecessors(before_ns: int) -> tuple[pl.DataFrame, pl.DataFrame]:
             before = where(time_range(before_ns - LOOKBACK_NS, before_ns), '"quality" < 2', cond)
@@ -399,7 +368,7 @@ class InfluxRollupKeeper:
         raw = self._db.execute(
             f'SELECT "value", "text", "quality" FROM {raw_src} WHERE {span} {_GROUP}', chunked=True
         ).frame(RAW_SCHEMA)
-        raw = _within(raw, {k: (start - 1, b) for k, b in bound.items()})
+        raw = within(raw, {k: (start - 1, b) for k, b in bound.items()})
         prev = pl.concat([prev_counters, prev_states]).with_columns(pl.lit(0, dtype=pl.UInt8).alias("quality"))
         combined = pl.concat([prev, raw])
         fresh = compute_rollups(combined).filter(pl.col("hour").cast(pl.Int64) >= start)
@@ -411,14 +380,14 @@ class InfluxRollupKeeper:
 
     def _write_rows(self, rows: pl.DataFrame) -> None:
         """Upsert ``rows``; then announce the hours that a reader's cache may hold (see :mod:`.rollup_reader`)."""
-        if rows.height == 0:
+        self._write_tuples(rows.select(*ROLLUP_SCHEMA).with_columns(pl.col("hour").cast(pl.Int64)).rows())
+
+    def _write_tuples(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """:meth:`_write_rows` of rows as tuples (see :func:`~storage.incremental.rows_frame`)."""
+        if not rows:
             return
-        tags = rows.select(_TAG_COLUMNS).rows()
-        fields = rows.select(_ROLLUP_FIELDS).rows()
-        hours = rows.get_column("hour").cast(pl.Int64).to_list()
-        body = encode_rows("rollups", _TAG_COLUMNS, _ROLLUP_FIELDS, zip(tags, fields, hours, strict=True))
-        self._db.write_lines(body, rp=self._db.rollup_rp)
-        self.reader.wrote(sorted(set(hours)))
+        self._db.write_lines(rollup_lines(rows), rp=self._db.rollup_rp)
+        self.reader.wrote(sorted({r[3] for r in rows}))
 
     def query(self, query: RollupQuery) -> Rollups:
         if any(v == () for v in (query.asset_classes, query.members, query.assets)):

@@ -42,7 +42,8 @@ from .deletion import count_member_points, delete_points_v1, delete_points_v2, e
 from .influxql import Rows, ident, literal, parse_response, series_query, time_range, where
 from .lineprotocol import SampleEncoder, encode_lines, encode_point
 from .rollup_cache import RollupCache
-from .rollups import InfluxRollupKeeper, dirty_markers
+from .rollup_points import dirty_markers
+from .rollups import InfluxRollupKeeper
 
 log = logging.getLogger(__name__)
 

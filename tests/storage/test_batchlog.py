@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storage.influx.batchlog import BatchLog, marker_bounds, new_writer_id
-from storage.influx.rollups import dirty_markers
+from storage.influx.rollup_points import dirty_markers
 from wire import Sample
 
 M = "m-0a0b0c"

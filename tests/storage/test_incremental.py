@@ -9,6 +9,7 @@ gets a fresh carry.
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import polars as pl
@@ -18,7 +19,9 @@ from polars.testing import assert_frame_equal
 
 from storage import ROLLUP_SCHEMA, compute_rollups
 from storage.base import RAW_SCHEMA
-from storage.incremental import Carry, Key, carry_from_raw, fold, widen_start
+from storage.incremental import Carry, Key, carry_from_raw, fold, fold_rows, rows_frame, widen_start
+from storage.influx.lineprotocol import encode_rows
+from storage.influx.rollup_points import rollup_lines
 from storage.rollups import GAP_NS, HOUR_NS
 
 S = 10**9
@@ -28,6 +31,8 @@ REASONS = ("none", "maintenance", "material")
 
 
 class MiniKeeper:
+    fold = staticmethod(fold)
+
     def __init__(self) -> None:
         self.raw = pl.DataFrame(schema=RAW_SCHEMA)
         self.pending: list[pl.DataFrame] = []
@@ -82,7 +87,7 @@ class MiniKeeper:
                 )
         if incremental:
             self.folds += 1
-            rows, redo = fold(self.carries, pl.concat(incremental))
+            rows, redo = self.fold(self.carries, pl.concat(incremental))
             self._put(rows)
             for key, hour in redo.items():
                 fallback[key] = min(hour, fallback.get(key, hour))
@@ -216,3 +221,55 @@ def test_a_sample_sent_again_at_the_folded_time_counts_once_and_a_corrected_one_
     assert keeper.recomputes == 2
     expected = compute_rollups(pl.concat([raw.slice(0, 29), corrected]))
     assert_frame_equal(keeper.frame(), expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-6)
+
+
+_TAGS = ("member", "asset", "asset_class")
+_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in (*_TAGS, "hour"))
+
+
+def _frame_lines(frame: pl.DataFrame) -> bytes:
+    """The InfluxDB keeper's rollup points of a frame of rows, as it wrote them from the frame."""
+    tags = frame.select(_TAGS).rows()
+    fields = frame.select(_FIELDS).rows()
+    hours = frame.get_column("hour").cast(pl.Int64).to_list()
+    return encode_rows("rollups", _TAGS, _FIELDS, zip(tags, fields, hours, strict=True))
+
+
+def _checked_fold(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[pl.DataFrame, dict[Key, int]]:
+    twin = copy.deepcopy(carries)
+    frame, redo = fold(carries, new)
+    rows, twin_redo = fold_rows(twin, new)
+    assert (twin_redo, twin) == (redo, carries)
+    assert_frame_equal(rows_frame(rows), frame, check_exact=True)
+    assert rollup_lines(rows) == _frame_lines(frame)
+    for row in rows:  # as a frame's rows give them: floats where the frame has Float64 (an int is written as 1i)
+        assert {type(v) for v in (row[3], row[-1])} == {int} and {type(v) for v in row[4:-1]} <= {float, type(None)}
+    return frame, redo
+
+
+class CheckedKeeper(MiniKeeper):
+    fold = staticmethod(_checked_fold)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=streams(), data=st.data())
+def test_fold_rows_are_the_rows_of_fold_and_give_the_same_points(raw: pl.DataFrame, data: st.DataObject) -> None:
+    """The InfluxDB keeper writes the tuples of fold_rows without a frame: the same rows, in the same order, the
+    same carries, the same line protocol as the frame of fold."""
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(raw.height - 1, 1)), max_size=8)))
+    keeper = CheckedKeeper()
+    for lo, hi in itertools.pairwise([0, *cuts, raw.height]):
+        keeper.write(raw.slice(lo, hi - lo))
+        if data.draw(st.booleans()):
+            keeper.refresh()
+    keeper.refresh()
+    assert_frame_equal(keeper.frame(), compute_rollups(raw), check_exact=False, rel_tol=1e-9, abs_tol=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=streams())
+def test_rollups_without_gauges_are_the_rollups_with_the_gauge_columns_null(raw: pl.DataFrame) -> None:
+    """A fold computes its delta without the gauge statistics (it merges them from sums of its own)."""
+    gauges = [c for c in ROLLUP_SCHEMA if c.endswith(("_mean", "_min", "_max"))]
+    expected = compute_rollups(raw).with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in gauges)
+    assert_frame_equal(compute_rollups(raw, gauges=False), expected, check_exact=True)
