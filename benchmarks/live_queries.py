@@ -387,12 +387,18 @@ def main() -> int:
     parser.add_argument("--min-member-requests", type=int, default=20, help="member requests at least")
     parser.add_argument("--uncached-requests", type=int, default=2, help="InfluxDB: rounds with the cache off")
     parser.add_argument("--only", choices=("influxdb", "embedded"), default=None)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each InfluxDB rollup refresh")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log InfluxDB rollup refreshes and queries, benchmark requests' phases",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.verbose:
         logging.getLogger("storage.influx.rollups").setLevel(logging.DEBUG)
         logging.getLogger("storage.influx.rollup_reader").setLevel(logging.DEBUG)
+        logging.getLogger("api.http.routes.benchmarks").setLevel(logging.DEBUG)
     result: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="mdh-live-") as tmp:
         work = Path(tmp)

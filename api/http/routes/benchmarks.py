@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Annotated
 
@@ -77,10 +78,21 @@ def get_benchmark(
     start_, end_ = window(start, end, period, now, ctx.settings.max_periods)
     starts = period_starts(start_, end_, period)
     as_of: list[int | None] = []
+    t0 = time.perf_counter()
     entries = released(ctx, kpi, asset_class, period, starts, now, as_of)
+    t1 = time.perf_counter()
     own: dict[datetime, float] = {}
     if principal.role == "member" and principal.member is not None and starts:
         own = _own_values(ctx, principal.member, kpi, asset_class, period, starts, as_of)
+    log.debug(
+        "benchmark %s/%s/%s: %d periods; ledger read in %.3f s, own values in %.3f s",
+        kpi,
+        asset_class,
+        period,
+        len(starts),
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
     cells = [
         cell_from_ledger(entries[s], rules, own.get(s))
         if s in entries
