@@ -32,7 +32,7 @@ import uvicorn
 
 from api.core.cells import contributions, period_starts, release
 from api.core.disclosure import Rules
-from api.http.app import create_app
+from api.http.app import create_app, tune_interpreter
 from api.settings import ApiSettings
 from api.tokens import TokenStore
 from core.register import DEFAULT_EMISSION_FACTOR, Member, Register
@@ -154,6 +154,7 @@ def main() -> int:
         tokens = TokenStore(settings.tokens_file)
         member_token, _ = tokens.create("member", member=assets[0][0])
         analyst_token, _ = tokens.create("analyst")
+        tune_interpreter(settings)  # as the hub's API role does
         app = create_app(settings, store, lambda: register)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)

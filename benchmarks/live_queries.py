@@ -46,7 +46,7 @@ import httpx
 import polars as pl
 import uvicorn
 
-from api.http.app import create_app
+from api.http.app import create_app, tune_interpreter
 from api.settings import ApiSettings
 from api.tokens import TokenStore
 from core.register import Member, Register
@@ -259,6 +259,7 @@ def leg(
     member0 = next(iter(assets))
     member_token, _ = tokens.create("member", member=member0)
     analyst_token, _ = tokens.create("analyst")
+    tune_interpreter(settings)  # as the hub's API role does
     app = create_app(settings, store, lambda: register)
     server, thread, base = serve(app)
     start = datetime.fromtimestamp(open_hour // S, UTC) - timedelta(hours=23)

@@ -30,7 +30,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from pydantic import Field, field_validator
 
-from api.http.app import create_app
+from api.http.app import create_app, tune_interpreter
 from api.settings import ApiSettings
 from core.cli import CliGroup
 from core.configfile import ConfigError, FileSettings, load_settings, with_paths_resolved
@@ -205,6 +205,7 @@ async def running_hub(settings: HubSettings, roles: list[Role] | None = None) ->
                     )
                     hub.workers = await stack.enter_async_context(workers)
             if "api" in roles:
+                tune_interpreter(settings.api)
                 app = create_app(settings.api, store, register, registry=hub.registry)
                 config = uvicorn.Config(
                     app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import secrets
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -197,6 +198,7 @@ async def test_factory_to_api_through_real_servers(
                 "tokens_file": str(hub_dir / "tokens.json"),
                 "audit_log": str(hub_dir / "audit.log"),
                 "dp": {"budget_file": str(hub_dir / "dp.json")},
+                "switch_interval_ms": 1.5,
             },
         },
     )
@@ -205,8 +207,12 @@ async def test_factory_to_api_through_real_servers(
     own, _ = tokens.create("member", member=member)
     foreign, _ = tokens.create("member", member=other)
 
+    interpreter_default = sys.getswitchinterval()
+    request.addfinalizer(lambda: sys.setswitchinterval(interpreter_default))
     async with running_hub(hub) as running:
         await running.wait_started()
+        # the API role sets the process's thread switch interval from [api] switch_interval_ms
+        assert sys.getswitchinterval() == pytest.approx(0.0015)
         ingestor = running.ingestor
         assert ingestor is not None
         async with _factory_and_gateway(tmp_path, member, mosquitto.port) as (factory, gw):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +38,20 @@ problem details (`application/problem+json`).
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+log = logging.getLogger(__name__)
+
+
+def tune_interpreter(settings: ApiSettings) -> None:
+    """Set the process's thread switch interval (``[api] switch_interval_ms``); for the process that serves the
+    API, before it serves (it is process-wide, so :func:`create_app` leaves it to the caller)."""
+    seconds = settings.switch_interval_ms / 1000
+    if sys.getswitchinterval() != seconds:
+        log.info(
+            "thread switch interval %.2f ms (was %.2f)", settings.switch_interval_ms, sys.getswitchinterval() * 1000
+        )
+        sys.setswitchinterval(seconds)
 
 
 def create_app(
