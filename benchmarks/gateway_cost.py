@@ -116,6 +116,7 @@ def per_10k(cpu: float, points: int) -> float:
 async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from testkit.servers import free_port, start_mosquitto
 
+    overrides = dict(kv.split("=", 1) for kv in args.ingest)
     broker = start_mosquitto(tmp / "mosquitto")
     server = MachineServer(free_port(), args.nodes)
     try:
@@ -138,7 +139,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             probe_latency=False,
             profile=args.profile,
             profile_ingest=args.profile_ingest,
-            ingest_overrides=dict(kv.split("=", 1) for kv in args.ingest),
+            ingest_overrides=overrides,
         )
     finally:
         server.stop()
@@ -157,7 +158,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "store": args.store,
         # the hub's first rollup refresh after its start (every asset recomputed from raw), before the window
         "startup_refresh_cpu_s": r["startup_refresh_cpu_s"],
-        **({"ingest_settings": dict(kv.split("=", 1) for kv in args.ingest)} if args.ingest else {}),
+        **({"ingest_settings": overrides} if overrides else {}),
         "nodes": args.nodes,
         "produced": r["produced"],
         "stored": r["stored"],

@@ -37,7 +37,7 @@ import polars as pl
 from wire import Quality
 
 from .base import COUNTER_COLUMNS, GAUGE_STATS, RAW_SCHEMA, ROLLUP_SCHEMA, empty_rollups
-from .rollups import GAP_NS, HOUR_NS, compute_rollups
+from .rollups import GAP_NS, GAUGE_COLUMNS, HOUR_NS, compute_rollups
 
 Key = tuple[str, str]
 #: A kept row: the rollup columns without member/asset/hour, plus ``_sum_<gauge>`` and ``_n_<gauge>``.
@@ -45,7 +45,7 @@ Row = dict[str, Any]
 
 _STATE_SIGNALS = ("state", "downtime_reason")
 _VALUE_COLUMNS = tuple(c for c in ROLLUP_SCHEMA if c not in ("member", "asset", "asset_class", "hour"))
-_GAUGE_COLUMNS = frozenset(f"{g}_{s}" for g in GAUGE_STATS for s in ("mean", "min", "max"))
+_GAUGE_COLUMNS = frozenset(GAUGE_COLUMNS)
 _ADDITIVE = tuple(c for c in _VALUE_COLUMNS if c not in _GAUGE_COLUMNS and c != "samples")
 _FIRST_N = "_n_" + GAUGE_STATS[0]
 #: gauge -> the keys of its sum, count, mean, min and max in a kept row

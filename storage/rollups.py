@@ -37,7 +37,8 @@ _COUNTERS = COUNTER_COLUMNS
 _KEYS = ["member", "asset", "hour"]
 _STATE_COLUMNS = [f"seconds_{st}" for st in MACHINE_STATES] + list(DOWNTIME_COLUMNS.values())
 _HOUR = (pl.col("ts") // HOUR_NS) * HOUR_NS
-_GAUGE_COLUMNS = [f"{g}_{stat}" for g in GAUGE_STATS for stat in ("mean", "min", "max")]
+#: The gauge statistics columns of a rollup row (mean, min and max of every gauge).
+GAUGE_COLUMNS = tuple(f"{g}_{stat}" for g in GAUGE_STATS for stat in ("mean", "min", "max"))
 
 
 def _state_seconds(raw: pl.DataFrame, signal: str, columns: dict[str, str]) -> pl.DataFrame:
@@ -127,7 +128,7 @@ def compute_rollups(raw: pl.DataFrame, *, gauges: bool = True) -> pl.DataFrame:
     for part in parts:
         out = out.join(part, on=_KEYS, how="left")
     if not gauges:
-        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in _GAUGE_COLUMNS)
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in GAUGE_COLUMNS)
     fill = {c: pl.col(c).fill_null(0.0) for c in COUNTER_COLUMNS.values()}
     fill.update({c: pl.col(c).fill_null(0.0) for c in _STATE_COLUMNS})
     out = out.with_columns(**fill).with_columns(pl.col("hour").cast(pl.Datetime("ns", "UTC")))

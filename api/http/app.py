@@ -36,11 +36,11 @@ problem details (`application/problem+json`).
 """
 
 
+log = logging.getLogger(__name__)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-log = logging.getLogger(__name__)
 
 
 def tune_interpreter(settings: ApiSettings) -> None:
