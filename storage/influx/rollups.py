@@ -40,9 +40,10 @@ import polars as pl
 from wire import Sample
 from wire.catalog import COUNTER_SIGNALS
 
-from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups, samples_frame
+from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
 from ..incremental import Carry, Key, carry_from_raw, fold_rows, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
+from ..sample_fold import fold_samples
 from .batchlog import BatchLog, Bounds, OwnMarker
 from .connection import InfluxConnection, source
 from .influxql import literal, tag_in, time_range, where
@@ -107,11 +108,12 @@ class InfluxRollupKeeper:
         dropped, is read back as before."""
         self.log.record(member, samples, written_ns, bounds)
 
-    def _remembered(
+    def _fold_remembered(
         self, folding: dict[Key, tuple[int, int]], own: dict[Key, list[int]], others: set[Key]
-    ) -> pl.DataFrame | None:
-        """The new samples of the folding assets whose every pending marker is of a batch whose samples are
-        remembered, or ``None`` for none; those assets are taken out of ``folding``."""
+    ) -> tuple[list[tuple[Any, ...]], dict[Key, int]]:
+        """Fold, from memory and sample by sample (:func:`~storage.sample_fold.fold_samples`), the folding assets
+        whose every pending marker is of a batch whose samples are remembered; those assets are taken out of
+        ``folding``. Returns the changed rows and the assets that need a recompute."""
         batches: dict[tuple[str, int], list[Sample] | None] = {}
         candidates = [k for k in folding if k in own and k not in others]
         for m, a in candidates:
@@ -119,21 +121,27 @@ class InfluxRollupKeeper:
                 if (m, t) not in batches:
                     batches[(m, t)] = self.log.samples(m, t)
         known = {k for k in candidates if all(batches[(k[0], t)] is not None for t in own[k])}
+        rows: list[tuple[Any, ...]] = []
+        redo: dict[Key, int] = {}
         if not known:
-            return None
-        # one frame per member, its batches in the order written (a polars frame costs a fixed time of its own)
-        by_member: dict[str, list[Sample]] = {}
+            return rows, redo
+        # per member: each asset's samples, its batches in the order written (all of them lie within the asset's
+        # pending bounds, which are these batches' markers, after its folded time: else it would be recomputed)
+        wanted: dict[str, dict[str, list[Sample]]] = {}
+        for m, a in known:
+            del folding[(m, a)]
+            wanted.setdefault(m, {})[a] = []
         for member, t in sorted({(k[0], t) for k in known for t in own[k]}, key=lambda b: b[1]):
-            by_member.setdefault(member, []).extend(batches[(member, t)] or [])
-        frames = [samples_frame(member, samples) for member, samples in by_member.items()]
-        bounds = {k: folding.pop(k) for k in known}
-        # InfluxDB keeps one point per series and time (the last write); so does the frame (the check for
-        # duplicates costs half the unique, and there seldom are any)
-        raw = pl.concat(frames)
-        series = ["member", "asset", "asset_class", "signal", "ts"]
-        if raw.select(pl.struct(series).is_duplicated().any()).item():
-            raw = raw.unique(subset=series, keep="last", maintain_order=True)
-        return within(raw, bounds)
+            get = wanted[member].get
+            for s in batches[(member, t)] or ():
+                found = get(s.asset)
+                if found is not None:
+                    found.append(s)
+        for member, assets in wanted.items():
+            r, d = fold_samples(self._carries, member, assets)
+            rows += r
+            redo.update(d)
+        return rows, redo
 
     def forget(self, member: str) -> None:
         """Drop the carries of ``member`` (its points were deleted) and every reader's cached rows."""
@@ -287,20 +295,21 @@ class InfluxRollupKeeper:
         try:
             if folding:
                 t0 = time.perf_counter()
-                folded_assets = len(folding)  # _remembered takes the assets it serves out of folding
-                remembered = self._remembered(folding, own, others)
-                new = self._read_new(folding) if folding else pl.DataFrame(schema=RAW_SCHEMA)
-                if remembered is not None:
-                    new = pl.concat([remembered, new])
+                folded_assets = len(folding)  # _fold_remembered takes the assets it folds out of folding
+                rows, missing = self._fold_remembered(folding, own, others)
                 t1 = time.perf_counter()
-                rows, missing = fold_rows(self._carries, new)
+                new = self._read_new(folding) if folding else pl.DataFrame(schema=RAW_SCHEMA)
+                read, read_missing = fold_rows(self._carries, new)
+                rows += read
+                missing.update(read_missing)
                 t2 = time.perf_counter()
                 self._write_tuples(rows)
                 log.debug(
-                    "rollup fold: %d assets, %d samples read in %.2f s, folded in %.2f s, %d rows written in %.2f s",
+                    "rollup fold: %d assets, from memory in %.2f s; %d samples read and folded in %.2f s; "
+                    "%d rows written in %.2f s",
                     folded_assets,
-                    new.height,
                     t1 - t0,
+                    new.height,
                     t2 - t1,
                     len(rows),
                     time.perf_counter() - t2,
