@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point
 
-from storage.influx.lineprotocol import SampleEncoder, encode_lines, encode_point, encode_rows, encode_samples
+from storage.influx.lineprotocol import (
+    SampleEncoder,
+    encode_lines,
+    encode_point,
+    encode_rows,
+    encode_samples,
+    escape_key,
+    escape_string,
+    escape_tag_value,
+)
 from wire import MACHINE_STATES, SIGNALS, Sample
 
 # Text including every character that line protocol treats specially.
@@ -161,3 +170,17 @@ def test_encode_rows_matches_encode_point_per_row(
         for tags, fields, t in rows
     )
     assert encode_rows(measurement, tag_keys, field_keys, rows) == expected
+
+
+# The escaping as it was first written (one ``str.translate`` each), which the fast paths must equal.
+_KEY_TABLE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_STRING_TABLE = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.one_of(text, st.lists(_special, max_size=4).map("".join)))
+def test_escaping_equals_plain_translation(value: str) -> None:
+    key = value.translate(_KEY_TABLE)
+    assert escape_key(value) == key
+    assert escape_tag_value(value) == (key + " " if key.endswith("\\") else key)
+    assert escape_string(value) == value.translate(_STRING_TABLE)
