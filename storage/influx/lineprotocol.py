@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
@@ -151,10 +152,16 @@ def encode_lines(lines: Iterable[str]) -> bytes:
     return "\n".join(line for line in lines if line).encode("utf-8")
 
 
+#: The tags of a sample's series, in key order (asset, asset_class, member, signal), escaped.
+_SERIES_TAGS = tuple(f",{escape_key(k)}=" for k in ("asset", "asset_class", "member", "signal"))
+
+
 class SampleEncoder:
     """Encodes wire samples as points of :data:`SAMPLES_MEASUREMENT`, caching escaped series keys.
 
-    Not thread-safe (the cache is a plain dict); use one per writer thread.
+    Thread-safe, so that one encoder (and one cache, warmed once) serves every writing thread: with one per
+    thread, each of the ingestor's threads warmed its own copy of every series. The cache holds immutable
+    strings; a hit is a dict look-up without a lock (atomic in CPython), a miss takes the lock to insert.
     """
 
     def __init__(
@@ -168,28 +175,41 @@ class SampleEncoder:
         self._members: dict[str, dict[tuple[str, str, str, int], str]] = {}
         self._size = 0
         self._max = max_cached_series
+        #: Guards inserting into the cache, clearing it and counting its size (look-ups go without it).
+        self._lock = threading.Lock()
+
+    def _series(self, member: str) -> dict[tuple[str, str, str, int], str]:
+        """The cache of ``member``'s series keys (created on first use)."""
+        cache = self._members.get(member)
+        if cache is None:
+            with self._lock:
+                cache = self._members.setdefault(member, {})
+        return cache
 
     def _prefix(self, member: str, cache: dict[tuple[str, str, str, int], str], key: tuple[str, str, str, int]) -> str:
         """``samples,asset=..,asset_class=..,member=..,signal=.. quality=<q>i,`` for one series and quality."""
-        if self._size >= self._max:
-            for c in self._members.values():
-                c.clear()
-            self._size = 0
         asset, asset_class, signal, quality = key
-        # Already in key order: asset, asset_class, member, signal.
-        tags = (("asset", asset), ("asset_class", asset_class), ("member", member), ("signal", signal))
+        values = (asset, asset_class, member, signal)
         text = (
             self._measurement
-            + "".join(f",{escape_key(k)}={escape_tag_value(v)}" for k, v in tags if v)
+            + "".join(name + escape_tag_value(v) for name, v in zip(_SERIES_TAGS, values, strict=True) if v)
             + f" quality={int(quality)}i,"
         )
-        cache[key] = text
-        self._size += 1
+        with self._lock:
+            if self._size >= self._max:
+                for c in self._members.values():
+                    c.clear()
+                self._size = 0
+            # Not when another thread added it meanwhile, nor into the cache of a member forgotten meanwhile.
+            if key not in cache and self._members.get(member) is cache:
+                cache[key] = text
+                self._size += 1
         return text
 
     def forget(self, member: str) -> None:
         """Drop the cached series keys of ``member`` (its data was deleted)."""
-        self._size -= len(self._members.pop(member, {}))
+        with self._lock:
+            self._size -= len(self._members.pop(member, {}))
 
     def encode(self, member: str, samples: Sequence[Sample]) -> bytes:
         """The request body for ``samples`` of ``member``; non-finite numbers are skipped (the wire forbids them).
@@ -253,9 +273,7 @@ class SampleEncoder:
 
     def encode_python(self, member: str, samples: Sequence[Sample]) -> bytes:
         """The same as :meth:`encode`, sample by sample in Python (faster for a few samples)."""
-        cache = self._members.get(member)
-        if cache is None:
-            cache = self._members[member] = {}
+        cache = self._series(member)
         get = cache.get
         out: list[str] = []
         append = out.append
