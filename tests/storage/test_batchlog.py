@@ -35,6 +35,41 @@ def test_marker_bounds_are_each_assets_first_and_last_time(rows: list[tuple[int,
     assert marker_bounds(samples) == expected
 
 
+def bounds_reference(samples: list[Sample]) -> Bounds:
+    """Per asset, in the order of first appearance: the class of its first sample, its least and greatest time."""
+    assets = list(dict.fromkeys(s.asset for s in samples))
+    return {
+        a: (
+            next(s.asset_class for s in samples if s.asset == a),
+            min(s.ts for s in samples if s.asset == a),
+            max(s.ts for s in samples if s.asset == a),
+        )
+        for a in assets
+    }
+
+
+@given(
+    st.lists(
+        st.builds(
+            Sample,
+            ts=st.integers(0, 2**62),
+            asset=st.sampled_from(["a-00000001", "a-00000002", "a-00000003", "a-00000004"]),
+            asset_class=st.sampled_from(["press", "welding"]),
+            signal=st.just("power_kw"),
+            value=st.just(1.0),
+        ),
+        max_size=40,
+    )
+)
+def test_marker_bounds_equal_the_obvious_computation(samples: list[Sample]) -> None:
+    """Any order of times, an asset's class changing within the batch (its first sample's counts), and the assets
+    in the order they first appear (the order of the marker lines)."""
+    got = marker_bounds(samples)
+    expected = bounds_reference(samples)
+    assert got == expected and list(got) == list(expected)
+    assert all(type(b) is tuple for b in got.values())
+
+
 def markers_reference(member: str, bounds: Bounds, written_ns: int, writer: str) -> bytes:
     """The marker lines as influxdb-client's ``Point`` writes them."""
     lines = [
