@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -229,8 +230,13 @@ def test_one_encoder_shared_by_threads_matches_point(
         return [encode(job) for job in part]
 
     parts = [jobs[i::4] for i in range(4)]
-    with ThreadPoolExecutor(4) as pool:
-        bodies = list(pool.map(work, parts))
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # (Python's is 5 ms): the threads interleave inside the encoder
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            bodies = list(pool.map(work, parts))
+    finally:
+        sys.setswitchinterval(switch)
     for part, got in zip(parts, bodies, strict=True):
         assert got == [sample_reference_lines(member, samples) for member, samples in part]
     assert encoder._size <= max_cached
@@ -256,3 +262,31 @@ def test_the_store_encodes_with_one_encoder_warmed_once() -> None:
     assert len({id(e) for e in encoders}) == 1 and store._encoders == [encoders[0]]
     assert set(bodies) == {sample_reference_lines("m-000001", samples)}
     assert encoders[0]._size == 3, "each series cached once"
+
+
+@pytest.mark.parametrize("max_cached", [100_000, 700])
+def test_threads_missing_the_same_series_at_once_count_each_once(max_cached: int) -> None:
+    """Eight threads meet the same 2,000 new series at once, switching every microsecond: every body is right,
+    and the cache counts what it holds (at a bound below the series, clearing meanwhile)."""
+    signals = sorted(SIGNALS)
+    samples = [
+        Sample(ts=i, asset=f"a-{i % 500:08x}", asset_class="press", signal=signals[i % 4], value=i / 7)
+        for i in range(2000)
+    ]
+    expected = sample_reference_lines("m-000001", samples)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            encoder = SampleEncoder(max_cached_series=max_cached)
+            start = threading.Barrier(8, timeout=30)
+
+            def encode(_: int, encoder: SampleEncoder = encoder, start: threading.Barrier = start) -> bytes:
+                start.wait()
+                return encoder.encode_python("m-000001", samples)
+
+            with ThreadPoolExecutor(8) as pool:
+                assert set(pool.map(encode, range(8))) == {expected}
+            assert encoder._size == sum(len(c) for c in encoder._members.values()) <= max_cached
+    finally:
+        sys.setswitchinterval(switch)
