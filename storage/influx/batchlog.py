@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Collection, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from wire import Sample
 
@@ -33,18 +33,25 @@ Bounds = dict[str, tuple[str, int, int]]
 
 
 def marker_bounds(samples: Sequence[Sample]) -> Bounds:
-    """Per asset of ``samples``: its class and its first and last sample time."""
-    found: dict[str, list[Any]] = {}
+    """Per asset of ``samples``: its class (of its first sample) and its first and last sample time.
+
+    The tuples are built as it goes (a new one when a time widens them): with lists turned into tuples at the end,
+    that last pass over the assets was most of the cost of a batch holding an asset or two samples each.
+    """
+    found: Bounds = {}
     get = found.get
     for s in samples:
-        b = get(s.asset)
+        asset = s.asset
+        b = get(asset)
         if b is None:
-            found[s.asset] = [s.asset_class, s.ts, s.ts]
-        elif s.ts > b[2]:
-            b[2] = s.ts
-        elif s.ts < b[1]:
-            b[1] = s.ts
-    return {asset: (b[0], b[1], b[2]) for asset, b in found.items()}
+            found[asset] = (s.asset_class, s.ts, s.ts)
+            continue
+        ts = s.ts
+        if ts > b[2]:
+            found[asset] = (b[0], b[1], ts)
+        elif ts < b[1]:
+            found[asset] = (b[0], ts, b[2])
+    return found
 
 
 def new_writer_id() -> str:

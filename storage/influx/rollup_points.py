@@ -3,6 +3,7 @@ conditions naming assets, and the samples within each asset's bounds."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,17 +20,25 @@ _ROLLUP_FIELDS = tuple(c for c in ROLLUP_SCHEMA if c not in _KEY_COLUMNS)
 _TAG_COLUMNS = ("member", "asset", "asset_class")
 
 
+#: (asset, asset class) pairs whose marker tags are kept escaped (a hub has some thousands; ~350 bytes each).
+MARKER_HEADS_CACHED = 32_768
+
+
 def dirty_markers(member: str, bounds: Bounds, *, written_ns: int, writer: str) -> bytes:
     """One marker point per asset of ``bounds`` (:func:`~storage.influx.batchlog.marker_bounds` of a batch): its
     first and last sample time, stamped ``written_ns``, tagged with the ``writer``."""
-    tail = f",member={escape_tag_value(member)},writer={escape_tag_value(writer)} "
+    tail = f",member={escape_tag_value(member)},writer={escape_tag_value(writer)} hi_ns="
     stamp = f"i,written_ns={written_ns}i {written_ns}"
-    lines = [
-        f"rollup_dirty,asset={escape_tag_value(asset)},asset_class={escape_tag_value(cls)}{tail}"
-        f"hi_ns={hi}i,lo_ns={lo}{stamp}"
-        for asset, (cls, lo, hi) in bounds.items()
-    ]
+    head = _marker_head
+    lines = [f"{head(asset, cls)}{tail}{hi}i,lo_ns={lo}{stamp}" for asset, (cls, lo, hi) in bounds.items()]
     return "\n".join(lines).encode()
+
+
+@functools.lru_cache(maxsize=MARKER_HEADS_CACHED)
+def _marker_head(asset: str, asset_class: str) -> str:
+    """``rollup_dirty,asset=..,asset_class=..``: escaping the two tags costs more than the rest of the line, and
+    every batch marks the same assets again (``lru_cache``: bounded, and thread-safe for the writer threads)."""
+    return f"rollup_dirty,asset={escape_tag_value(asset)},asset_class={escape_tag_value(asset_class)}"
 
 
 def rollup_lines(rows: Iterable[tuple[Any, ...]]) -> bytes:

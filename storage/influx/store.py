@@ -198,12 +198,13 @@ class InfluxStore:
         return len(samples)
 
     def _thread_encoder(self) -> SampleEncoder:
-        encoder: SampleEncoder | None = getattr(self._local, "encoder", None)
-        if encoder is None:
-            encoder = self._local.encoder = SampleEncoder()
+        """The encoder of every writing thread: one, since it is thread-safe, so that its cache of series keys is
+        warmed once (with one per thread, each thread of the ingestor's pool had to warm its own)."""
+        if not self._encoders:
             with self._encode_lock:
-                self._encoders.append(encoder)
-        return encoder
+                if not self._encoders:
+                    self._encoders.append(SampleEncoder())
+        return self._encoders[0]
 
     def write_lines(self, body: bytes, *, rp: str | None) -> None:
         """POST line protocol (ns precision), retrying retryable failures; raise a :class:`StoreError`."""

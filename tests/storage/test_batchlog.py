@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from influxdb_client import Point
 
-from storage.influx.batchlog import BatchLog, marker_bounds, new_writer_id
+from storage.influx.batchlog import BatchLog, Bounds, marker_bounds, new_writer_id
 from storage.influx.rollup_points import dirty_markers
 from wire import Sample
+
+from .test_lineprotocol import text
 
 M = "m-0a0b0c"
 T0 = 1_767_225_600 * 10**9
@@ -30,6 +33,79 @@ def test_marker_bounds_are_each_assets_first_and_last_time(rows: list[tuple[int,
         a: ("press", min(T0 + t for t, b in rows if b == a), max(T0 + t for t, b in rows if b == a)) for _, a in rows
     }
     assert marker_bounds(samples) == expected
+
+
+def bounds_reference(samples: list[Sample]) -> Bounds:
+    """Per asset, in the order of first appearance: the class of its first sample, its least and greatest time."""
+    assets = list(dict.fromkeys(s.asset for s in samples))
+    return {
+        a: (
+            next(s.asset_class for s in samples if s.asset == a),
+            min(s.ts for s in samples if s.asset == a),
+            max(s.ts for s in samples if s.asset == a),
+        )
+        for a in assets
+    }
+
+
+@given(
+    st.lists(
+        st.builds(
+            Sample,
+            ts=st.integers(0, 2**62),
+            asset=st.sampled_from(["a-00000001", "a-00000002", "a-00000003", "a-00000004"]),
+            asset_class=st.sampled_from(["press", "welding"]),
+            signal=st.just("power_kw"),
+            value=st.just(1.0),
+        ),
+        max_size=40,
+    )
+)
+def test_marker_bounds_equal_the_obvious_computation(samples: list[Sample]) -> None:
+    """Any order of times, an asset's class changing within the batch (its first sample's counts), and the assets
+    in the order they first appear (the order of the marker lines)."""
+    got = marker_bounds(samples)
+    expected = bounds_reference(samples)
+    assert got == expected and list(got) == list(expected)
+    assert all(type(b) is tuple for b in got.values())
+
+
+def markers_reference(member: str, bounds: Bounds, written_ns: int, writer: str) -> bytes:
+    """The marker lines as influxdb-client's ``Point`` writes them."""
+    lines = [
+        Point("rollup_dirty")
+        .tag("asset", asset)
+        .tag("asset_class", cls)
+        .tag("member", member)
+        .tag("writer", writer)
+        .field("hi_ns", hi)
+        .field("lo_ns", lo)
+        .field("written_ns", written_ns)
+        .time(written_ns)
+        .to_line_protocol()
+        for asset, (cls, lo, hi) in bounds.items()
+    ]
+    return "\n".join(lines).encode()
+
+
+_tag = st.one_of(st.sampled_from(["a-00000001", "press", "a b", "x\\", "k=v,w"]), text.filter(bool))
+_bounds = st.dictionaries(
+    st.one_of(st.sampled_from(["a-00000001", "a-00000002"]), _tag),
+    st.tuples(st.one_of(st.sampled_from(["press", "welding"]), _tag), st.integers(0, 2**62), st.integers(0, 2**62)),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batches=st.lists(st.tuples(_tag, _bounds, st.integers(0, 2**62), _tag), min_size=1, max_size=4),
+)
+def test_dirty_markers_equal_point(batches: list[tuple[str, Bounds, int, str]]) -> None:
+    """Several batches in a row (the same assets again, under other classes, members and writers): the escaped
+    tags cached from one batch must never leak into another's lines."""
+    for member, bounds, written_ns, writer in batches:
+        got = dirty_markers(member, bounds, written_ns=written_ns, writer=writer)
+        assert got == markers_reference(member, bounds, written_ns, writer)
 
 
 def test_markers_carry_bounds_and_writer_in_key_order() -> None:

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point
 
-from storage.influx.lineprotocol import SampleEncoder, encode_lines, encode_point, encode_rows, encode_samples
+from storage.influx.lineprotocol import (
+    SampleEncoder,
+    encode_lines,
+    encode_point,
+    encode_rows,
+    encode_samples,
+    escape_key,
+    escape_string,
+    escape_tag_value,
+)
+from storage.influx.store import InfluxStore
 from wire import MACHINE_STATES, SIGNALS, Sample
 
 # Text including every character that line protocol treats specially.
@@ -161,3 +174,119 @@ def test_encode_rows_matches_encode_point_per_row(
         for tags, fields, t in rows
     )
     assert encode_rows(measurement, tag_keys, field_keys, rows) == expected
+
+
+# The escaping as it was first written (one ``str.translate`` each), which the fast paths must equal.
+_KEY_TABLE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_STRING_TABLE = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.one_of(text, st.lists(_special, max_size=4).map("".join)))
+def test_escaping_equals_plain_translation(value: str) -> None:
+    key = value.translate(_KEY_TABLE)
+    assert escape_key(value) == key
+    assert escape_tag_value(value) == (key + " " if key.endswith("\\") else key)
+    assert escape_string(value) == value.translate(_STRING_TABLE)
+
+
+members = st.lists(st.from_regex(r"\Am-[0-9a-f]{6}\Z"), min_size=1, max_size=3, unique=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    members=members,
+    data=st.data(),
+    max_cached=st.integers(1, 8),
+    forget=st.booleans(),
+)
+def test_one_encoder_shared_by_threads_matches_point(
+    members: list[str], data: st.DataObject, max_cached: int, forget: bool
+) -> None:
+    """Several threads encode batches of several members (the same assets under each) with one encoder whose
+    cache is smaller than the series: every body is the reference's, and the cache stays within its bound."""
+    assets = st.sampled_from(["a-00000001", "a-00000002", "a,odd=1 "])
+    small = st.builds(
+        Sample,
+        ts=ts,
+        asset=assets,
+        asset_class=st.sampled_from(["press", "welding"]),
+        signal=st.sampled_from(["power_kw", "state"]),
+        value=st.one_of(st.floats(), st.sampled_from(MACHINE_STATES), text),
+        quality=st.integers(0, 2),
+    )
+    jobs = data.draw(st.lists(st.tuples(st.sampled_from(members), st.lists(small, max_size=12)), max_size=12))
+    encoder = SampleEncoder(max_cached_series=max_cached)
+    start = threading.Barrier(4, timeout=30)
+
+    def encode(job: tuple[str, list[Sample]]) -> bytes:
+        member, samples = job
+        if forget:
+            encoder.forget(member)
+        return encoder.encode_python(member, samples)
+
+    def work(part: list[tuple[str, list[Sample]]]) -> list[bytes]:
+        start.wait()
+        return [encode(job) for job in part]
+
+    parts = [jobs[i::4] for i in range(4)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # (Python's is 5 ms): the threads interleave inside the encoder
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            bodies = list(pool.map(work, parts))
+    finally:
+        sys.setswitchinterval(switch)
+    for part, got in zip(parts, bodies, strict=True):
+        assert got == [sample_reference_lines(member, samples) for member, samples in part]
+    assert encoder._size <= max_cached
+    assert encoder._size == sum(len(c) for c in encoder._members.values())
+
+
+def test_the_store_encodes_with_one_encoder_warmed_once() -> None:
+    """Every writing thread gets the same encoder, so a series key cached by one thread is found by the others."""
+    store = InfluxStore(flavour="influxdb1", url="http://127.0.0.1:9", database="unused", create_database=False)
+    samples = [Sample(ts=1, asset="a-00000001", asset_class="press", signal=s, value=1.0) for s in ("a", "b", "c")]
+    try:
+        barrier = threading.Barrier(3, timeout=30)
+
+        def encode(_: int) -> tuple[SampleEncoder, bytes]:
+            barrier.wait()  # three threads at once
+            encoder = store._thread_encoder()
+            return encoder, encoder.encode("m-000001", samples)
+
+        with ThreadPoolExecutor(3) as pool:
+            encoders, bodies = zip(*pool.map(encode, range(3)), strict=True)
+    finally:
+        store.close()
+    assert len({id(e) for e in encoders}) == 1 and store._encoders == [encoders[0]]
+    assert set(bodies) == {sample_reference_lines("m-000001", samples)}
+    assert encoders[0]._size == 3, "each series cached once"
+
+
+@pytest.mark.parametrize("max_cached", [100_000, 700])
+def test_threads_missing_the_same_series_at_once_count_each_once(max_cached: int) -> None:
+    """Eight threads meet the same 2,000 new series at once, switching every microsecond: every body is right,
+    and the cache counts what it holds (at a bound below the series, clearing meanwhile)."""
+    signals = sorted(SIGNALS)
+    samples = [
+        Sample(ts=i, asset=f"a-{i % 500:08x}", asset_class="press", signal=signals[i % 4], value=i / 7)
+        for i in range(2000)
+    ]
+    expected = sample_reference_lines("m-000001", samples)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            encoder = SampleEncoder(max_cached_series=max_cached)
+            start = threading.Barrier(8, timeout=30)
+
+            def encode(_: int, encoder: SampleEncoder = encoder, start: threading.Barrier = start) -> bytes:
+                start.wait()
+                return encoder.encode_python("m-000001", samples)
+
+            with ThreadPoolExecutor(8) as pool:
+                assert set(pool.map(encode, range(8))) == {expected}
+            assert encoder._size == sum(len(c) for c in encoder._members.values()) <= max_cached
+    finally:
+        sys.setswitchinterval(switch)
