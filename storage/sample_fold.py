@@ -47,6 +47,8 @@ _SERIES_KEY = attrgetter("signal", "ts", "asset_class")
 
 def _dedupe(samples: Sequence[Sample]) -> Sequence[Sample]:
     """One sample per series and time, the last written (a store keeps that one), in the order of the kept ones."""
+    if len(set(map(_TS, samples))) == len(samples):  # no two at one time (hashing ints is cheaper than tuples)
+        return samples
     keys = list(map(_SERIES_KEY, samples))
     if len(set(keys)) == len(keys):
         return samples

@@ -136,13 +136,10 @@ class InfluxStore:
         self._v2_write: Callable[[bytes], None] | None = None
         if flavour == "influxdb2":
             self._v2_write = self._make_v2_writer(token or f"{username or ''}:{password or ''}", timeout_s, verify)
-        #: One encoder (and series-key cache) per writing thread, so that batches written at the same time
-        #: encode in parallel (polars releases the GIL); ``_encoders`` lets a deletion reach every cache.
-        self._local = threading.local()
-        self._encoders: list[SampleEncoder] = []
+        #: One encoder for every writing thread (it is thread-safe): its cache of series keys is warmed once.
+        self._encoder = SampleEncoder()
         #: Sends one request while the calling thread encodes the next (the GIL is free during network waits).
         self._sender = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="influx-send")
-        self._encode_lock = threading.Lock()
         self._schema_ready = flavour == "influxdb2"
         self._schema_lock = threading.Lock()
         self.raw_rp = "raw" if flavour == "influxdb1" else None
@@ -168,7 +165,7 @@ class InfluxStore:
         if not samples:
             return 0
         self._ensure_schema()
-        encoder = self._thread_encoder()
+        encoder = self._encoder
         chunks = [samples[i : i + CHUNK_POINTS] for i in range(0, len(samples), CHUNK_POINTS)]
         sending: list[Future[None]] = []
         written_ns = 0
@@ -196,15 +193,6 @@ class InfluxStore:
                 with contextlib.suppress(Exception):
                     f.result()
         return len(samples)
-
-    def _thread_encoder(self) -> SampleEncoder:
-        """The encoder of every writing thread: one, since it is thread-safe, so that its cache of series keys is
-        warmed once (with one per thread, each thread of the ingestor's pool had to warm its own)."""
-        if not self._encoders:
-            with self._encode_lock:
-                if not self._encoders:
-                    self._encoders.append(SampleEncoder())
-        return self._encoders[0]
 
     def write_lines(self, body: bytes, *, rp: str | None) -> None:
         """POST line protocol (ns precision), retrying retryable failures; raise a :class:`StoreError`."""
@@ -408,9 +396,7 @@ class InfluxStore:
         left = count_member_points(self.execute, rps, member)
         if any(left.values()):
             raise StoreUnavailable(f"InfluxDB still holds points of {member} after the deletion: {left}")
-        with self._encode_lock:
-            for encoder in self._encoders:
-                encoder.forget(member)
+        self._encoder.forget(member)
         self.rollups.forget(member)
         counts["release_ledger"] = (
             0

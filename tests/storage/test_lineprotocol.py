@@ -22,7 +22,6 @@ from storage.influx.lineprotocol import (
     escape_string,
     escape_tag_value,
 )
-from storage.influx.store import InfluxStore
 from wire import MACHINE_STATES, SIGNALS, Sample
 
 # Text including every character that line protocol treats specially.
@@ -241,27 +240,6 @@ def test_one_encoder_shared_by_threads_matches_point(
         assert got == [sample_reference_lines(member, samples) for member, samples in part]
     assert encoder._size <= max_cached
     assert encoder._size == sum(len(c) for c in encoder._members.values())
-
-
-def test_the_store_encodes_with_one_encoder_warmed_once() -> None:
-    """Every writing thread gets the same encoder, so a series key cached by one thread is found by the others."""
-    store = InfluxStore(flavour="influxdb1", url="http://127.0.0.1:9", database="unused", create_database=False)
-    samples = [Sample(ts=1, asset="a-00000001", asset_class="press", signal=s, value=1.0) for s in ("a", "b", "c")]
-    try:
-        barrier = threading.Barrier(3, timeout=30)
-
-        def encode(_: int) -> tuple[SampleEncoder, bytes]:
-            barrier.wait()  # three threads at once
-            encoder = store._thread_encoder()
-            return encoder, encoder.encode("m-000001", samples)
-
-        with ThreadPoolExecutor(3) as pool:
-            encoders, bodies = zip(*pool.map(encode, range(3)), strict=True)
-    finally:
-        store.close()
-    assert len({id(e) for e in encoders}) == 1 and store._encoders == [encoders[0]]
-    assert set(bodies) == {sample_reference_lines("m-000001", samples)}
-    assert encoders[0]._size == 3, "each series cached once"
 
 
 @pytest.mark.parametrize("max_cached", [100_000, 700])
