@@ -14,8 +14,9 @@ Pure: samples and carries in, rows and carries out.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from wire import MACHINE_STATES, Quality, Sample
@@ -33,6 +34,7 @@ _STATE_COLUMNS: dict[str, dict[str, str]] = {
 }
 _ADDITIVE_INDEX = {c: i for i, c in enumerate(_ADDITIVE)}
 _TS = attrgetter("ts")
+_VALUES = itemgetter(*_VALUE_COLUMNS)
 #: value as a raw frame holds it: (value, text)
 Edge = tuple[float | None, str | None, int]
 
@@ -96,10 +98,12 @@ class _Delta:
         row[index] += amount
 
 
-def _delta(carry: Carry, good: list[Sample]) -> _Delta:
+def _delta(carry: Carry, good: list[Sample], one_hour: int | None) -> _Delta:
+    """The contributions of ``good`` (all in the hour ``one_hour`` when it is given)."""
     d = _Delta()
     if not good:
         return d
+    by_hour = _by_hour if one_hour is None else lambda samples: {one_hour: samples}
     by_signal: dict[str, list[Sample]] = {}
     for s in good:
         found = by_signal.get(s.signal)
@@ -107,12 +111,12 @@ def _delta(carry: Carry, good: list[Sample]) -> _Delta:
             by_signal[s.signal] = [s]
         else:
             found.append(s)
-    for h, in_hour in _by_hour(good).items():
+    for h, in_hour in by_hour(good).items():
         d.samples[h] = len(in_hour)
         d.classes[h] = in_hour[-1].asset_class
     for sig, samples in by_signal.items():
         if sig in _GAUGES:
-            for h, in_hour in _by_hour(samples).items():
+            for h, in_hour in by_hour(samples).items():
                 values = [float(s.value) for s in in_hour]
                 d.gauges.setdefault(h, {})[sig] = (sum(values), len(values), min(values), max(values))
         elif sig in COUNTER_COLUMNS or sig in _STATE_COLUMNS:
@@ -125,7 +129,7 @@ def _delta(carry: Carry, good: list[Sample]) -> _Delta:
         index = _ADDITIVE_INDEX[column]
         pred = carry.counters.get(sig)
         prev = pred[1] if pred is not None else None
-        for h, in_hour in _by_hour(new).items():  # in time order
+        for h, in_hour in by_hour(new).items():  # in time order
             total = 0.0
             for s in in_hour:
                 v = float(s.value)
@@ -160,13 +164,14 @@ def _delta(carry: Carry, good: list[Sample]) -> _Delta:
     return d
 
 
-def _class_of(hour: int, d: _Delta, carry: Carry, pred_hours: set[int], last_class: str) -> str:
+def _class_of(hour: int, d: _Delta, carry: Carry, last_class: str) -> str:
     """The asset class a recompute gives the row of ``hour``: its last good sample's, a predecessor's (the
     carry's), or for an hour reached only by a state's interval the asset's last good sample's."""
     found = d.classes.get(hour)
     if found is not None:
         return found
-    return carry.asset_class if hour in pred_hours else last_class
+    preds = itertools.chain(carry.counters.values(), carry.states.values())
+    return carry.asset_class if any(ts // HOUR_NS * HOUR_NS == hour for ts, _ in preds) else last_class
 
 
 def fold_samples(
@@ -183,7 +188,8 @@ def fold_samples(
         key = (member, asset)
         samples = _dedupe(found)
         carry = carries.get(key)
-        first = min(map(_TS, samples))
+        times = list(map(_TS, samples))
+        first, newest = min(times), max(times)
         if carry is None:
             redo[key] = first // HOUR_NS * HOUR_NS
             continue
@@ -207,13 +213,15 @@ def fold_samples(
                 continue
             samples = kept
         good = [s for s in samples if s.quality < _BAD]
-        d = _delta(carry, good)
+        # most often all of an asset's new samples lie in one hour: then none needs its hour computed
+        one_hour = first // HOUR_NS * HOUR_NS if first // HOUR_NS == newest // HOUR_NS else None
+        d = _delta(carry, good, one_hour)
         missing = _merge(key, carry, good, d, changed)
         if missing is not None:
             redo[key] = missing
             continue
-        if samples:
-            _advance(carry, samples, d.series)
+        if samples:  # (those left out at the folded time were its oldest: the newest stays)
+            _advance(carry, samples, newest, d.series)
         else:
             _prune(carry, carry.folded_ns // HOUR_NS * HOUR_NS)
     changed.sort(key=lambda r: (r[1], r[3]))
@@ -224,14 +232,14 @@ def _merge(key: Key, carry: Carry, good: list[Sample], d: _Delta, changed: list[
     """Merge the contributions ``d`` of the good samples ``good`` into the carry's rows and append the changed rows
     to ``changed``; or return the earliest hour whose row the fold needs and the carry does not keep (nothing
     changed then)."""
-    pred_hours = {ts // HOUR_NS * HOUR_NS for ts, _ in carry.counters.values()}
-    pred_hours.update(ts // HOUR_NS * HOUR_NS for ts, _ in carry.states.values())
     last_class = good[-1].asset_class if good else carry.asset_class
-    zero = [0.0] * len(_ADDITIVE)
     open_hour = carry.folded_ns // HOUR_NS * HOUR_NS
     targets: dict[int, Row] = {}
     missing: int | None = None
-    for h in sorted(set(d.samples) | {h for h, row in d.additive.items() if any(row)}):
+    hours = set(d.samples)
+    hours.update(h for h, row in d.additive.items() if h not in hours and any(row))
+    classes: dict[int, str] = {}
+    for h in sorted(hours):
         kept = carry.rows.get(h, ...)
         if kept is ...:
             if h <= open_hour:
@@ -241,15 +249,18 @@ def _merge(key: Key, carry: Carry, good: list[Sample], d: _Delta, changed: list[
         if kept is not None and h in d.gauges and _FIRST_N not in kept:
             missing = h if missing is None else min(missing, h)
             continue
-        cls = _class_of(h, d, carry, pred_hours, last_class)
+        cls = classes[h] = _class_of(h, d, carry, last_class)
         targets[h] = dict(kept) if kept is not None else _fresh_row(cls)
     if missing is not None:
         return missing
     for h, t in targets.items():
-        for c, v in zip(_ADDITIVE, d.additive.get(h, zero), strict=True):
-            t[c] += v
+        additive = d.additive.get(h)
+        if additive is not None:
+            for c, v in zip(_ADDITIVE, additive, strict=True):
+                if v:
+                    t[c] += v
         t["samples"] += d.samples.get(h, 0)
-        t["asset_class"] = _class_of(h, d, carry, pred_hours, last_class)
+        t["asset_class"] = classes[h]
         for sig, (s, n, lo, hi) in d.gauges.get(h, {}).items():
             sum_, n_, mean_, min_, max_ = _GAUGE_KEYS[sig]
             t[sum_] += s
@@ -258,16 +269,15 @@ def _merge(key: Key, carry: Carry, good: list[Sample], d: _Delta, changed: list[
             t[min_] = lo if t[min_] is None else min(t[min_], lo)
             t[max_] = hi if t[max_] is None else max(t[max_], hi)
     carry.rows.update(targets)
-    changed.extend((key[0], key[1], t["asset_class"], h, *[t[c] for c in _VALUE_COLUMNS]) for h, t in targets.items())
+    changed.extend((key[0], key[1], t["asset_class"], h, *_VALUES(t)) for h, t in targets.items())
     return None
 
 
-def _advance(carry: Carry, samples: Sequence[Sample], series: dict[str, list[Sample]]) -> None:
-    """Move the carry past ``samples`` (all folded; ``series``: the good counter and state samples among them by
-    signal, sorted by time): newest time and its samples, last good counter and state samples, the asset class,
-    the rows it keeps."""
+def _advance(carry: Carry, samples: Sequence[Sample], newest: int, series: dict[str, list[Sample]]) -> None:
+    """Move the carry past ``samples`` (all folded, the newest at ``newest``; ``series``: the good counter and state
+    samples among them by signal, sorted by time): newest time and its samples, last good counter and state
+    samples, the asset class, the rows it keeps."""
     old_open = carry.folded_ns // HOUR_NS * HOUR_NS
-    newest = max(map(_TS, samples))
     at_latest = {s.signal: _edge_value(s) for s in samples if s.ts == newest}
     for sig, found in series.items():
         last = found[-1]
