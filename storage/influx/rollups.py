@@ -9,8 +9,10 @@ process (``writer``, random at every start), with the batch's first and last sam
 the index, not a scan of every marker) and per pending asset
 
 * folds in, when every pending sample comes after what the asset's carry folded in, only the samples
-  newer than that and no newer than the asset's last marker (:func:`storage.incremental.fold`): one
-  query over all such assets (by key for the few that lag behind), one write of the rows they change;
+  newer than that and no newer than the asset's last marker: from memory, sample by sample
+  (:func:`storage.sample_fold.fold_samples`), when every pending marker of the asset is of a batch this process
+  wrote and still remembers; else read back (one query over all such assets, by key for the few that lag behind)
+  and folded as frames (:func:`storage.incremental.fold_rows`); one write of the rows they change;
 * recomputes from raw everything else, as :mod:`storage.duckdb.rollups` does: the hours from the
   first changed one (or from a state sample that had no successor yet), with the last good sample of
   every counter, ``state`` and ``downtime_reason`` series of the preceding 24 hours as predecessor; then
