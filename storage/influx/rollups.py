@@ -127,18 +127,21 @@ class InfluxRollupKeeper:
         redo: dict[Key, int] = {}
         if not known:
             return rows, redo
-        # per member: each asset's samples, its batches in the order written (all of them lie within the asset's
-        # pending bounds, which are these batches' markers, after its folded time: else it would be recomputed)
+        # per member: each asset's samples from its own pending batches, in the order written (a batch stays
+        # pending for the assets a refresh limited to some assets left; the others' samples there were folded)
         wanted: dict[str, dict[str, list[Sample]]] = {}
+        in_batch: dict[tuple[str, int], dict[str, list[Sample]]] = {}
         for m, a in known:
             del folding[(m, a)]
-            wanted.setdefault(m, {})[a] = []
-        for member, t in sorted({(k[0], t) for k in known for t in own[k]}, key=lambda b: b[1]):
-            get = wanted[member].get
+            found = wanted.setdefault(m, {})[a] = []
+            for t in own[(m, a)]:
+                in_batch.setdefault((m, t), {})[a] = found
+        for member, t in sorted(in_batch, key=lambda b: b[1]):
+            get = in_batch[(member, t)].get
             for s in batches[(member, t)] or ():
-                found = get(s.asset)
-                if found is not None:
-                    found.append(s)
+                into = get(s.asset)
+                if into is not None:
+                    into.append(s)
         for member, assets in wanted.items():
             r, d = fold_samples(self._carries, member, assets)
             rows += r

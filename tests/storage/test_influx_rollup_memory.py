@@ -85,6 +85,31 @@ def test_own_batches_are_folded_from_memory_and_others_read_back(stores: tuple[A
     )
 
 
+def test_an_asset_a_limited_refresh_handled_is_folded_from_its_own_batches_only(
+    stores: tuple[Any, Any, list[int]],
+) -> None:
+    """A member's request refreshes only its assets: a batch that also holds other assets stays pending for them.
+    The next refresh folds those assets from it, and the refreshed asset only from its newer batches: its samples
+    in the older batch were folded already (taken again, they would send it to a recompute from raw)."""
+    first, _, read_back = stores
+    batches = _batches(_live_stream((A1, A2), 2400, T0 + H - 1200 * S), 6)
+    first.write(M1, batches[0])
+    first.refresh_rollups()
+    assert read_back == [-1]  # no carry yet: the first refresh recomputes from raw
+    for i, batch in enumerate(batches[1:8], 1):
+        first.write(M1, batch)
+        if i % 2:  # a request for A1 alone, which refreshes A1 only; A2 stays pending in the same batch
+            first.query_rollups(RollupQuery(assets=(A1,), refresh_max_assets=50))
+        else:
+            first.refresh_rollups()
+    first.refresh_rollups()
+    assert read_back == [-1], "an asset was read back or recomputed although all its batches were in memory"
+    assert first.rollups.log.batches == 0
+    assert_frame_equal(
+        first.query_rollups(RollupQuery()), compute_rollups(_stored_raw(first)), check_exact=False, abs_tol=1e-6
+    )
+
+
 def test_a_redelivered_batch_is_counted_once(stores: tuple[Any, Any, list[int]]) -> None:
     first, _, read_back = stores
     batches = _batches(_live_stream((A1,), 600, T0 + H - 300 * S), 6)
