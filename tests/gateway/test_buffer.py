@@ -6,6 +6,7 @@ import random
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -151,6 +152,19 @@ def test_watermarks_are_the_newest_mark_of_every_flush_across_compactions_and_re
             b.close()
             b = _buffer(path)
         assert b.watermarks() == expected
+    b.close()
+
+
+@settings(max_examples=50, deadline=None)
+@given(marks=st.dictionaries(st.tuples(st.text(max_size=20), st.text(max_size=20)), st.integers(0, 2**63 - 1)))
+def test_a_log_row_holds_each_mark_as_asset_signal_and_ts(
+    tmp_path_factory: pytest.TempPathFactory, marks: dict[tuple[str, str], int]
+) -> None:
+    b = _buffer(tmp_path_factory.mktemp("row") / "b.sqlite")
+    b.flush(now_ns=T0, marks=marks)
+    if marks:  # the row's text as it always was: a JSON array of [asset, signal, ts] in the order of the flush
+        (data,) = b.db.execute("SELECT data FROM marklog").fetchone()
+        assert data == msgspec.json.encode([[a, sig, ts] for (a, sig), ts in marks.items()]).decode()
     b.close()
 
 
