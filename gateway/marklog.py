@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Iterator
+from operator import add
 
 import msgspec
 
@@ -53,6 +55,12 @@ _FOLD = (
 )
 
 
+def _rows(marks: Marks) -> Iterator[tuple[str, str, int]]:
+    """``(asset, signal, ts)`` of every mark, joined in C (``key + (ts,)``): a flush brings a mark for nearly every
+    series that changed, and a comprehension unpacking each key was a third of writing them."""
+    return map(add, marks, zip(marks.values()))
+
+
 class WatermarkLog:
     """The marks of one open buffer file (its connection; the tables exist, see :data:`SCHEMA`)."""
 
@@ -65,7 +73,7 @@ class WatermarkLog:
 
     def append(self, marks: Marks) -> None:
         """Append the marks of a flush as one row; call inside the flush's transaction, then :meth:`committed`."""
-        data = _json.encode([(*k, ts) for k, ts in marks.items()]).decode()  # TEXT: SQLite reads a BLOB as JSONB
+        data = _json.encode(list(_rows(marks))).decode()  # TEXT: SQLite reads a BLOB as JSONB
         self._db.execute("INSERT INTO marklog (data) VALUES (?)", (data,))
 
     def committed(self, marks: Marks) -> None:
@@ -83,7 +91,7 @@ class WatermarkLog:
         db = self._db
         try:
             db.execute("BEGIN")
-            db.executemany(_FOLD, [(*k, ts) for k, ts in self._unfolded.items()])
+            db.executemany(_FOLD, _rows(self._unfolded))
             db.execute("DELETE FROM marklog")
             db.execute("COMMIT")
         except sqlite3.Error as exc:  # the log still holds every mark: folding is tried again at the next flush

@@ -84,8 +84,17 @@ class _Series:
         self.lag_ns = 0
 
 
-#: (asset pseudonym, asset class, rule, series) of an allowed (asset, local signal), or why it is dropped.
-_Prepared = tuple[str, str, SignalRule, _Series]
+#: (asset pseudonym, asset class, rule, series, whether the rule passes numbers as they are) of an allowed
+#: (asset, local signal), or why it is dropped.
+_Prepared = tuple[str, str, SignalRule, _Series, bool]
+
+
+class _Drop(Exception):
+    """A value the rule cannot turn into a sample value; ``reason`` is the drop reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Watermarks:
@@ -159,7 +168,8 @@ class Normaliser:
             series = self._series.get(key)
             if series is None:
                 series = self._series[key] = _Series(key)
-            prepared = (pseudonym, aclass, rule, series)
+            plain = rule.plain and not rule.personal and rule.kind != "state"
+            prepared = (pseudonym, aclass, rule, series, plain)
         self._prepared[(asset, local)] = prepared
         return prepared
 
@@ -188,10 +198,13 @@ class Normaliser:
             prepared = self._prepare(asset_id, local)
         if isinstance(prepared, str):
             return self.drop(prepared)
-        asset, aclass, rule, series = prepared
-        q = 0 if status == 0 else quality_of(status)
-        if q > self.policy.min_quality:
-            return self.drop("quality")
+        asset, aclass, rule, series, plain = prepared
+        if status:
+            q = quality_of(status)
+            if q > self.policy.min_quality:
+                return self.drop("quality")
+        else:  # good (the lowest minimum quality is good, too)
+            q = 0
         if v is None:
             return self.drop("no_value")
         ts = source_ns if source_ns is not None else recv_ns
@@ -199,39 +212,28 @@ class Normaliser:
             ts -= ts % rule.coarsen_ns
         if not MIN_TS_NS <= ts <= MAX_TS_NS:
             return self.drop("invalid")
-        kind = rule.kind
+        t = type(v)
         value: Any
-        if rule.personal:
-            value = self.pseudonymiser.person(str(v))
-        elif kind == "state":
-            assert rule.states is not None
-            code = ("true" if v else "false") if isinstance(v, bool) else str(v)
-            value = rule.states.get(code)
-            if value is None:
-                return self.drop("state_unmapped")
-        else:
-            t = type(v)
-            if t is not float and t is not int:
-                if t is bool or isinstance(v, bool):
-                    return self.drop("type")
-                try:
-                    v = float(v) if not isinstance(v, int) else int(v)
-                except (TypeError, ValueError, OverflowError):
-                    return self.drop("type")
-            if not rule.plain:
-                v = transform_number(rule, v)
-            if t is float or not rule.plain:
+        if plain and (t is float or t is int):
+            # The hot path (nearly every change: a number for a rule that passes it as it is): the checks below
+            # that apply to it, nothing else; no sample of it can break the contract.
+            if t is float:
                 if not math.isfinite(v):
                     return self.drop("invalid")
                 if rule.integral and v == int(v):
                     v = int(v)
-            if kind == "counter" and v < 0:
+            if v < 0 and rule.kind == "counter":
                 return self.drop("invalid")
-            value = v
-        sample = Sample(ts, asset, aclass, rule.canonical, value, q)
-        checked = rule.personal or (isinstance(value, str) and len(value) > MAX_STRING_VALUE)
-        if checked and sample_problem(sample) is not None:
-            return self.drop("contract")
+            sample = Sample(ts, asset, aclass, rule.canonical, v, q)
+        else:
+            try:
+                value = self._value(rule, v, t)
+            except _Drop as why:
+                return self.drop(why.reason)
+            sample = Sample(ts, asset, aclass, rule.canonical, value, q)
+            checked = rule.personal or (isinstance(value, str) and len(value) > MAX_STRING_VALUE)
+            if checked and sample_problem(sample) is not None:
+                return self.drop("contract")
         key = series.key
         marks = self._marks
         mark = marks.get(key)
@@ -253,6 +255,37 @@ class Normaliser:
         series.rule = rule
         series.confirmed_ns = recv_ns
         return sample
+
+    def _value(self, rule: SignalRule, v: Any, t: type) -> Any:
+        """The sample value of ``v`` (of type ``t``, not ``None``) by ``rule``, off the hot path of
+        :meth:`normalise_value`: a person's pseudonym, a mapped state, or a converted or transformed number.
+        Raises :class:`_Drop` for a value the rule cannot take."""
+        if rule.personal:
+            return self.pseudonymiser.person(str(v))
+        if rule.kind == "state":
+            assert rule.states is not None
+            code = ("true" if v else "false") if isinstance(v, bool) else str(v)
+            value = rule.states.get(code)
+            if value is None:
+                raise _Drop("state_unmapped")
+            return value
+        if t is not float and t is not int:
+            if t is bool or isinstance(v, bool):
+                raise _Drop("type")
+            try:
+                v = float(v) if not isinstance(v, int) else int(v)
+            except (TypeError, ValueError, OverflowError):
+                raise _Drop("type") from None
+        if not rule.plain:
+            v = transform_number(rule, v)
+        if t is float or not rule.plain:
+            if not math.isfinite(v):
+                raise _Drop("invalid")
+            if rule.integral and v == int(v):
+                v = int(v)
+        if rule.kind == "counter" and v < 0:
+            raise _Drop("invalid")
+        return v
 
     def confirm(self, asset: str, local: str, recv_ns: int) -> None:
         """The source read (asset, local signal) again and its value is unchanged: the value is still current."""

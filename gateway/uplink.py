@@ -114,15 +114,20 @@ class Uplink:
             free = self.cfg.max_inflight - len(self._inflight)
             busy = [*self._inflight.values(), *self._refused]
             chunks = self.buffer.take(free, exclude=busy) if free > 0 else []
+            failed = False
             for c in chunks:
                 try:
                     mid = session.publish(self.topic, c.payload, qos=1)
                 except MqttError as exc:
                     log.warning("uplink: %s; retrying shortly", exc)
+                    failed = True
                     break
                 self._inflight[mid] = c.id
                 self.batches_sent += 1
-            if not chunks or free <= len(chunks):
+            # A take that returned fewer chunks than it could took every chunk there was: taking again at once
+            # finds nothing (a new chunk, a PUBACK or a connect wakes this loop), so only a failed publish with
+            # slots left is retried without waiting.
+            if not failed or free <= len(chunks):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.5):  # (wait_for can swallow a cancellation on 3.11)
                         await self._wake.wait()

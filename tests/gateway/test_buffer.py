@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.buffer import DiskBuffer
+from core.mqtt import MqttError
+from gateway.buffer import Chunk, DiskBuffer
+from gateway.config import UplinkSettings
 from gateway.errors import DiskBufferError
 from gateway.marklog import MARKLOG_COMPACT_ROWS
+from gateway.uplink import Uplink
 from wire import Batch, Codec, Sample, decode_batch
 
 T0 = 1_790_000_000 * 10**9
@@ -154,6 +161,19 @@ def test_watermarks_are_the_newest_mark_of_every_flush_across_compactions_and_re
     b.close()
 
 
+@settings(max_examples=50, deadline=None)
+@given(marks=st.dictionaries(st.tuples(st.text(max_size=20), st.text(max_size=20)), st.integers(0, 2**63 - 1)))
+def test_a_log_row_holds_each_mark_as_asset_signal_and_ts(
+    tmp_path_factory: pytest.TempPathFactory, marks: dict[tuple[str, str], int]
+) -> None:
+    b = _buffer(tmp_path_factory.mktemp("row") / "b.sqlite")
+    b.flush(now_ns=T0, marks=marks)
+    if marks:  # the row's text as it always was: a JSON array of [asset, signal, ts] in the order of the flush
+        (data,) = b.db.execute("SELECT data FROM marklog").fetchone()
+        assert data == msgspec.json.encode([[a, sig, ts] for (a, sig), ts in marks.items()]).decode()
+    b.close()
+
+
 def test_the_watermark_log_is_folded_into_the_table_and_stays_short(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     b = _buffer(path)
@@ -185,3 +205,59 @@ def test_a_failed_write_keeps_the_samples_for_the_next_flush(tmp_path: Path) -> 
     assert durable == [1]
     chunks = b.take(10, now_ns=T0)
     assert [s.value for c in chunks for s in decode_batch(c.payload).samples] == [float(i) for i in range(50)]
+
+
+class _Session:
+    """What the uplink uses of an MQTT session: connected, and publish (failing while ``failing`` > 0)."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.connected.set()
+        self.published: list[bytes] = []
+        self.failing = 0
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> int:
+        if self.failing:
+            self.failing -= 1
+            raise MqttError("not connected")
+        self.published.append(payload)
+        return len(self.published)
+
+
+async def test_the_uplink_publishes_every_sealed_chunk_once_and_takes_only_after_news(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = _buffer(tmp_path / "b.sqlite")
+    up = Uplink(UplinkSettings(max_inflight=4), b, member="m-0a1b2c", gateway="g-0123456789abcdef")
+    session = _Session()
+    up.session = session  # type: ignore[assignment]
+    takes: list[int] = []
+    take = b.take
+
+    def counted(limit: int, exclude: Iterable[int] = (), *, now_ns: int | None = None) -> list[Chunk]:
+        chunks = take(limit, exclude, now_ns=now_ns)
+        takes.append(len(chunks))
+        return chunks
+
+    monkeypatch.setattr(b, "take", counted)
+    b.add(_samples(100))
+    b.flush(now_ns=T0)
+    task = asyncio.create_task(up.run())
+    await asyncio.sleep(0.05)
+    assert len(session.published) == 1
+    assert takes == [1]  # fewer than it could take: no second take before news
+    session.failing = 1  # a failed publish with slots left is retried at once
+    b.add(_samples(200, start=100))
+    b.flush(now_ns=T0)
+    up.wake()
+    await asyncio.sleep(0.05)
+    assert takes == [1, 2, 2]
+    for mid in range(1, 4):
+        up._on_publish(mid, 0)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [decode_batch(p).samples[0].value for p in session.published] == [0.0, 100.0, 200.0]
+    assert b.sealed_count() == 0 and up.batches_sent == 3
+    b.close()

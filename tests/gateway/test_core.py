@@ -304,3 +304,63 @@ def test_key_ids_are_opaque_and_old_dated_ids_still_load(tmp_path: Path) -> None
             samples=[sample],
         )
         assert decode_batch(encode_batch(batch)).key_id == key_id
+
+
+class _GeneralOnly(Normaliser):
+    """A normaliser that takes every value the general way (the one that converts and transforms numbers)."""
+
+    def _prepare(self, asset: str, local: str):  # type: ignore[no-untyped-def]
+        prepared = super()._prepare(asset, local)
+        if isinstance(prepared, str):
+            return prepared
+        self._prepared[(asset, local)] = prepared = (*prepared[:4], False)
+        return prepared
+
+
+#: Plain rules of each kind (gauge, counter, integral counter) beside the transforming ones of POLICY.
+PLAIN_POLICY = PolicySettings(
+    min_quality="uncertain",
+    signals={
+        "P": {"canonical": "power_kw"},
+        "E": {"canonical": "energy_kwh"},
+        "N": {"canonical": "parts_total"},
+        "T": {"canonical": "temperature_c", "unit": "K"},
+        "S": {"canonical": "state", "states": {"1": "running", "0": "off"}},
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=st.sampled_from([POLICY, PLAIN_POLICY]),
+    readings=st.lists(
+        st.tuples(
+            st.sampled_from(["m1", "m2"]),
+            st.sampled_from(["P", "T", "E", "N", "S", "X"]),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(10**20), 10**20),
+                st.floats(),
+                st.sampled_from([-0.0, 3.0, -2.0, 1e300, 2.0**53]),
+                st.text(max_size=8),
+            ),
+            st.sampled_from([0, 0x40000000, 0x80000000, 0x00000480]),
+            st.one_of(st.none(), st.integers(NOW - 10**12, NOW + 10**12), st.integers(0, 5 * 10**18)),
+        ),
+        max_size=30,
+    ),
+)
+def test_the_hot_path_for_plain_numbers_agrees_with_the_general_one(
+    policy: PolicySettings, readings: list[tuple[str, str, object, int, int | None]]
+) -> None:
+    fast = Normaliser(compile_policy(policy), Pseudonymiser(KEY))
+    general = _GeneralOnly(compile_policy(policy), Pseudonymiser(KEY))
+    for i, (asset, signal, value, status, source_ns) in enumerate(readings):
+        got = fast.normalise_value(asset, signal, value, status, source_ns, NOW + i)
+        want = general.normalise_value(asset, signal, value, status, source_ns, NOW + i)
+        assert got == want
+        if isinstance(got, Sample):
+            assert type(got.value) is type(want.value)  # type: ignore[union-attr]
+    assert fast.dropped == general.dropped and fast.accepted == general.accepted
+    assert fast.watermarks.ts == general.watermarks.ts and fast.watermarks.dirty == general.watermarks.dirty

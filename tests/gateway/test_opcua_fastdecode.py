@@ -262,3 +262,85 @@ def test_the_one_unpack_layout_of_a_live_change_agrees_with_asyncua() -> None:
         assert got[0] == expected[0] and got[2:] == expected[2:]
         assert _same(got[1], expected[1]), (got, expected)
     assert {c[3] for c in fast.changes} == {None, *(to_ns(t) for t in _HOT_TIMES[1:])}
+
+
+_RUN_TIMES = st.datetimes(min_value=datetime(1601, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC))
+
+
+@st.composite
+def uniform_notifications(draw: st.DrawFn) -> ua.DataChangeNotification:
+    """Many items of one variant type, all with or all without a status code and with both timestamps (as a server
+    sends a group of like variables), now and then one item of another kind among them."""
+    vtype = draw(st.sampled_from(_FAST_TYPES))
+    status = draw(st.sampled_from([None, 0, 0x40000000, 0x80000000]))
+    items = [
+        ua.MonitoredItemNotification(
+            ClientHandle=draw(st.integers(0, 2**32 - 1)),
+            Value=ua.DataValue(
+                ua.Variant(draw(_scalar(vtype)), vtype),
+                StatusCode=ua.StatusCode(status) if status is not None else None,
+                SourceTimestamp=draw(st.one_of(_RUN_TIMES, st.sampled_from(_HOT_TIMES))),
+                ServerTimestamp=draw(st.one_of(_RUN_TIMES, st.sampled_from(_HOT_TIMES))),
+            ),
+        )
+        for _ in range(draw(st.integers(1, 40)))
+    ]
+    if draw(st.booleans()):
+        dv, _fast = draw(data_values(hot=True))
+        items.insert(draw(st.integers(0, len(items))), ua.MonitoredItemNotification(ClientHandle=7, Value=dv))
+    return ua.DataChangeNotification(MonitoredItems=items)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(uniform_notifications(), min_size=1, max_size=3))
+def test_runs_of_like_items_agree_with_asyncua(notes: list[ua.DataChangeNotification]) -> None:
+    """Items of one layout are read as one run (the usual response under load): the same changes as asyncua's."""
+    msg = ua.NotificationMessage(SequenceNumber=3, NotificationData=notes)
+    data = struct_to_binary(ua.PublishResponse(Parameters=ua.PublishResult(SubscriptionId=2, NotificationMessage=msg)))
+    fast = decode_publish(data)
+    assert fast is not None
+    reference = struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters.NotificationMessage
+    want = [change_of(item) for n in reference.NotificationData for item in n.MonitoredItems]
+    assert len(fast.changes) == len(want)
+    for got, expected in zip(fast.changes, want, strict=True):
+        assert got[0] == expected[0] and got[2:] == expected[2:]
+        assert _same(got[1], expected[1]), (got, expected)
+
+
+def test_a_run_with_a_timestamp_past_asyncuas_clamp_is_declined_and_one_before_1601_is_absent() -> None:
+    """asyncua clamps a FILETIME after 9999-12-31 to that date (so such a response is declined) and reads a negative
+    one as absent, also in the middle of a run of like items; a run cut short anywhere is declined."""
+    ts = datetime(2026, 12, 2, 5, 0, 0, 123457, tzinfo=UTC)
+    odd = datetime(2026, 12, 2, 5, 0, 1, tzinfo=UTC)
+    items = [
+        ua.MonitoredItemNotification(
+            ClientHandle=h,
+            Value=ua.DataValue(
+                ua.Variant(h * 0.5, VT.Double), SourceTimestamp=odd if h == 2 else ts, ServerTimestamp=ts
+            ),
+        )
+        for h in (1, 2, 3)
+    ]
+    msg = ua.NotificationMessage(SequenceNumber=1, NotificationData=[ua.DataChangeNotification(MonitoredItems=items)])
+    data = struct_to_binary(ua.PublishResponse(Parameters=ua.PublishResult(SubscriptionId=1, NotificationMessage=msg)))
+    tick = struct.pack("<q", (to_ns(odd) or 0) // 100 + 116_444_736_000_000_000)
+    assert data.count(tick) == 1
+    for late in (2**63 - 1, 0x7F << 56, 2_650_467_743_990_000_000):
+        assert decode_publish(data.replace(tick, struct.pack("<q", late))) is None
+    for run in (items, items[:1]):
+        note = ua.DataChangeNotification(MonitoredItems=run)
+        whole = struct_to_binary(
+            ua.PublishResponse(
+                Parameters=ua.PublishResult(
+                    SubscriptionId=1, NotificationMessage=ua.NotificationMessage(NotificationData=[note])
+                )
+            )
+        )
+        assert decode_publish(whole) is not None
+        assert all(decode_publish(whole[:cut]) is None for cut in range(len(whole)))
+    negative = data.replace(tick, struct.pack("<q", -5))
+    fast = decode_publish(negative)
+    assert fast is not None
+    reference = struct_from_binary(ua.PublishResponse, Buffer(negative)).Parameters.NotificationMessage
+    assert fast.changes == [change_of(item) for item in reference.NotificationData[0].MonitoredItems]
+    assert fast.changes[1][3] is None

@@ -76,6 +76,16 @@ _HOT_LAYOUTS: dict[int, dict[int, struct.Struct]] = {
     _HOT_STATUS: {t: struct.Struct(f"<{s.format[-1]}Iqq") for t, s in _SCALARS.items()},
 }
 
+#: (encoding mask << 8 | variant type) -> the layout of a whole hot item: client handle, encoding mask, variant
+#: type, then the DataValue as in :data:`_HOT_LAYOUTS`; for a run of such items read in one go (:func:`_run`).
+_RUN_LAYOUTS: dict[int, struct.Struct] = {
+    (mask << 8) | t: struct.Struct("<IBB" + layout.format[1:])
+    for mask, layouts in _HOT_LAYOUTS.items()
+    for t, layout in layouts.items()
+}
+#: A tick whose top byte is below this is at least 0 and before :data:`_MAX_TICK` (0x24 << 56 is in the year 9821).
+_RUN_TOP_BYTE = 0x24
+
 #: 100-ns ticks from 1601-01-01 to 1970-01-01, and the first tick of 1971 (earlier counts as missing).
 _TICKS_TO_EPOCH = 116_444_736_000_000_000
 _EPOCH_US = _TICKS_TO_EPOCH // 10
@@ -132,6 +142,54 @@ def _array_len(buf: bytes, pos: int) -> int:
     return max(n, 0)
 
 
+def _run(buf: bytes, pos: int, n_items: int, body_end: int) -> tuple[list[Change], int] | None:
+    """The changes of ``n_items`` items at ``pos`` and the position after them, when they are all hot items of
+    one layout (one encoding mask, one variant type: a server's usual notification of one kind of variable) with
+    timestamps a hot item may have; else ``None`` (the items are read one by one). The whole run is checked
+    first (the mask and type bytes of every item, the top bytes of the timestamps), then unpacked at once."""
+    if n_items <= 0 or pos + 6 > body_end:
+        return None
+    mask, vtype = buf[pos + 4], buf[pos + 5]
+    layout = _RUN_LAYOUTS.get((mask << 8) | vtype)
+    if layout is None:
+        return None
+    size = layout.size
+    end = pos + size * n_items
+    if end > body_end or end > len(buf):  # (a truncated response: declined by the item-by-item reading)
+        return None
+    if buf[pos + 4 : end : size] != bytes((mask,)) * n_items or buf[pos + 5 : end : size] != bytes((vtype,)) * n_items:
+        return None
+    # the most significant bytes of the source and the server timestamp of every item (the last 16 bytes)
+    if max(buf[pos + size - 9 : end : size]) >= _RUN_TOP_BYTE or max(buf[pos + size - 1 : end : size]) >= _RUN_TOP_BYTE:
+        return None
+    first, epoch = _FIRST_1971_TICK, _EPOCH_US
+    rows = layout.iter_unpack(memoryview(buf)[pos:end])
+    changes: list[Change]
+    if mask == _HOT:
+        changes = [
+            (
+                handle,
+                value,
+                0,
+                None if src < first else (src // 10 - epoch) * 1000,
+                None if srv < first else (srv // 10 - epoch) * 1000,
+            )
+            for handle, _mask, _vtype, value, src, srv in rows
+        ]
+    else:
+        changes = [
+            (
+                handle,
+                value,
+                status,
+                None if src < first else (src // 10 - epoch) * 1000,
+                None if srv < first else (srv // 10 - epoch) * 1000,
+            )
+            for handle, _mask, _vtype, value, status, src, srv in rows
+        ]
+    return changes, end
+
+
 def _decode(buf: bytes) -> FastPublish:
     type_id, pos = _numeric_nodeid(buf, 0)
     if type_id != _PUBLISH_RESPONSE:
@@ -172,6 +230,11 @@ def _decode(buf: bytes) -> FastPublish:
         body_end = pos + body_len
         n_items = _array_len(buf, pos)
         pos += 4
+        run = _run(buf, pos, n_items, body_end)
+        if run is not None:
+            changes += run[0]
+            pos = run[1]
+            n_items = 0
         for _ in range(n_items):
             handle, mask = _ITEM_HEAD.unpack_from(buf, pos)
             pos += 5
