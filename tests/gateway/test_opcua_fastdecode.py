@@ -15,12 +15,14 @@ import struct
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.sources.opcua import fastdecode
 from gateway.sources.opcua.fastdecode import decode_publish
 from gateway.sources.opcua.fastpath import change_of
 from gateway.sources.opcua.resolve import to_ns
@@ -210,6 +212,32 @@ def test_a_typical_response_takes_the_fast_path() -> None:
     ns = to_ns(ts)
     assert fast.changes == [(1, 1.5, 0, ns, ns), (2, 3.0, 0, ns, ns), (3, 4.5, 0, ns, ns)]
     assert (fast.subscription_id, fast.sequence_number, fast.results) == (9, 42, (0,))
+
+
+def test_a_typical_response_is_read_as_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items of one layout with present timestamps take the one-unpack run, not the item-by-item reading (which
+    would give the same changes, only slower: the agreement tests alone cannot tell)."""
+    ts = datetime(2026, 12, 1, 8, 30, 0, 123456, tzinfo=UTC)
+    items = [
+        ua.MonitoredItemNotification(
+            ClientHandle=h, Value=ua.DataValue(ua.Variant(h * 1.5, VT.Double), SourceTimestamp=ts, ServerTimestamp=ts)
+        )
+        for h in range(1, 101)
+    ]
+    msg = ua.NotificationMessage(SequenceNumber=1, NotificationData=[ua.DataChangeNotification(MonitoredItems=items)])
+    response = ua.PublishResponse(Parameters=ua.PublishResult(SubscriptionId=9, NotificationMessage=msg))
+    runs: list[int] = []
+    real = fastdecode._run
+
+    def counting(*args: Any) -> Any:
+        out = real(*args)
+        runs.append(0 if out is None else len(out[0]))
+        return out
+
+    monkeypatch.setattr(fastdecode, "_run", counting)
+    fast = decode_publish(struct_to_binary(response))
+    assert fast is not None and len(fast.changes) == 100
+    assert runs == [100], "the run declined a typical response"
 
 
 _HOT_VALUES = [
