@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import polars as pl
@@ -48,6 +49,8 @@ _VALUE_COLUMNS = tuple(c for c in ROLLUP_SCHEMA if c not in ("member", "asset", 
 _GAUGE_COLUMNS = frozenset(GAUGE_COLUMNS)
 _ADDITIVE = tuple(c for c in _VALUE_COLUMNS if c not in _GAUGE_COLUMNS and c != "samples")
 _FIRST_N = "_n_" + GAUGE_STATS[0]
+#: a kept row's values in the order of the rollup columns after member, asset, asset class and hour
+row_values = itemgetter(*_VALUE_COLUMNS)
 #: gauge -> the keys of its sum, count, mean, min and max in a kept row
 _GAUGE_KEYS = {g: (f"_sum_{g}", f"_n_{g}", f"{g}_mean", f"{g}_min", f"{g}_max") for g in GAUGE_STATS}
 
@@ -86,6 +89,43 @@ def _fresh_row(asset_class: str) -> Row:
     row["samples"] = 0
     row["asset_class"] = asset_class
     return row
+
+
+def target_row(carry: Carry, hour: int, *, gauges: bool, asset_class: str) -> Row | None:
+    """The row a fold merges the contributions of ``hour`` into: a copy of the kept one, or a fresh one for an hour
+    known to have none or after the open hour; ``None`` when the fold needs a row the carry does not keep (an
+    unknown hour up to the open one, or a row without gauge sums for an hour with gauge samples)."""
+    kept = carry.rows.get(hour, ...)
+    if kept is ...:
+        if hour <= _hour(carry.folded_ns):
+            return None
+        kept = None
+    if kept is None:
+        return _fresh_row(asset_class)
+    if gauges and _FIRST_N not in kept:
+        return None
+    return dict(kept)
+
+
+def merge_gauge(row: Row, gauge: str, total: float, n: int, lo: float, hi: float) -> None:
+    """Merge the sum, count, minimum and maximum of new samples of ``gauge`` into ``row`` (the mean from the sums)."""
+    sum_, n_, mean_, min_, max_ = _GAUGE_KEYS[gauge]
+    row[sum_] += total
+    row[n_] += n
+    row[mean_] = row[sum_] / row[n_]
+    row[min_] = lo if row[min_] is None else min(row[min_], lo)
+    row[max_] = hi if row[max_] is None else max(row[max_], hi)
+
+
+def prune_rows(carry: Carry, old_open: int) -> None:
+    """Keep the rows of the hours a fold can still change; an hour after the old open hour without a row has none."""
+    rows: dict[int, Row | None] = {}
+    for h in carry.needed_hours():
+        if h in carry.rows:
+            rows[h] = carry.rows[h]
+        elif h > old_open:
+            rows[h] = None
+    carry.rows = rows
 
 
 def _last_good(raw: pl.DataFrame, signals: tuple[str, ...], column: str) -> pl.DataFrame:
@@ -198,7 +238,6 @@ def fold_rows(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[list[tuple[
     changed: list[tuple[Any, ...]] = []
     for key, rows in by_key.items():
         carry = carries[key]
-        open_hour = _hour(carry.folded_ns)
         targets: dict[int, Row] = {}
         folded: list[tuple[int, str, int, tuple[float, ...]]] = []
         missing: int | None = None
@@ -208,16 +247,11 @@ def fold_rows(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[list[tuple[
             additive = d[5:]
             if samples == 0 and all(v == 0.0 for v in additive):
                 continue  # only a predecessor's own hour, unchanged
-            kept = carry.rows.get(h, ...)
-            if kept is ...:
-                if h <= open_hour:
-                    missing = h if missing is None else min(missing, h)
-                    continue
-                kept = None
-            if kept is not None and (key[0], key[1], h) in gauges and _FIRST_N not in kept:
+            target = target_row(carry, h, gauges=(key[0], key[1], h) in gauges, asset_class=asset_class)
+            if target is None:
                 missing = h if missing is None else min(missing, h)
                 continue
-            targets[h] = dict(kept) if kept is not None else _fresh_row(asset_class)
+            targets[h] = target
             folded.append((h, asset_class, samples, additive))
         if missing is not None:
             redo[key] = missing
@@ -229,16 +263,9 @@ def fold_rows(carries: dict[Key, Carry], new: pl.DataFrame) -> tuple[list[tuple[
             t["samples"] += samples
             t["asset_class"] = asset_class
             for sig, s, n, lo, hi in gauges.get((key[0], key[1], h), ()):
-                sum_, n_, mean_, min_, max_ = _GAUGE_KEYS[sig]
-                t[sum_] += s
-                t[n_] += n
-                t[mean_] = t[sum_] / t[n_]
-                t[min_] = lo if t[min_] is None else min(t[min_], lo)
-                t[max_] = hi if t[max_] is None else max(t[max_], hi)
+                merge_gauge(t, sig, s, n, lo, hi)
         carry.rows.update(targets)
-        changed.extend(
-            (key[0], key[1], t["asset_class"], h, *[t[c] for c in _VALUE_COLUMNS]) for h, t in targets.items()
-        )
+        changed.extend((key[0], key[1], t["asset_class"], h, *row_values(t)) for h, t in targets.items())
 
     # advance the carries of the keys folded (also those whose new samples changed no row)
     done = keys - set(redo)
@@ -274,14 +301,7 @@ def _advance(carries: dict[Key, Carry], raw: pl.DataFrame, keys: set[Key]) -> No
             carry.edge.update(at_latest.get(key, {}))
         carry.folded_ns = max(carry.folded_ns, ts)
         carry.asset_class = asset_class
-        needed = carry.needed_hours()
-        rows: dict[int, Row | None] = {}
-        for h in needed:
-            if h in carry.rows:
-                rows[h] = carry.rows[h]
-            elif h > old_open:
-                rows[h] = None
-        carry.rows = rows
+        prune_rows(carry, old_open)
 
 
 def _signals_at_latest(raw: pl.DataFrame) -> dict[Key, dict[str, tuple[float | None, str | None, int]]]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 from wire import MACHINE_STATES, Quality, Sample
 
 from .base import COUNTER_COLUMNS, DOWNTIME_COLUMNS, GAUGE_STATS
-from .incremental import _ADDITIVE, _FIRST_N, _GAUGE_KEYS, _VALUE_COLUMNS, Carry, Key, Row, _fresh_row
+from .incremental import _ADDITIVE, Carry, Key, Row, merge_gauge, prune_rows, row_values, target_row
 from .rollups import GAP_NS, HOUR_NS
 
 _BAD = int(Quality.BAD)
@@ -34,7 +34,6 @@ _STATE_COLUMNS: dict[str, dict[str, str]] = {
 }
 _ADDITIVE_INDEX = {c: i for i, c in enumerate(_ADDITIVE)}
 _TS = attrgetter("ts")
-_VALUES = itemgetter(*_VALUE_COLUMNS)
 #: value as a raw frame holds it: (value, text)
 Edge = tuple[float | None, str | None, int]
 
@@ -223,7 +222,7 @@ def fold_samples(
         if samples:  # (those left out at the folded time were its oldest: the newest stays)
             _advance(carry, samples, newest, d.series)
         else:
-            _prune(carry, carry.folded_ns // HOUR_NS * HOUR_NS)
+            prune_rows(carry, carry.folded_ns // HOUR_NS * HOUR_NS)
     changed.sort(key=lambda r: (r[1], r[3]))
     return changed, redo
 
@@ -233,24 +232,18 @@ def _merge(key: Key, carry: Carry, good: list[Sample], d: _Delta, changed: list[
     to ``changed``; or return the earliest hour whose row the fold needs and the carry does not keep (nothing
     changed then)."""
     last_class = good[-1].asset_class if good else carry.asset_class
-    open_hour = carry.folded_ns // HOUR_NS * HOUR_NS
     targets: dict[int, Row] = {}
     missing: int | None = None
     hours = set(d.samples)
     hours.update(h for h, row in d.additive.items() if h not in hours and any(row))
     classes: dict[int, str] = {}
     for h in sorted(hours):
-        kept = carry.rows.get(h, ...)
-        if kept is ...:
-            if h <= open_hour:
-                missing = h if missing is None else min(missing, h)
-                continue
-            kept = None
-        if kept is not None and h in d.gauges and _FIRST_N not in kept:
+        cls = classes[h] = _class_of(h, d, carry, last_class)
+        target = target_row(carry, h, gauges=h in d.gauges, asset_class=cls)
+        if target is None:
             missing = h if missing is None else min(missing, h)
             continue
-        cls = classes[h] = _class_of(h, d, carry, last_class)
-        targets[h] = dict(kept) if kept is not None else _fresh_row(cls)
+        targets[h] = target
     if missing is not None:
         return missing
     for h, t in targets.items():
@@ -262,14 +255,9 @@ def _merge(key: Key, carry: Carry, good: list[Sample], d: _Delta, changed: list[
         t["samples"] += d.samples.get(h, 0)
         t["asset_class"] = classes[h]
         for sig, (s, n, lo, hi) in d.gauges.get(h, {}).items():
-            sum_, n_, mean_, min_, max_ = _GAUGE_KEYS[sig]
-            t[sum_] += s
-            t[n_] += n
-            t[mean_] = t[sum_] / t[n_]
-            t[min_] = lo if t[min_] is None else min(t[min_], lo)
-            t[max_] = hi if t[max_] is None else max(t[max_], hi)
+            merge_gauge(t, sig, s, n, lo, hi)
     carry.rows.update(targets)
-    changed.extend((key[0], key[1], t["asset_class"], h, *_VALUES(t)) for h, t in targets.items())
+    changed.extend((key[0], key[1], t["asset_class"], h, *row_values(t)) for h, t in targets.items())
     return None
 
 
@@ -291,15 +279,4 @@ def _advance(carry: Carry, samples: Sequence[Sample], newest: int, series: dict[
         carry.edge.update(at_latest)
     carry.folded_ns = max(carry.folded_ns, newest)
     carry.asset_class = samples[-1].asset_class
-    _prune(carry, old_open)
-
-
-def _prune(carry: Carry, old_open: int) -> None:
-    """Keep the rows of the hours a fold can still change; an hour after the old open hour without a row has none."""
-    rows: dict[int, Row | None] = {}
-    for h in carry.needed_hours():
-        if h in carry.rows:
-            rows[h] = carry.rows[h]
-        elif h > old_open:
-            rows[h] = None
-    carry.rows = rows
+    prune_rows(carry, old_open)
