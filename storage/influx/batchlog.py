@@ -22,6 +22,7 @@ read this writer's markers back from InfluxDB too.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import secrets
 import threading
@@ -36,28 +37,15 @@ MAX_REMEMBERED_SAMPLES = 1_000_000
 MAX_REMEMBERED_MARKERS = 500_000
 
 
+@dataclasses.dataclass(slots=True)
 class AssetPart:
     """One asset's part of a batch: the class of its first sample, its first and last sample time, its samples
     in the batch's order. Its marker says (asset class, lo, hi)."""
 
-    __slots__ = ("asset_class", "hi", "lo", "samples")
-
-    def __init__(self, asset_class: str, lo: int, hi: int, samples: list[Sample]) -> None:
-        self.asset_class = asset_class
-        self.lo = lo
-        self.hi = hi
-        self.samples = samples
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AssetPart) and (self.asset_class, self.lo, self.hi, self.samples) == (
-            other.asset_class,
-            other.lo,
-            other.hi,
-            other.samples,
-        )
-
-    def __repr__(self) -> str:
-        return f"AssetPart({self.asset_class!r}, {self.lo}, {self.hi}, {len(self.samples)} samples)"
+    asset_class: str
+    lo: int
+    hi: int
+    samples: list[Sample]
 
 
 #: asset -> its part of one batch, the assets in the order they first appear in the batch.
@@ -95,10 +83,10 @@ class _Batch:
 
     __slots__ = ("member", "parts", "remaining", "size", "written_ns")
 
-    def __init__(self, member: str, written_ns: int, parts: dict[str, list[Sample]], size: int) -> None:
+    def __init__(self, member: str, written_ns: int, parts: Parts, size: int) -> None:
         self.member = member
         self.written_ns = written_ns
-        self.parts: dict[str, list[Sample]] | None = parts
+        self.parts: Parts | None = parts
         self.size = size
         self.remaining = len(parts)
 
@@ -158,7 +146,7 @@ class AssetPending(NamedTuple):
         parts = [m.batch.parts for m in self.markers]
         if any(p is None for p in parts):
             return None
-        return list(itertools.chain.from_iterable(p[asset] for p in parts if p is not None))
+        return list(itertools.chain.from_iterable(p[asset].samples for p in parts if p is not None))
 
 
 class BatchLog:
@@ -209,7 +197,7 @@ class BatchLog:
         """A batch is in InfluxDB with its markers (one per asset of ``parts``) stamped ``written_ns``."""
         key = (member, written_ns)
         size = sum(len(p.samples) for p in parts.values())
-        batch = _Batch(member, written_ns, {a: p.samples for a, p in parts.items()}, size)
+        batch = _Batch(member, written_ns, parts, size)
         with self._lock:
             if key in self._batches:  # two batches stamped alike (InfluxDB keeps the later marker): read back
                 self._drop_samples(self._batches[key])
