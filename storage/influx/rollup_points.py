@@ -11,7 +11,7 @@ import polars as pl
 
 from ..base import ROLLUP_SCHEMA
 from ..incremental import Key
-from .batchlog import Parts
+from .batchlog import Bounds
 from .influxql import literal
 from .lineprotocol import encode_rows, escape_tag_value
 
@@ -24,13 +24,13 @@ _TAG_COLUMNS = ("member", "asset", "asset_class")
 MARKER_HEADS_CACHED = 32_768
 
 
-def dirty_markers(member: str, parts: Parts, *, written_ns: int, writer: str) -> bytes:
-    """One marker point per asset of ``parts`` (:func:`~storage.influx.batchlog.split_by_asset` of a batch): its
+def dirty_markers(member: str, bounds: Bounds, *, written_ns: int, writer: str) -> bytes:
+    """One marker point per asset of ``bounds`` (:func:`~storage.influx.batchlog.marker_bounds` of a batch): its
     first and last sample time, stamped ``written_ns``, tagged with the ``writer``."""
     tail = f",member={escape_tag_value(member)},writer={escape_tag_value(writer)} hi_ns="
     stamp = f"i,written_ns={written_ns}i {written_ns}"
     head = _marker_head
-    lines = [f"{head(asset, p.asset_class)}{tail}{p.hi}i,lo_ns={p.lo}{stamp}" for asset, p in parts.items()]
+    lines = [f"{head(asset, cls)}{tail}{hi}i,lo_ns={lo}{stamp}" for asset, (cls, lo, hi) in bounds.items()]
     return "\n".join(lines).encode()
 
 

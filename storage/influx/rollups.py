@@ -46,7 +46,7 @@ from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollup
 from ..incremental import Carry, Key, carry_from_raw, fold_rows, widen_start
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from ..sample_fold import fold_samples
-from .batchlog import AssetPending, BatchLog, Parts
+from .batchlog import BatchLog, Bounds, OwnMarker
 from .connection import InfluxConnection, source
 from .influxql import literal, tag_in, time_range, where
 from .rollup_cache import RollupCache
@@ -102,32 +102,46 @@ class InfluxRollupKeeper:
         values = rows.columns.get("w") or []
         return int(values[0]) if values and values[0] is not None else 0
 
-    def wrote(self, member: str, written_ns: int, parts: Parts) -> None:
-        """A batch of ``member`` (its samples split by asset, ``parts``) is in InfluxDB with its markers stamped
-        ``written_ns`` (called
+    def wrote(self, member: str, samples: Sequence[Sample], written_ns: int, bounds: Bounds) -> None:
+        """``samples`` of ``member`` are in InfluxDB with their markers (``bounds``) stamped ``written_ns`` (called
         by the store after the write succeeded). A refresh takes these markers from memory and folds an asset
         from these samples instead of reading them back, when every pending marker of the asset is of a batch
         remembered here; an asset that another process also wrote (a second ingest worker), or whose samples were
         dropped, is read back as before."""
-        self.log.record(member, written_ns, parts)
+        self.log.record(member, samples, written_ns, bounds)
 
     def _fold_remembered(
-        self, folding: dict[Key, tuple[int, int]], own: dict[Key, AssetPending], others: set[Key]
+        self, folding: dict[Key, tuple[int, int]], own: dict[Key, list[int]], others: set[Key]
     ) -> tuple[list[tuple[Any, ...]], dict[Key, int]]:
         """Fold, from memory and sample by sample (:func:`~storage.sample_fold.fold_samples`), the folding assets
-        whose every pending marker is of a batch this process wrote and whose samples are remembered; those
-        assets are taken out of ``folding``. Returns the changed rows and the assets that need a recompute."""
-        # per member: each asset's samples of its own pending batches, in the order written (a batch stays
-        # pending for the assets a refresh limited to some assets left; the others' samples there were folded)
-        wanted: dict[str, dict[str, list[Sample]]] = {}
-        for key in [k for k in folding if k in own and k not in others]:
-            samples = own[key].samples()
-            if samples is None:
-                continue
-            del folding[key]
-            wanted.setdefault(key[0], {})[key[1]] = samples
+        whose every pending marker is of a batch whose samples are remembered; those assets are taken out of
+        ``folding``. Returns the changed rows and the assets that need a recompute."""
+        batches: dict[tuple[str, int], list[Sample] | None] = {}
+        candidates = [k for k in folding if k in own and k not in others]
+        for m, a in candidates:
+            for t in own[(m, a)]:
+                if (m, t) not in batches:
+                    batches[(m, t)] = self.log.samples(m, t)
+        known = {k for k in candidates if all(batches[(k[0], t)] is not None for t in own[k])}
         rows: list[tuple[Any, ...]] = []
         redo: dict[Key, int] = {}
+        if not known:
+            return rows, redo
+        # per member: each asset's samples from its own pending batches, in the order written (a batch stays
+        # pending for the assets a refresh limited to some assets left; the others' samples there were folded)
+        wanted: dict[str, dict[str, list[Sample]]] = {}
+        in_batch: dict[tuple[str, int], dict[str, list[Sample]]] = {}
+        for m, a in known:
+            del folding[(m, a)]
+            found = wanted.setdefault(m, {})[a] = []
+            for t in own[(m, a)]:
+                in_batch.setdefault((m, t), {})[a] = found
+        for member, t in sorted(in_batch, key=lambda b: b[1]):
+            get = in_batch[(member, t)].get
+            for s in batches[(member, t)] or ():
+                into = get(s.asset)
+                if into is not None:
+                    into.append(s)
         for member, assets in wanted.items():
             r, d = fold_samples(self._carries, member, assets)
             rows += r
@@ -152,12 +166,12 @@ class InfluxRollupKeeper:
         return done
 
     def _markers(
-        self, query: RollupQuery, own: list[AssetPending], read_all: bool
-    ) -> tuple[Pending, list[tuple[str, str, int]], list[AssetPending], list[tuple[str, str, int]]]:
+        self, query: RollupQuery, own: list[OwnMarker], read_all: bool
+    ) -> tuple[Pending, list[tuple[str, str, int]], list[OwnMarker]]:
         """The pending assets: this process's markers ``own`` (from memory) and those of other writers after the
         watermark, read from InfluxDB (this writer's too with ``read_all``, after markers were dropped from
-        memory). Returns the pending assets, the markers read and still to remember as seen, the assets of
-        ``own`` that the refresh handles, and the markers of this writer that were read back."""
+        memory). Returns the pending assets, the markers read and still to remember as seen, and the markers of
+        ``own`` (and of this writer read back) that the refresh handles."""
         assert self._watermark is not None
         writer = self.log.writer
         cond = where(
@@ -175,8 +189,7 @@ class InfluxRollupKeeper:
         pending: Pending = {}
         seen: list[tuple[str, str, int]] = []
         handled = list(own)
-        mine: list[tuple[str, str, int]] = []
-        in_memory = {(o.member, o.asset, t) for o in own for t in o.written} if read_all else set()
+        in_memory = {(o.member, o.asset, o.written_ns) for o in own} if read_all else set()
         times = rows.get("time", [])
         writers = rows.get("writer") or [""] * len(times)
         for m, a, w, t, lo, hi in zip(
@@ -193,11 +206,11 @@ class InfluxRollupKeeper:
                 continue
             seen.append(marker)
             if w == writer:  # read back after the memory dropped it (or recorded after ``own`` was taken)
-                mine.append(marker)
+                handled.append(OwnMarker(m, a, "", 0, 0, int(t)))
             lo_, hi_ = (int(lo), int(hi)) if lo is not None and hi is not None else (int(t), int(t) + HOUR_NS - 1)
             old = pending.get((m, a))
             pending[(m, a)] = (lo_, hi_) if old is None else (min(old[0], lo_), max(old[1], hi_))
-        for m, a, lo_, hi_, _ in own:
+        for m, a, _, lo_, hi_, _ in own:
             old = pending.get((m, a))
             pending[(m, a)] = (lo_, hi_) if old is None else (min(old[0], lo_), max(old[1], hi_))
         if query.start_ns is not None or query.end_ns is not None:
@@ -206,8 +219,7 @@ class InfluxRollupKeeper:
             pending = {k: v for k, v in pending.items() if v[1] + GAP_NS + HOUR_NS >= lo_q and v[0] - GAP_NS < hi_q}
             seen = [s for s in seen if (s[0], s[1]) in pending]
             handled = [o for o in handled if (o.member, o.asset) in pending]
-            mine = [o for o in mine if (o[0], o[1]) in pending]
-        return pending, seen, handled, mine
+        return pending, seen, handled
 
     def _refresh(self, query: RollupQuery, *, blocking: bool) -> tuple[int, int | None]:
         """Refresh the pending assets ``query`` asks for; return how many, and the time they are complete as of
@@ -224,14 +236,16 @@ class InfluxRollupKeeper:
             drops = self.log.drops
             own = self.log.pending(query.members, query.assets, query.asset_classes)
             read_all = self.log.must_read_back(drops)
-            pending, seen, handled, read_back = self._markers(query, own, read_all)
+            pending, seen, handled = self._markers(query, own, read_all)
             if query.refresh_max_assets is not None and len(pending) > query.refresh_max_assets:
                 return 0, None
             read_s = (time.time_ns() - started) / 1e9
             if pending:
-                # an asset with a marker read back (not remembered, or recorded after ``own`` was taken) is read back
+                mine: dict[Key, list[int]] = {}
+                for m, a, _, _, _, t in handled:
+                    mine.setdefault((m, a), []).append(t)
                 others = {(m, a) for m, a, _ in seen}
-                self._fold_and_recompute(pending, {(o.member, o.asset): o for o in handled}, others)
+                self._fold_and_recompute(pending, mine, others)
             log.debug(
                 "rollup refresh: %d markers, %d assets; markers read in %.2f s, total %.2f s",
                 len(seen) + len(own),
@@ -240,7 +254,7 @@ class InfluxRollupKeeper:
                 (time.time_ns() - started) / 1e9,
             )
             self._seen.update(seen)
-            self.log.done(handled, read_back)
+            self.log.done(handled)
             if everything:
                 self.log.read_back(drops)
                 self._advance(started)
@@ -272,7 +286,7 @@ class InfluxRollupKeeper:
             self._seen = {s for s in self._seen if s[2] > new_mark}
             self.log.forget_done_before(new_mark)
 
-    def _fold_and_recompute(self, pending: Pending, own: dict[Key, AssetPending], others: set[Key]) -> None:
+    def _fold_and_recompute(self, pending: Pending, own: dict[Key, list[int]], others: set[Key]) -> None:
         redo: dict[Key, int] = {}
         bound: dict[Key, int] = {}
         folding: dict[Key, tuple[int, int]] = {}

@@ -36,7 +36,7 @@ from wire import Sample
 from ..base import SERIES_SCHEMA, RollupQuery, Rollups, SeriesQuery, empty_series
 from ..errors import StoreError, StoreRejected, StoreUnavailable
 from ..ledger import ReleasedCell
-from .batchlog import split_by_asset
+from .batchlog import marker_bounds
 from .connection import InfluxConnection, source
 from .deletion import count_member_points, delete_points_v1, delete_points_v2, erase_ledger_values
 from .influxql import Rows, ident, literal, parse_response, series_query, time_range, where
@@ -169,7 +169,7 @@ class InfluxStore:
         chunks = [samples[i : i + CHUNK_POINTS] for i in range(0, len(samples), CHUNK_POINTS)]
         sending: list[Future[None]] = []
         written_ns = 0
-        parts = split_by_asset(samples)
+        bounds = marker_bounds(samples)
         try:
             for i, chunk in enumerate(chunks):
                 body = encoder.encode(member, chunk)
@@ -179,13 +179,13 @@ class InfluxStore:
                         f.result()
                     sending.clear()
                     written_ns = time.time_ns()
-                    body += b"\n" + dirty_markers(member, parts, written_ns=written_ns, writer=self.rollups.log.writer)
+                    body += b"\n" + dirty_markers(member, bounds, written_ns=written_ns, writer=self.rollups.log.writer)
                 while len(sending) >= REQUESTS_IN_FLIGHT:
                     sending.pop(0).result()
                 sending.append(self._sender.submit(self.write_lines, body, rp=self.raw_rp))
             while sending:
                 sending.pop(0).result()
-            self.rollups.wrote(member, written_ns, parts)  # folded without reading them back
+            self.rollups.wrote(member, samples, written_ns, bounds)  # folded without reading them back
         finally:
             for f in sending:
                 f.cancel()
