@@ -52,6 +52,7 @@ from api.settings import ApiSettings
 from api.tokens import TokenStore
 from core.register import Member, Register
 from storage import ROLLUP_SCHEMA, DuckDBStore, InfluxStore, IngestSettings, Store, StoreSettings, open_store
+from storage.duckdb.written import WrittenBatches
 from storage.housekeeping import housekeep
 from storage.influx.lineprotocol import encode_lines, encode_point
 from testkit.servers import start_influxdb
@@ -382,6 +383,12 @@ def main() -> int:
     parser.add_argument("--uncached-requests", type=int, default=2, help="InfluxDB: rounds with the cache off")
     parser.add_argument("--only", choices=("influxdb", "embedded"), default=None)
     parser.add_argument(
+        "--embedded-kept-samples",
+        type=int,
+        default=None,
+        help="the embedded keeper's memory of written batches (0: read every asset back, as before the memory)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -417,6 +424,8 @@ def main() -> int:
                 influx.stop()
         if args.only in (None, "embedded"):
             duck = DuckDBStore(work / "hub.duckdb")
+            if args.embedded_kept_samples is not None:
+                duck.rollups.written = WrittenBatches(max_samples=args.embedded_kept_samples)
             try:
                 result["embedded"] = leg("embedded", duck, duck.rollups.reset, work, args)
             finally:

@@ -81,15 +81,18 @@ class DuckDBStore:
     def write(self, member: str, samples: Sequence[Sample]) -> int:
         if not samples:
             return 0
-        frame = samples_frame(member, samples)
+        batch = samples_frame(member, samples).to_arrow()  # scanned twice below: converted once, before the lock
         with self.connection.locked() as cur:
             try:
                 cur.execute("BEGIN")
-                cur.register("incoming", frame)
-                cur.execute("INSERT INTO samples BY NAME SELECT * FROM incoming ON CONFLICT DO NOTHING")
+                cur.register("incoming", batch)
+                row = cur.execute(
+                    "INSERT INTO samples BY NAME SELECT * FROM incoming ON CONFLICT DO NOTHING"
+                ).fetchone()  # the rows inserted: fewer when some were in the file already
+                self._rollups.update(cur, "incoming")
                 cur.unregister("incoming")
-                self._rollups.update(cur, frame)
                 cur.execute("COMMIT")
+                self._rollups.wrote(member, tuple(samples), int(row[0]) if row else 0)
             except duckdb.Error as exc:
                 cur.execute("ROLLBACK")
                 raise StoreRejected(f"DuckDB refused the batch: {exc}") from exc
