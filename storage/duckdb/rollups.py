@@ -39,7 +39,7 @@ from ..incremental import Carry, Key, carry_from_raw, fold, rows_frame, widen_st
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from ..sample_fold import fold_samples
 from .connection import DuckDBConnection, in_clause
-from .written import MAX_KEPT_SAMPLES, WrittenBatches
+from .written import WrittenBatches
 
 _ROLLUP_DDL = (
     "CREATE TABLE IF NOT EXISTS rollups ("
@@ -65,12 +65,12 @@ def _hour(ts: int) -> int:
 class RollupKeeper:
     """Maintains the ``rollups`` table of a DuckDB store through its connection."""
 
-    def __init__(self, connection: DuckDBConnection, *, max_kept_samples: int = MAX_KEPT_SAMPLES) -> None:
+    def __init__(self, connection: DuckDBConnection) -> None:
         self._db = connection
         connection.execute(_ROLLUP_DDL)
         self._carries: dict[Key, Carry] = {}
         self._as_of: int | None = None
-        self.written = WrittenBatches(max_samples=max_kept_samples)
+        self.written = WrittenBatches()
 
     def update(self, cur: duckdb.DuckDBPyConnection, batch: str) -> None:
         """Record what the batch registered as ``batch`` (just inserted) added; called inside the write
