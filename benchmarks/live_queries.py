@@ -6,8 +6,8 @@ For each store (InfluxDB 1.x started from the Debian package, and the embedded D
    kept), and ``--preload-min`` minutes of raw samples up to now through the store's ``write`` (the open
    hour's data so far), then one refresh (no carries yet: every asset's open hour recomputed from raw,
    as after a restart);
-2. live: a feeder thread writes every second, per member, the samples of its assets for that second
-   through the store's ``write`` (the call the ingestor makes; no MQTT in between), 2,400 assets x
+2. live: a feeder thread writes every second the samples of every member's assets for that second, in one
+   ``write_many`` (the call the ingestor's flush makes; no MQTT in between), 2,400 assets x
    5.25 samples/s; the real housekeeping task refreshes the rollups every 5 s; a client in its own process
    (``remote_client.py``: a client does not share the hub's interpreter lock) queries the real
    FastAPI app under uvicorn on a loopback port, in rounds of ``--member-per-round`` (5) requests for
@@ -187,8 +187,8 @@ class Feeder(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        """Like the ingestor's flush: one write per member of everything due, so batches grow when writes
-        are slow (the ingestor writes per member what arrived since its last flush)."""
+        """Like the ingestor's flush: one ``write_many`` of every member's samples due, so batches grow when
+        writes are slow (the ingestor writes what arrived since its last flush, per member)."""
         try:
             while not self.stop.is_set():
                 now = time.time()
@@ -199,10 +199,9 @@ class Feeder(threading.Thread):
                 if not due:
                     continue
                 self.behind_s = max(self.behind_s, now - self.next - 1)
-                for member, owned in self.assets.items():
-                    samples = [s for t in due for s in second_of(owned, t)]
-                    self.written += self.store.write(member, samples)
-                    self.batches += 1
+                flush = {member: [s for t in due for s in second_of(owned, t)] for member, owned in self.assets.items()}
+                self.written += self.store.write_many(flush)
+                self.batches += len(flush)
                 self.next = int(now)
         except BaseException as exc:  # reported by the main thread
             self.error = exc

@@ -14,6 +14,7 @@ Public API::
 
     class Store(Protocol):
         def write(self, member: str, samples: Sequence[Sample]) -> int   # synchronous, idempotent
+        def write_many(self, batches: Mapping[str, Sequence[Sample]]) -> int   # a flush of several members
         def query_series(self, query: SeriesQuery) -> pl.DataFrame       # SERIES_SCHEMA
         def query_rollups(self, query: RollupQuery) -> pl.DataFrame      # ROLLUP_SCHEMA
         def read_rollups(self, query: RollupQuery) -> Rollups            # rows and as_of_ns

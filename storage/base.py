@@ -15,7 +15,8 @@ counter deltas, seconds per machine state and per downtime reason, and gauge sta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args, runtime_checkable
 
@@ -131,6 +132,12 @@ class Store(Protocol):
         """Store ``samples`` of ``member``; return how many were given. Idempotent."""
         ...
 
+    def write_many(self, batches: Mapping[str, Sequence[Sample]]) -> int:
+        """Store the batches of several members (member -> samples), as the ingestor's flush holds them; return
+        how many samples were given. Idempotent. The embedded store writes them in one transaction (its cost is
+        per statement and transaction, not per sample); InfluxDB one member after the other."""
+        ...
+
     def query_series(self, query: SeriesQuery) -> pl.DataFrame: ...
 
     def query_rollups(self, query: RollupQuery) -> pl.DataFrame:
@@ -180,6 +187,13 @@ def empty_rollups() -> pl.DataFrame:
 
 def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
     """Turn wire samples into a frame with the raw-table columns (ts as Int64 ns)."""
+    return batches_frame({member: samples})
+
+
+def batches_frame(batches: Mapping[str, Sequence[Sample]]) -> pl.DataFrame:
+    """:func:`samples_frame` of several members' batches (member -> samples), one after the other."""
+    members = list(itertools.chain.from_iterable(itertools.repeat(m, len(s)) for m, s in batches.items()))
+    samples = list(itertools.chain.from_iterable(batches.values()))
     n = len(samples)
     values: list[float | None] = [None] * n
     texts: list[str | None] = [None] * n
@@ -191,7 +205,7 @@ def samples_frame(member: str, samples: Sequence[Sample]) -> pl.DataFrame:
             values[i] = float(v)
     return pl.DataFrame(
         {
-            "member": [member] * n,
+            "member": members,
             "asset": [s.asset for s in samples],
             "asset_class": [s.asset_class for s in samples],
             "signal": [s.signal for s in samples],

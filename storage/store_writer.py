@@ -109,8 +109,7 @@ class StoreWriter:
                 await asyncio.sleep(wait)
 
     def _write_all(self, samples: Mapping[str, Sequence[Sample]]) -> None:
-        for member, member_samples in samples.items():
-            self.store.write(member, member_samples)
+        self.store.write_many(samples)
 
     def set_ok(self, ok: bool) -> None:
         if ok != self.store_ok:

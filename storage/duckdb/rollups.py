@@ -81,10 +81,10 @@ class RollupKeeper:
             f"SELECT member, asset, min(ts), max(ts), arg_max(asset_class, ts) FROM {batch} GROUP BY member, asset"
         )
 
-    def wrote(self, member: str, samples: Sequence[Sample], inserted: int) -> None:
-        """The batch ``samples`` of ``member`` was committed with ``inserted`` new rows (called by the store under
-        the connection lock): a refresh folds it from memory."""
-        self.written.wrote(member, samples, inserted=inserted)
+    def wrote(self, member: str, samples: Sequence[Sample], *, complete: bool) -> None:
+        """The batch ``samples`` of ``member`` was committed, each sample a new row when ``complete`` (called by the
+        store under the connection lock): a refresh folds it from memory."""
+        self.written.wrote(member, samples, complete=complete)
 
     def forget(self, member: str) -> None:
         """Drop the carries and the kept batches of ``member`` (its rows were deleted)."""

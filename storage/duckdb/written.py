@@ -49,12 +49,13 @@ class WrittenBatches:
     def samples_kept(self) -> int:
         return self._count
 
-    def wrote(self, member: str, samples: Sequence[Sample], *, inserted: int) -> None:
-        """``samples`` of ``member`` were committed; ``inserted`` of them were new rows in the file."""
+    def wrote(self, member: str, samples: Sequence[Sample], *, complete: bool) -> None:
+        """``samples`` of ``member`` were committed, every one of them a new row in the file when ``complete``
+        (else some were there already: the file keeps the first)."""
         if not samples:
             return
         self._seq += 1
-        if inserted != len(samples):
+        if not complete:
             for asset in {s.asset for s in samples}:
                 self._holes[(member, asset)] = self._seq
             return

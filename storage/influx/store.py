@@ -22,7 +22,7 @@ import email.utils
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC
 from typing import Literal
@@ -193,6 +193,10 @@ class InfluxStore:
                 with contextlib.suppress(Exception):
                     f.result()
         return len(samples)
+
+    def write_many(self, batches: Mapping[str, Sequence[Sample]]) -> int:
+        """One member after the other (each write is already split into requests sent concurrently)."""
+        return sum(self.write(member, samples) for member, samples in batches.items())
 
     def write_lines(self, body: bytes, *, rp: str | None) -> None:
         """POST line protocol (ns precision), retrying retryable failures; raise a :class:`StoreError`."""

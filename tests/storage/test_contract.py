@@ -62,6 +62,16 @@ def expected_series() -> pl.DataFrame:
     )
 
 
+def test_a_flush_of_several_members_stores_what_their_writes_one_by_one_store(store: Store) -> None:
+    data = fixture_data()
+    assert store.write_many(data) == sum(len(s) for s in data.values())
+    assert store.write_many({M1: data[M1][:2], M2: []}) == 2  # sent again, and an empty batch: nothing new
+    assert store.write_many({}) == 0
+    assert_frame_equal(store.query_series(SeriesQuery()), expected_series())
+    expected = compute_rollups(_stored_raw(store))
+    assert_frame_equal(store.query_rollups(RollupQuery()), expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
 def test_empty_store_answers_with_empty_frames_of_the_schema(store: Store) -> None:
     series = store.query_series(SeriesQuery())
     assert series.schema == pl.Schema(SERIES_SCHEMA) and series.height == 0

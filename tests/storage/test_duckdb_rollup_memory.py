@@ -1,10 +1,11 @@
 """The embedded keeper folds the batches its process wrote from memory, and gives the rows a read-back gives.
 
-Two embedded stores take the same writes: one with the memory (storage.duckdb.written), one that keeps nothing
-and reads every pending asset back, as before the memory. Whatever the batches (in order, out of order, sent
-twice, a sample twice in one batch), and whatever refreshes run between them (every asset, one member, one asset),
-the rollups of both are equal, and equal to compute_rollups over the raw rows the file holds. The two assets
-belong to two members or to one (then a refresh of one asset leaves the other's samples of the same batches).
+Two embedded stores take the same writes (member by member, or several members in one flush): one with the
+memory (storage.duckdb.written), one that keeps nothing and reads every pending asset back, as before the
+memory. Whatever the batches (in order, out of order, sent twice, a sample twice in one batch), and whatever
+refreshes run between them (every asset, one member, one asset), the rollups of both are equal, and equal to
+compute_rollups over the raw rows the file holds. The two assets belong to two members or to one (then a
+refresh of one asset leaves the other's samples of the same batches).
 """
 
 from __future__ import annotations
@@ -38,9 +39,13 @@ def _samples(raw: pl.DataFrame, *, one_member: bool) -> list[tuple[str, Sample]]
     return out
 
 
-def _write(store: DuckDBStore, batch: list[tuple[str, Sample]]) -> None:
-    for member in (M1, M2):
-        part = [s for m, s in batch if m == member]
+def _write(store: DuckDBStore, batch: list[tuple[str, Sample]], *, flush: bool) -> None:
+    """Member by member, or as one flush of both (one transaction)."""
+    parts = {member: [s for m, s in batch if m == member] for member in (M1, M2)}
+    if flush:
+        store.write_many(parts)
+        return
+    for member, part in parts.items():
         if part:
             store.write(member, part)
 
@@ -87,8 +92,9 @@ def test_folding_from_memory_gives_the_rows_of_reading_back(raw: pl.DataFrame, d
                 batch = data.draw(st.sampled_from(written), label="sent again") + batch
             if data.draw(st.integers(0, 7), label="twice") == 0:  # a sample twice in one batch
                 batch = [*batch, batch[0]]
+            flush = data.draw(st.booleans(), label="flush")
             for store in (remembering, reading):
-                _write(store, batch)
+                _write(store, batch, flush=flush)
             written.append(batch)
             step = data.draw(st.sampled_from(["none", "none", "all", "member", "asset"]), label="refresh")
             if step == "all":

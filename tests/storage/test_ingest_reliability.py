@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -132,6 +132,11 @@ class SwitchableStore:
             raise self.error
         return self.inner.write(member, samples)
 
+    def write_many(self, batches: Mapping[str, Sequence[Sample]]) -> int:
+        if self.down:
+            raise self.error
+        return self.inner.write_many(batches)
+
     def query_series(self, query: SeriesQuery) -> pl.DataFrame:
         return self.inner.query_series(query)
 
@@ -221,13 +226,13 @@ class GatedStore(SwitchableStore):
         self.calls = 0
         self._lock = threading.Lock()
 
-    def write(self, member: str, samples: Sequence[Sample]) -> int:
+    def write_many(self, batches: Mapping[str, Sequence[Sample]]) -> int:
         with self._lock:
             self.calls += 1
             first = self.calls == 1
         if first and not self.gate.wait(30):
             raise StoreUnavailable("the gate stayed closed")
-        return self.inner.write(member, samples)
+        return self.inner.write_many(batches)
 
 
 async def test_a_batch_is_acknowledged_after_its_own_write_while_an_earlier_one_is_still_written(
