@@ -7,8 +7,8 @@ went through this process. A refresh folds an asset from the samples kept here
 read back as before when
 
 * it was not refreshed since the store was opened (its pending rows may be older than this process);
-* a batch of it inserted fewer rows than it had (a redelivery, or a sample twice in one batch: the file keeps the
-  first, so the samples of that batch are not what the file holds);
+* a write that held a batch of it inserted fewer rows than it had (a redelivery, or a sample twice in one flush:
+  the file keeps the first, so the samples of that write are not what the file holds);
 * the memory was full: beyond ``max_samples`` every kept batch is dropped, and the assets that may have had
   samples in them are read back at their next refresh.
 
