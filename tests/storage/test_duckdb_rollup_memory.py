@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import storage.duckdb.rollups as duck_rollups
-from storage import DuckDBStore, RollupQuery, SeriesQuery, compute_rollups
+from storage import DuckDBStore, RollupQuery, compute_rollups
 from storage.duckdb.written import WrittenBatches
 from wire import Sample
 
+from .test_contract import _stored_raw
 from .test_incremental import streams
 
 M1, M2 = "m-aaaaaa", "m-bbbbbb"
@@ -55,8 +56,7 @@ def _rollups(store: DuckDBStore, query: RollupQuery | None = None) -> pl.DataFra
 
 
 def _from_raw(store: DuckDBStore) -> pl.DataFrame:
-    raw = store.query_series(SeriesQuery()).with_columns(pl.col("ts").cast(pl.Int64))
-    return compute_rollups(raw)
+    return compute_rollups(_stored_raw(store))
 
 
 def _equal(a: pl.DataFrame, b: pl.DataFrame) -> None:
