@@ -276,8 +276,13 @@ class Normaliser:
                 v = float(v) if not isinstance(v, int) else int(v)
             except (TypeError, ValueError, OverflowError):
                 raise _Drop("type") from None
+        if v.__class__ is float and not math.isfinite(v):
+            raise _Drop("invalid")  # before a rule's clip could turn an overflowed sensor's inf into a bound
         if not rule.plain:
-            v = transform_number(rule, v)
+            try:
+                v = transform_number(rule, v)
+            except (ValueError, OverflowError):  # a bin of a value too large for it
+                raise _Drop("invalid") from None
         if t is float or not rule.plain:
             if not math.isfinite(v):
                 raise _Drop("invalid")

@@ -95,6 +95,11 @@ def _n() -> Normaliser:
         ("P", "2500", 0, ("power_kw", 2.5, Quality.GOOD)),
         ("P", True, 0, "type"),
         ("P", float("nan"), 0, "invalid"),
+        ("T", float("nan"), 0, "invalid"),  # a bin of NaN raised out of the normaliser
+        ("T", float("inf"), 0, "invalid"),  # clipped to 100 °C and sent as good
+        ("T", float("-inf"), 0, "invalid"),
+        ("T", "inf", 0, "invalid"),
+        ("P", "nan", 0, "invalid"),
         ("T", 300.0, 0, ("temperature_c", 26.5, Quality.GOOD)),  # 26.85 °C binned to 0.5
         ("T", 1000.0, 0, ("temperature_c", 100.0, Quality.GOOD)),  # clipped
         ("E", 12_000, 0, ("energy_kwh", 12.0, Quality.GOOD)),
@@ -364,3 +369,39 @@ def test_the_hot_path_for_plain_numbers_agrees_with_the_general_one(
             assert type(got.value) is type(want.value)  # type: ignore[union-attr]
     assert fast.dropped == general.dropped and fast.accepted == general.accepted
     assert fast.watermarks.ts == general.watermarks.ts and fast.watermarks.dirty == general.watermarks.dirty
+
+
+@pytest.mark.parametrize("policy", [POLICY, PLAIN_POLICY], ids=["transforming", "plain"])
+@pytest.mark.parametrize("local", ["P", "T", "E", "N"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "nan", "inf", "-inf", "NaN", "1e999"])
+def test_a_value_that_is_no_finite_number_is_dropped_as_invalid_by_every_rule(
+    policy: PolicySettings, local: str, value: object
+) -> None:
+    """A sensor's NaN or overflow, as a number or as text (an MQTT source), never becomes a sample: as one, it made the
+    hub refuse the whole batch it was in; through a bin it raised out of the normaliser; through a clip it left as
+    the clip's bound, marked good."""
+    n = Normaliser(compile_policy(policy), Pseudonymiser(KEY))
+    assert n.normalise_value("m1", local, value, 0, NOW, NOW + 1) == "invalid"
+    assert n.dropped == {"invalid": 1} and n.accepted == 0
+
+
+@settings(max_examples=300)
+@given(
+    policy=st.sampled_from([POLICY, PLAIN_POLICY]),
+    signal=st.sampled_from(["P", "T", "E", "N", "S"]),
+    value=st.one_of(
+        st.floats(),
+        st.sampled_from(["nan", "inf", "-inf", "1e999", "-0", "2500", float("nan"), float("inf"), 1e308, -1e308]),
+        st.integers(-(10**30), 10**30),
+        st.text(max_size=12),
+    ),
+)
+def test_any_value_under_any_rule_is_a_valid_sample_or_a_counted_drop(
+    policy: PolicySettings, signal: str, value: object
+) -> None:
+    n = Normaliser(compile_policy(policy), Pseudonymiser(KEY))
+    result = n.normalise_value("m1", signal, value, 0, NOW, NOW + 1)  # never raises
+    if isinstance(result, str):
+        assert n.dropped == {result: 1}
+    else:
+        assert sample_problem(result) is None and n.accepted == 1
