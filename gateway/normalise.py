@@ -127,6 +127,9 @@ class Normaliser:
         self.pseudonymiser = pseudonymiser
         self._asset_classes = dict(asset_classes or {})
         self._prepared: dict[tuple[str, str], _Prepared | str] = {}
+        #: Counts the changes of the rules (a reloaded policy, a newly classified asset): what was prepared under
+        #: an older epoch is void (see :class:`~gateway.normalise_batch.HandleRoutes`).
+        self.epoch = 0
         self.accepted = 0
         self.dropped: Counter[str] = Counter()
         #: (asset pseudonym, canonical signal) -> its record: last sample and rule (for the heartbeat), last
@@ -145,6 +148,7 @@ class Normaliser:
         self.policy = policy
         self._asset_classes = dict(asset_classes)
         self._prepared = {}
+        self.epoch += 1
         for series in self._series.values():
             if series.rule is not None and policy.rules.get(series.rule.local) != series.rule:
                 series.last = series.rule = None
@@ -153,6 +157,7 @@ class Normaliser:
         """Set the asset class of a clear asset id discovered at run time."""
         self._asset_classes[asset] = asset_class
         self._prepared = {k: v for k, v in self._prepared.items() if k[0] != asset}
+        self.epoch += 1
 
     def _prepare(self, asset: str, local: str) -> _Prepared | str:
         rule = self.policy.rules.get(local)
@@ -172,6 +177,12 @@ class Normaliser:
             prepared = (pseudonym, aclass, rule, series, plain)
         self._prepared[(asset, local)] = prepared
         return prepared
+
+    def prepared(self, asset: str, local: str) -> _Prepared | str:
+        """What a reading of ``asset``/``local`` becomes: (asset pseudonym, asset class, rule, series record, whether
+        the rule passes numbers as they are), or the reason it is dropped."""
+        found = self._prepared.get((asset, local))
+        return found if found is not None else self._prepare(asset, local)
 
     def watermark(self, asset: str, local: str) -> int | None:
         """The newest timestamp sent of the series a reading of ``asset``/``local`` goes to (``None``: none yet,

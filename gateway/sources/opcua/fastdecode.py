@@ -32,10 +32,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Change", "FastPublish", "decode_publish"]
+from ...normalise_batch import Change
 
-#: ``(client handle, value, status code, source timestamp ns, server timestamp ns)``
-Change = tuple[int, Any, int, int | None, int | None]
+__all__ = ["Change", "FastPublish", "decode_publish"]
 
 _PUBLISH_RESPONSE = 829  # PublishResponse_Encoding_DefaultBinary
 _DATA_CHANGE = 811  # DataChangeNotification_Encoding_DefaultBinary

@@ -24,8 +24,11 @@ after a delivery is read at the next audit, so a stall is found within two or th
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from ...normalise_batch import Change
 
 Verdict = Literal["fresh", "pending", "stalled", "unknown"]
 
@@ -44,14 +47,22 @@ class Freshness:
         self._items: dict[int, _Item] = {}
 
     def arrived(self, handle: int, source_ns: int | None) -> None:
-        if source_ns is None:
-            return
-        item = self._items.get(handle)
-        if item is None:
-            self._items[handle] = _Item(arrived_ns=source_ns, moved=True)
-        elif item.arrived_ns is None or source_ns > item.arrived_ns:
-            item.arrived_ns = source_ns
-            item.moved = True
+        """A value of ``handle`` with ``source_ns`` arrived (:meth:`arrived_all` of one change)."""
+        self.arrived_all((handle,), ((handle, None, 0, source_ns, None),))
+
+    def arrived_all(self, bound: Container[int], changes: Iterable[Change]) -> None:
+        """:meth:`arrived` for every change (client handle, value, status, source ns, server ns) whose handle is in
+        ``bound``, in one loop (a notification holds up to thousands)."""
+        items = self._items
+        for handle, _value, _status, source_ns, _server_ns in changes:
+            if source_ns is None or handle not in bound:
+                continue
+            item = items.get(handle)
+            if item is None:
+                items[handle] = _Item(arrived_ns=source_ns, moved=True)
+            elif item.arrived_ns is None or source_ns > item.arrived_ns:
+                item.arrived_ns = source_ns
+                item.moved = True
 
     def delivered(self, handle: int) -> bool:
         """True if the item delivered a newer value since the previous audit and owes no pending one: it is

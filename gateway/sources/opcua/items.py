@@ -7,6 +7,7 @@ from asyncua import ua
 from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 
+from ...normalise_batch import HandleRoutes
 from .config import OpcuaGroup
 from .fastdecode import Change
 from .freshness import Freshness
@@ -24,6 +25,8 @@ class Monitored:
         self.handles: dict[int, Binding] = {}
         self.server_ids: dict[int, int] = {}
         self.freshness = Freshness()
+        #: what the normaliser prepared per client handle (see :func:`~gateway.normalise_batch.normalise_changes`)
+        self.routes = HandleRoutes()
         #: data changes that arrived before the source went live (held while a backfill reads the gap)
         self.held: list[list[Change]] = []
         #: True once the held changes have been emitted: from then on changes are emitted as they arrive

@@ -36,6 +36,7 @@ from wire.model import Sample
 
 from ...errors import SourceError
 from ...normalise import Normaliser, Reading
+from ...normalise_batch import normalise_changes
 from ..base import Sink
 from ..problems import SourceProblems
 from .backfill import BackfillStats, backfill
@@ -268,31 +269,20 @@ class OpcuaSourceRunner:
         return mon
 
     def _emit_changes(self, mon: Monitored, changes: list[Change]) -> None:
-        """One PublishResponse's data changes: freshness, then each reading; one sink call.
-
-        The per-change loop of the gateway (:meth:`_reading` inlined, the server timestamp unused):
-        it runs ten thousand times a second at full load."""
+        """One PublishResponse's data changes: freshness, then each reading (the server timestamp unused); one sink
+        call. It runs ten thousand times a second at full load: both steps take the whole list in one loop
+        (:meth:`Freshness.arrived_all`, :func:`~gateway.normalise_batch.normalise_changes`)."""
         recv_ns = time.time_ns()
-        out: list[Sample] = []
-        append = out.append
         handles = mon.handles
-        arrived = mon.freshness.arrived
-        normalise = self.normaliser.normalise_value
-        n = 0
-        for handle, value, status, source_ns, _server_ns in changes:
-            b = handles.get(handle)
-            if b is None:
-                continue
-            n += 1
-            arrived(handle, source_ns)
-            if status & OVERFLOW_BITS == OVERFLOW_BITS:
-                status = self._overflowed(status)
-            s = normalise(b.asset, b.signal, value, status, source_ns, recv_ns)
-            if not isinstance(s, str):
-                append(s)
+        mon.freshness.arrived_all(handles, changes)
+        n, out = normalise_changes(self.normaliser, mon.routes, handles, changes, recv_ns, self._status_of)
         self.readings_in += n
         if out:
             self._sink(out)
+
+    def _status_of(self, status: int) -> int:
+        """The status to normalise a change by: the overflow bits counted and cleared (see :meth:`_overflowed`)."""
+        return self._overflowed(status) if status & OVERFLOW_BITS == OVERFLOW_BITS else status
 
     def emit_readings(self, readings: list[Reading]) -> None:
         """Normalise readings that are no data values (mapped events) and deliver what passes."""
