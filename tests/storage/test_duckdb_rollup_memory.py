@@ -229,3 +229,35 @@ def test_a_deleted_member_leaves_nothing_kept(stores: tuple[DuckDBStore, DuckDBS
     remembering.delete_member(M1)
     assert remembering.rollups.written.samples_kept == 0
     assert _rollups(remembering).height == 0
+
+
+@pytest.mark.parametrize("failure", [duck_rollups.duckdb.IOException("disk full"), RuntimeError("a bug")])
+def test_a_flush_that_fails_midway_stores_nothing_of_any_member_and_the_retry_stores_it_once(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    """One transaction per flush: a failure after the samples' insert (here in the rollups' bookkeeping) leaves
+    neither member's samples in the file nor in the keeper's memory, and the store takes the same flush again."""
+    store = DuckDBStore(":memory:")
+    t0 = 1_790_000_000 * 10**9
+    flush = {
+        M1: [Sample(t0 + i * 10**9, "a-000001", "cnc_milling", "power_kw", float(i), 0) for i in range(5)],
+        M2: [Sample(t0 + i * 10**9, "a-000002", "cnc_milling", "parts_total", i, 0) for i in range(5)],
+    }
+    keeper = store._rollups
+    update = keeper.update
+
+    def failing(cur: object, table: str) -> None:
+        update(cur, table)  # type: ignore[arg-type]
+        raise failure
+
+    monkeypatch.setattr(keeper, "update", failing)
+    with pytest.raises(Exception) as raised:
+        store.write_many(flush)
+    assert raised.value is failure or raised.value.__cause__ is failure
+    assert _stored_raw(store).height == 0
+    assert keeper.written.samples_kept == 0
+    monkeypatch.setattr(keeper, "update", update)
+    assert store.write_many(flush) == 10
+    raw = _stored_raw(store)
+    assert raw.height == 10 and sorted(set(raw["member"].to_list())) == [M1, M2]
+    _equal(_rollups(store), _from_raw(store))
