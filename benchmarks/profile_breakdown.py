@@ -18,7 +18,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("OPC UA response decoding", ("ua_binary.py", "uatypes.py", "uaprotocol_auto.py", "fastdecode.py")),
     ("sealing (encode, compress)", ("wire/codec", "msgspec", "zstandard", "zstd")),
     ("pseudonymise", ("pseudonymise.py",)),
-    ("normalise", ("normalise.py", "policy.py")),
+    ("normalise", ("normalise.py", "normalise_batch.py", "policy.py")),
     ("buffer writes", ("buffer.py", "sqlite")),
     ("publish (uplink, MQTT)", ("uplink.py", "core/mqtt.py", "paho")),
     ("notification handling", ("subscription.py", "opcua_source.py", "sources/opcua")),
