@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from wire.codec import MAX_TS_NS, MIN_TS_NS, sample_problem
+from wire.codec import MAX_INT_VALUE, MAX_TS_NS, MIN_INT_VALUE, MIN_TS_NS, sample_problem
 from wire.model import MAX_STRING_VALUE, Quality, Sample
 
 from .policy import Policy, SignalRule
@@ -233,7 +233,7 @@ class Normaliser:
                     return self.drop("invalid")
                 if rule.integral and v == int(v):
                     v = int(v)
-            if v < 0 and rule.kind == "counter":
+            if (v < 0 and rule.kind == "counter") or (v.__class__ is int and not MIN_INT_VALUE <= v <= MAX_INT_VALUE):
                 return self.drop("invalid")
             sample = Sample(ts, asset, aclass, rule.canonical, v, q)
         else:
@@ -299,8 +299,8 @@ class Normaliser:
                 raise _Drop("invalid")
             if rule.integral and v == int(v):
                 v = int(v)
-        if rule.kind == "counter" and v < 0:
-            raise _Drop("invalid")
+        if (rule.kind == "counter" and v < 0) or (v.__class__ is int and not MIN_INT_VALUE <= v <= MAX_INT_VALUE):
+            raise _Drop("invalid")  # (an integer the wire cannot carry stopped the gateway's buffer at sealing)
         return v
 
     def confirm(self, asset: str, local: str, recv_ns: int) -> None:

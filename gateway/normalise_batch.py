@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from wire.codec import MAX_TS_NS, MIN_TS_NS
+from wire.codec import MAX_INT_VALUE, MAX_TS_NS, MIN_INT_VALUE, MIN_TS_NS
 from wire.model import Sample
 
 from .normalise import Normaliser
@@ -74,7 +74,7 @@ def normalise_changes(
     general = normaliser.normalise_value
     marks = normaliser.watermarks.ts
     dirty = normaliser.watermarks.dirty
-    lo, hi = MIN_TS_NS, MAX_TS_NS
+    lo, hi, imin, imax = MIN_TS_NS, MAX_TS_NS, MIN_INT_VALUE, MAX_INT_VALUE
     out: list[Sample] = []
     append = out.append
     bound = accepted = 0
@@ -112,6 +112,9 @@ def normalise_changes(
                 continue
             if integral and t is float and v == int(v):
                 v = int(v)
+            if v.__class__ is int and not imin <= v <= imax:
+                general(b.asset, b.signal, v, 0, source_ns, recv_ns)  # the drop (invalid), counted there
+                continue
             sample = Sample(ts, asset, aclass, canonical, v, 0)
             accepted += 1
             marks[key] = ts

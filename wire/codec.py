@@ -36,6 +36,10 @@ MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 MAX_SAMPLES = 200_000
 
+#: The integers MessagePack carries (a sample's integer value outside them cannot be encoded at all).
+MIN_INT_VALUE = -(2**63)
+MAX_INT_VALUE = 2**64 - 1
+
 #: Plausible timestamps: 2000-01-01 .. 2100-01-01 in ns.
 MIN_TS_NS = 946_684_800 * 10**9
 MAX_TS_NS = 4_102_444_800 * 10**9
@@ -148,6 +152,7 @@ def _all_samples_valid(samples: list[Sample]) -> bool:
     """
     value_types, states, counters, classes = _VALUE_TYPES, _STATE_PAIRS, _COUNTER_SIGNALS, _CLASSES
     lo, hi, match = MIN_TS_NS, MAX_TS_NS, PSEUDONYM_RE.fullmatch
+    imin, imax = MIN_INT_VALUE, MAX_INT_VALUE
     assets: set[str] = set()
     for s in samples:
         v = s.value
@@ -157,7 +162,11 @@ def _all_samples_valid(samples: list[Sample]) -> bool:
         if t is str:
             if (s.signal, v) not in states:
                 return False
-        elif v - v != 0 or (v < 0 and s.signal in counters):  # type: ignore[operator]  # NaN and ±inf fail v - v == 0
+        elif (  # NaN and ±inf fail v - v == 0; an int must fit MessagePack's 64 bits
+            v - v != 0  # type: ignore[operator]
+            or (v < 0 and s.signal in counters)  # type: ignore[operator]
+            or (t is int and not imin <= v <= imax)  # type: ignore[operator]
+        ):
             return False
         if not lo <= s.ts <= hi or not 0 <= s.quality <= 2 or s.asset_class not in classes:
             return False
@@ -186,6 +195,8 @@ def sample_problem(s: Sample) -> str | None:
             return f"signal {sig} needs a number, got {type(v).__name__}"
         if isinstance(v, float) and not math.isfinite(v):
             return f"signal {sig} value is not finite"
+        if isinstance(v, int) and not MIN_INT_VALUE <= v <= MAX_INT_VALUE:
+            return f"signal {sig} value is outside the 64-bit integers MessagePack carries"
         if sig in _COUNTER_SIGNALS and v < 0:
             return f"counter {sig} is negative"
         return None

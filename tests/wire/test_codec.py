@@ -31,7 +31,7 @@ from wire import (
     parse_topic,
     samples_topic,
 )
-from wire.codec import MAGIC, _all_samples_valid, sample_problem
+from wire.codec import MAGIC, _all_samples_valid, sample_problem, validate_batch
 
 NOW = time.time_ns()
 ASSET = "a-0123456789abcdef"
@@ -98,6 +98,16 @@ def test_payload_is_compressed_and_marked() -> None:
 def test_bad_sample_is_rejected_with_reason(sample: Sample, reason: str) -> None:
     with pytest.raises(InvalidBatch, match=reason):
         decode_batch(encode_batch(batch([*good_samples(), sample])))
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**30])
+def test_an_integer_messagepack_cannot_carry_is_rejected_with_reason(value: int) -> None:
+    """Such a sample cannot even be encoded: the check names it before an encoder fails on it."""
+    sample = Sample(NOW, ASSET, "cnc_milling", "parts_total" if value > 0 else "power_kw", value)
+    with pytest.raises(InvalidBatch, match="64-bit integers"):
+        validate_batch(batch([*good_samples(), sample]))
+    for edge in (2**64 - 1, -(2**63)):
+        validate_batch(batch([Sample(NOW, ASSET, "cnc_milling", "power_kw", edge)]))  # the edges are carried
 
 
 @pytest.mark.parametrize(
@@ -251,6 +261,8 @@ _any_sample = st.builds(
     signal=st.one_of(st.sampled_from(sorted(SIGNALS)), st.text(max_size=20)),
     value=st.one_of(
         st.integers(-(2**63), 2**63 - 1),
+        st.integers(-(2**70), 2**70),
+        st.sampled_from([-(2**63) - 1, -(2**63), 2**64 - 1, 2**64]),
         st.floats(),
         st.booleans(),
         st.sampled_from(MACHINE_STATES + DOWNTIME_REASONS),
