@@ -236,13 +236,16 @@ class DiskBuffer:
                 db.execute("COMMIT")
                 if marks:
                     self._marklog.committed(marks)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # SQLite's, or the sealer's: never leave the transaction open
             with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
             # nothing was written: keep the samples and callbacks for the next attempt
             (self._open, self._open_id, self._open_created) = snapshot
             self._pending[:0] = pending
             self._callbacks[:0] = callbacks
+            if not isinstance(exc, sqlite3.Error):
+                raise
             raise DiskBufferError(f"cannot write the disk buffer {self.path}: {exc}", retryable=True) from exc
         self.written += len(pending)
         # the depth grows only by a write (read from the chunks: a sum over the table, not for an idle flush)

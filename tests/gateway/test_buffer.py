@@ -207,6 +207,31 @@ def test_a_failed_write_keeps_the_samples_for_the_next_flush(tmp_path: Path) -> 
     assert [s.value for c in chunks for s in decode_batch(c.payload).samples] == [float(i) for i in range(50)]
 
 
+def test_a_sealer_that_fails_leaves_no_transaction_open_and_the_next_flush_writes_everything(tmp_path: Path) -> None:
+    """An exception that is not SQLite's (here the sealer's) used to leave the flush's transaction open: every
+    later flush then failed with "cannot start a transaction within a transaction"."""
+    failing = [True]
+
+    def seal(batch_id: str, samples: list[Sample]) -> bytes:
+        if failing[0]:
+            raise OverflowError("cannot encode")
+        return _seal(batch_id, samples)
+
+    b = DiskBuffer(tmp_path / "b.sqlite", seal=seal, batch_size=100, batch_time_s=1.0).open()
+    durable: list[int] = []
+    b.add(_samples(30), on_durable=lambda: durable.append(1))
+    with pytest.raises(OverflowError):
+        b.flush(now_ns=T0, seal_all=True)
+    assert not b.db.in_transaction
+    assert durable == [] and b.pending == 30 and b.depth_samples == 0
+    failing[0] = False
+    b.add(_samples(5, start=30))
+    assert b.flush(now_ns=T0, seal_all=True) == 35
+    assert durable == [1]
+    chunks = b.take(10, now_ns=T0)
+    assert [s.value for c in chunks for s in decode_batch(c.payload).samples] == [float(i) for i in range(35)]
+
+
 class _Session:
     """What the uplink uses of an MQTT session: connected, and publish (failing while ``failing`` > 0)."""
 
