@@ -133,3 +133,52 @@ async def test_messages_are_acknowledged_only_once_buffered(tmp_path: Path, mosq
     finally:
         sub.stop()
     assert [(s, v) for _, s, _, v in sub.samples()] == [("power_kw", 1.0)]
+
+
+async def test_hostile_payloads_are_counted_acknowledged_and_never_stall_the_source(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    """JSON nested too deeply for the parser, NaN and infinities, integers the wire cannot carry: each message is
+    acknowledged (a second run with the same persistent session gets nothing again), counted as malformed or as
+    a drop, and the good message after them arrives."""
+    mqtt_source = {
+        "name": "leitstand",
+        "port": mosquitto.port,
+        "client_id": "gw-hostile-test",
+        "topics": [
+            {"filter": "werk/+/+/wert", "format": "number", "asset_level": 1, "signal_level": 2},
+            {"filter": "json/+/+", "format": "json", "asset_level": 1, "signal_level": 2, "value_path": "data.v"},
+        ],
+    }
+    hostile = [
+        ("json/F1/Power", "[" * 100_000 + "]" * 100_000),  # RecursionError, not a ValueError
+        ("json/F1/Power", '{"data": {"v": NaN}}'),
+        ("json/F1/Power", '{"data": {"v": 1e999}}'),
+        ("json/F1/Parts", '{"data": {"v": 100000000000000000000000000000}}'),
+        ("werk/F1/Power/wert", "nan"),
+        ("werk/F1/Parts/wert", "18446744073709551616"),
+    ]
+    sub = RawSubscriber("127.0.0.1", mosquitto.port, topic="mdh/#").start()
+    try:
+        for run in range(2):
+            settings = gateway_settings(tmp_path, uplink_port=mosquitto.port, mqtt=[mqtt_source])
+            async with Gateway(settings) as gw:
+                task = asyncio.create_task(gw.run())
+                src = gw.sources[0]
+                await wait_until(lambda: gw.sources[0].subscribed, 10, "the MQTT source to subscribe")
+                if run == 0:
+                    for topic, payload in hostile:
+                        (tmp_path / "payload.txt").write_text(payload)
+                        await asyncio.to_thread(_pub, mosquitto.port, topic, file=tmp_path / "payload.txt")
+                    await asyncio.to_thread(_pub, mosquitto.port, "werk/F1/Power/wert", message="2500")
+                    await sub.wait_for(lambda: len(sub.samples()) == 1, 15, "the good message")
+                    assert src.messages_in == 7 and src.malformed == 1
+                    assert src.normaliser.dropped == {"invalid": 5}
+                else:
+                    await asyncio.sleep(2.0)  # what the broker still had unacknowledged would arrive now
+                    assert src.messages_in == 0
+                gw.stop()
+                await asyncio.wait_for(task, 15)
+    finally:
+        sub.stop()
+    assert [(s, v) for _, s, _, v in sub.samples()] == [("power_kw", 2.5)]

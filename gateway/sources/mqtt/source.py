@@ -137,6 +137,9 @@ class MqttSourceRunner:
         except ValueError as exc:
             self._malformed(t, f"not JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')})")
             return []
+        except RecursionError:
+            self._malformed(t, "JSON nested too deeply to read")
+            return []
         ts = parse_ts(lookup(doc, t.ts_path), t.ts_unit) if t.ts_path else None
         if ts is None and retained:
             return []
@@ -178,7 +181,12 @@ class MqttSourceRunner:
 
     def _on_message(self, msg: Message) -> None:
         self.messages_in += 1
-        readings = self.readings(msg.topic, msg.payload, msg.retain, time.time_ns())
+        try:
+            readings = self.readings(msg.topic, msg.payload, msg.retain, time.time_ns())
+        except Exception as exc:  # a payload nobody foresaw: counted and acknowledged below, never a stuck message
+            self.malformed += 1
+            self.problems.event("malformed", detail=f"topic {msg.topic[:80]!r}: unreadable ({type(exc).__name__})")
+            readings = []
         self.readings_in += len(readings)
         samples = [s for s in map(self.normaliser.normalise, readings) if not isinstance(s, str)]
         session = self.session
