@@ -133,15 +133,15 @@ class OpcuaSourceRunner:
     ) -> None:
         """One value of ``b``, from a read or the history: overflow bits, then normalisation."""
         self.readings_in += 1
-        if status & OVERFLOW_BITS == OVERFLOW_BITS:
-            status = self._overflowed(status)
-        s = self.normaliser.normalise_value(b.asset, b.signal, value, status, source_ns, recv_ns)
+        s = self.normaliser.normalise_value(b.asset, b.signal, value, self._status_of(status), source_ns, recv_ns)
         if not isinstance(s, str):
             out.append(s)
 
-    def _overflowed(self, status: int) -> int:
-        """A value after which the server's queue overflowed: counted; the status without the info bits (they say
-        values were lost before this one, not that this one is bad)."""
+    def _status_of(self, status: int) -> int:
+        """The status to normalise a value by: after a server's queue overflowed (both info bits set), counted, and
+        without the info bits (they say values were lost before this one, not that this one is bad)."""
+        if status & OVERFLOW_BITS != OVERFLOW_BITS:
+            return status
         self.problems.event("overflow", detail="the server's queue of a monitored item overflowed")
         return status & ~0xFFFF
 
@@ -279,10 +279,6 @@ class OpcuaSourceRunner:
         self.readings_in += n
         if out:
             self._sink(out)
-
-    def _status_of(self, status: int) -> int:
-        """The status to normalise a change by: the overflow bits counted and cleared (see :meth:`_overflowed`)."""
-        return self._overflowed(status) if status & OVERFLOW_BITS == OVERFLOW_BITS else status
 
     def emit_readings(self, readings: list[Reading]) -> None:
         """Normalise readings that are no data values (mapped events) and deliver what passes."""
