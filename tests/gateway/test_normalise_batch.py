@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,7 +92,8 @@ values = st.one_of(
         st.booleans(),
         st.integers(-(10**20), 10**20),
         st.floats(),
-        st.sampled_from([-0.0, 3.0, -2.0, 1e300, 2.0**53, 7, -1, 0.125, 2.675]),
+        st.sampled_from([-0.0, 3.0, -2.0, 1e300, 2.0**53, 7, -1, 0.125, 2.675, 1e30]),
+        st.sampled_from([2**64, 2**64 - 1, -(2**63), -(2**63) - 1, 10**20]),  # the wire's integer range
         st.text(max_size=8),
         st.sampled_from(["1", "0", "true"]),
     ),
@@ -167,3 +169,34 @@ def test_plain_good_numbers_take_the_inline_path() -> None:
     n, out = normalise_changes(normaliser, routes, bindings, later, NOW + 6, _adjust([]))
     assert n == 3 and [s.value for s in out] == ["running"] and len(calls) == 3
     assert normaliser.dropped["replayed"] == 1 and normaliser.accepted == 4
+
+
+@pytest.mark.parametrize(
+    ("local", "value", "status", "source_ns"),
+    [
+        ("P", 2**64, 0, NOW),  # beyond the wire's integers
+        ("P", 2**64 - 1, 0, NOW),  # the largest it carries
+        ("P", -(2**63) - 1, 0, NOW),
+        ("N", 1e30, 0, NOW),  # made an integer by the counter's rule, then beyond the wire's integers
+        ("N", 17.0, 0, NOW),
+        ("N", -1, 0, NOW),  # a negative counter
+        ("P", float("nan"), 0, NOW),
+        ("P", float("-inf"), 0, NOW),
+        ("P", 1.5, 0, 5),  # a timestamp outside 2000..2100
+        ("P", 1.5, 0, None),  # no source timestamp: the receive time
+        ("P", 1.5, OVERFLOW_BITS, NOW),  # good after the overflow bits are cleared
+        ("P", True, 0, NOW),
+    ],
+)
+def test_edge_values_take_the_same_decisions_both_ways(local: str, value: Any, status: int, source_ns: Any) -> None:
+    reference, batch = _Side(PLAIN_POLICY), _Side(PLAIN_POLICY)
+    bindings = {1: _Bound("m1", local)}
+    routes = HandleRoutes()
+    for i, ts in enumerate((source_ns, source_ns)):  # the second time a replay of the first
+        change = [(1, value, status, ts, None)]
+        _one_by_one(reference, bindings, change, NOW + i)
+        batch.freshness.arrived_all(bindings, change)
+        n, out = normalise_changes(batch.normaliser, routes, bindings, change, NOW + i, _adjust(batch.overflows))
+        batch.bound += n
+        batch.samples += out
+        assert batch.state() == reference.state()
