@@ -18,8 +18,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterator
-from itertools import repeat
-from operator import add, gt
+from operator import add
 
 import msgspec
 
@@ -81,14 +80,9 @@ class WatermarkLog:
         """The flush that appended ``marks`` committed; every :data:`MARKLOG_COMPACT_ROWS` rows, fold the log."""
         unfolded = self._unfolded
         newest = unfolded.get
-        # Nearly always every mark of a flush is newer than the one kept (the normaliser sends only newer values):
-        # checked and taken over at C speed; else mark by mark, as a mark never moves back.
-        if all(map(gt, marks.values(), map(newest, marks, repeat(-1)))):
-            unfolded.update(marks)
-        else:
-            for key, ts in marks.items():
-                if ts > newest(key, ts - 1):
-                    unfolded[key] = ts
+        for key, ts in marks.items():  # a mark never moves back
+            if ts > newest(key, ts - 1):
+                unfolded[key] = ts
         self._rows += 1
         if self._rows >= MARKLOG_COMPACT_ROWS:
             self._fold()
