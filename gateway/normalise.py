@@ -187,7 +187,7 @@ class Normaliser:
     def watermark(self, asset: str, local: str) -> int | None:
         """The newest timestamp sent of the series a reading of ``asset``/``local`` goes to (``None``: none yet,
         or the reading would be dropped); where a backfill after an outage starts."""
-        prepared = self._prepared.get((asset, local)) or self._prepare(asset, local)
+        prepared = self.prepared(asset, local)
         if isinstance(prepared, str):
             return None
         return self._marks.get(prepared[3].key)
