@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from gateway.normalise import Reading
 
-from .test_core import NOW, _n
+from .test_core import NOW
+from .test_normalise import _n
 
 S = 10**9
 

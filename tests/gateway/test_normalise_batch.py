@@ -23,7 +23,8 @@ from gateway.sources.opcua.freshness import Freshness
 from gateway.sources.opcua.source import OVERFLOW_BITS
 from wire import Sample
 
-from .test_core import KEY, NOW, PLAIN_POLICY, POLICY
+from .test_core import KEY, NOW
+from .test_normalise import PLAIN_POLICY, POLICY
 
 
 @dataclass(slots=True)
