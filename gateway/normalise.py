@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -28,6 +29,7 @@ DROP_REASONS = (
     "type",  # value of a type the canonical signal cannot hold
     "state_unmapped",  # a state code the policy does not map
     "invalid",  # not finite, negative counter, timestamp outside 2000..2100
+    "future",  # stamped more than policy.max_ahead_s ahead of the gateway's clock (the machine's clock is wrong)
     "contract",  # the sample would break the wire contract
     "replayed",  # not newer than what was already sent for this asset and signal (re-read after a reconnect)
 )
@@ -142,6 +144,9 @@ class Normaliser:
         #: True for sources that can confirm an unchanged value (OPC UA reads it): the heartbeat then repeats
         #: a value as good only if the source confirmed it within the heartbeat period (:meth:`confirm`).
         self.require_confirmation = False
+        #: Told how far ahead (ns) of the gateway's clock each reading dropped as ``future`` was stamped (the
+        #: source counts it as a problem: health and a log line).
+        self.on_future: Callable[[int], None] | None = None
 
     def set_policy(self, policy: Policy, asset_classes: dict[str, str]) -> None:
         """Apply a reloaded policy from the next reading on; the heartbeat forgets series whose rule changed."""
@@ -223,6 +228,10 @@ class Normaliser:
             ts -= ts % rule.coarsen_ns
         if not MIN_TS_NS <= ts <= MAX_TS_NS:
             return self.drop("invalid")
+        if ts - recv_ns > self.policy.max_ahead_ns:
+            if self.on_future is not None:
+                self.on_future(ts - recv_ns)
+            return self.drop("future")
         t = type(v)
         value: Any
         if plain and (t is float or t is int):

@@ -74,7 +74,9 @@ def normalise_changes(
     general = normaliser.normalise_value
     marks = normaliser.watermarks.ts
     dirty = normaliser.watermarks.dirty
-    lo, hi, imin, imax = MIN_TS_NS, MAX_TS_NS, MIN_INT_VALUE, MAX_INT_VALUE
+    # no later than the policy allows ahead of the gateway's clock (later ones: general() drops them as future)
+    lo, hi = MIN_TS_NS, min(MAX_TS_NS, recv_ns + normaliser.policy.max_ahead_ns)
+    imin, imax = MIN_INT_VALUE, MAX_INT_VALUE
     out: list[Sample] = []
     append = out.append
     bound = accepted = 0

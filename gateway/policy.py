@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wire.catalog import ASSET_CLASSES, SIGNALS
+from wire.codec import DEFAULT_MAX_AHEAD_S
 from wire.model import Quality
 
 from .errors import PolicyError
@@ -125,6 +126,10 @@ class PolicySettings(BaseModel):
     asset_classes: dict[str, str] = Field(default_factory=dict, description="Machine model -> asset class")
     default_asset_class: str = "other"
     min_quality: QualityName = "bad"
+    #: A reading stamped more than this many seconds ahead of the gateway's clock is dropped (``future``): the
+    #: machine's clock is set wrong, and the hub would refuse the whole batch holding it (its own allowance,
+    #: ``ingest.max_ahead_s``, has the same default).
+    max_ahead_s: float = Field(default=DEFAULT_MAX_AHEAD_S, gt=0, le=7 * 86_400)
     personal_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PERSONAL_PATTERNS))
 
     @field_validator("asset_classes")
@@ -170,6 +175,7 @@ class Policy:
     default_asset_class: str
     min_quality: int
     personal_re: re.Pattern[str] | None
+    max_ahead_ns: int = int(DEFAULT_MAX_AHEAD_S * 1e9)
 
     def is_personal_name(self, local: str) -> bool:
         return self.personal_re is not None and self.personal_re.search(local) is not None
@@ -223,4 +229,5 @@ def compile_policy(ps: PolicySettings) -> Policy:
         default_asset_class=ps.default_asset_class,
         min_quality=int(Quality[ps.min_quality.upper()]),
         personal_re=personal_re,
+        max_ahead_ns=int(ps.max_ahead_s * 1e9),
     )

@@ -257,6 +257,10 @@ class Ingestor:
             if self._pending.count >= self.settings.batch_max_samples:
                 await self._flush()
 
+    def _latest_ns(self) -> int:
+        """The newest sample timestamp accepted now: the hub's clock plus ``max_ahead_s``."""
+        return time.time_ns() + int(self.settings.max_ahead_s * 1e9)
+
     def _current_register(self) -> MemberRegister:
         try:
             register = self._register()
@@ -274,9 +278,17 @@ class Ingestor:
     async def _take(self, messages: list[Message]) -> None:
         register = self._current_register()
         max_bytes = self.settings.max_payload_bytes
+        latest = self._latest_ns()
         verdicts = await asyncio.to_thread(
             lambda: [
-                check_message(m.topic, m.payload, register.is_active, max_payload_bytes=max_bytes, retained=m.retain)
+                check_message(
+                    m.topic,
+                    m.payload,
+                    register.is_active,
+                    max_payload_bytes=max_bytes,
+                    retained=m.retain,
+                    latest_ns=latest,
+                )
                 for m in messages
             ]
         )
@@ -377,7 +389,11 @@ class Ingestor:
         register = self._current_register()
         for m in messages:
             verdict = check_message(
-                m.topic, m.payload, register.is_active, max_payload_bytes=self.settings.max_payload_bytes
+                m.topic,
+                m.payload,
+                register.is_active,
+                max_payload_bytes=self.settings.max_payload_bytes,
+                latest_ns=self._latest_ns(),
             )
             if not isinstance(verdict, Accepted) or verdict.batch is None:
                 continue

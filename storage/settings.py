@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from core.configfile import with_paths_resolved
 from core.mqtt import MqttEndpoint
+from wire.codec import DEFAULT_MAX_AHEAD_S
 
 from .base import Store
 
@@ -152,6 +153,9 @@ class IngestSettings(BaseModel):
     #: Hard bound on messages held unacknowledged in memory (see storage.ingestor); at least max_inflight_messages.
     max_pending_messages: int = Field(default=2000, ge=1)
     max_payload_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: A batch holding a sample stamped more than this many seconds ahead of the hub's clock is refused
+    #: (dead-lettered with the code ``future``): see wire.codec.DEFAULT_MAX_AHEAD_S.
+    max_ahead_s: float = Field(default=DEFAULT_MAX_AHEAD_S, gt=0, le=7 * 86_400)
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0, le=600)
     dead_letter_path: Path = Path("data/dead-letters.jsonl")

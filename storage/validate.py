@@ -33,12 +33,19 @@ RETAINED_REASON = (
 
 
 def check_message(
-    topic: str, payload: bytes, is_active: MemberCheck, *, max_payload_bytes: int, retained: bool = False
+    topic: str,
+    payload: bytes,
+    is_active: MemberCheck,
+    *,
+    max_payload_bytes: int,
+    retained: bool = False,
+    latest_ns: int | None = None,
 ) -> Accepted | Refused:
     """Decide about one MQTT message; never raises on any input.
 
     ``retained`` is the MQTT retain flag of the message as delivered (see
-    :attr:`core.mqtt.Message.retain`); a retained message is refused.
+    :attr:`core.mqtt.Message.retain`); a retained message is refused. ``latest_ns``: the newest sample timestamp
+    accepted (the hub's clock plus ``max_ahead_s``); a batch with a later one is refused (``future``).
     """
     if retained:
         return Refused("retained", RETAINED_REASON)
@@ -53,7 +60,7 @@ def check_message(
             status = decode_status(payload)
             found: tuple[str, str] = (status.member, status.gateway)
         else:
-            batch = decode_batch(payload, max_payload_bytes=max_payload_bytes)
+            batch = decode_batch(payload, max_payload_bytes=max_payload_bytes, latest_ns=latest_ns)
             found = (batch.member, batch.gateway)
     except WireError as exc:
         return Refused(exc.code, exc.reason)

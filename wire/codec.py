@@ -43,6 +43,11 @@ MAX_INT_VALUE = 2**64 - 1
 #: Plausible timestamps: 2000-01-01 .. 2100-01-01 in ns.
 MIN_TS_NS = 946_684_800 * 10**9
 MAX_TS_NS = 4_102_444_800 * 10**9
+#: How far ahead of its own clock a receiver accepts a sample's timestamp, by default (the hub's ingestor and
+#: the gateway's normaliser both take it): room for clocks that disagree by minutes, none for a clock set wrong.
+#: A sample stamped in the future would stay the newest of its series until that time came: every later,
+#: correct sample of it would look out of order (the gateway drops such ones as replayed, the hub recomputes).
+DEFAULT_MAX_AHEAD_S = 600.0
 
 _BATCH_ID_RE = re.compile(r"^[0-9a-zA-Z_-]{8,64}$")
 
@@ -77,8 +82,13 @@ def decode_batch(
     *,
     max_payload_bytes: int = MAX_PAYLOAD_BYTES,
     max_decoded_bytes: int = MAX_DECODED_BYTES,
+    latest_ns: int | None = None,
 ) -> Batch:
-    """Decode and fully validate a wire payload; raise :class:`WireError` with a reason."""
+    """Decode and fully validate a wire payload; raise :class:`WireError` with a reason.
+
+    ``latest_ns``: the newest sample timestamp accepted (the receiver's clock plus its allowance, see
+    :data:`DEFAULT_MAX_AHEAD_S`); a batch with a later one is refused with the code ``future``.
+    """
     if len(payload) > max_payload_bytes:
         raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds the limit of {max_payload_bytes}")
     if payload[:4] != MAGIC:
@@ -105,12 +115,13 @@ def decode_batch(
         raise InvalidBatch(f"batch does not match the schema: {exc}", code="decode") from exc
     except msgspec.DecodeError as exc:
         raise InvalidBatch(f"batch is not valid MessagePack: {exc}", code="decode") from exc
-    validate_batch(batch)
+    validate_batch(batch, latest_ns=latest_ns)
     return batch
 
 
-def validate_batch(batch: Batch) -> None:
-    """Check every field of ``batch``; raise :class:`InvalidBatch` naming the first bad one."""
+def validate_batch(batch: Batch, *, latest_ns: int | None = None) -> None:
+    """Check every field of ``batch``; raise :class:`InvalidBatch` naming the first bad one (``latest_ns``: see
+    :func:`decode_batch`)."""
     if batch.schema not in SUPPORTED_SCHEMAS:
         raise UnsupportedSchema(
             f"schema version {batch.schema} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})"
@@ -128,12 +139,19 @@ def validate_batch(batch: Batch) -> None:
         raise InvalidBatch("batch holds no samples")
     if n > MAX_SAMPLES:
         raise PayloadTooLarge(f"batch holds {n} samples, over the limit of {MAX_SAMPLES}")
-    if _all_samples_valid(batch.samples):
+    if _all_samples_valid(batch.samples, MAX_TS_NS if latest_ns is None else min(MAX_TS_NS, latest_ns)):
         return
     for i, s in enumerate(batch.samples):
         reason = sample_problem(s)
         if reason is not None:
             raise InvalidBatch(f"sample {i}: {reason}")
+        if latest_ns is not None and s.ts > latest_ns:
+            raise InvalidBatch(
+                f"sample {i}: timestamp {s.ts} ns is {(s.ts - latest_ns) / 1e9:.0f} s later than the newest this "
+                "receiver accepts now (its clock plus its allowance for clocks that disagree): the clock of the "
+                "machine or of the gateway is set ahead",
+                code="future",
+            )
     raise AssertionError("the fast sample check and sample_problem disagree")  # pragma: no cover
 
 
@@ -144,14 +162,15 @@ _VALUE_TYPES = frozenset(
 )
 
 
-def _all_samples_valid(samples: list[Sample]) -> bool:
-    """The hub's hot path: the same rules as :func:`sample_problem`, about three times faster.
+def _all_samples_valid(samples: list[Sample], latest_ns: int = MAX_TS_NS) -> bool:
+    """The hub's hot path: the same rules as :func:`sample_problem`, about three times faster, and no timestamp
+    after ``latest_ns`` (at most :data:`MAX_TS_NS`).
 
     It only answers yes or no; on a no, :func:`validate_batch` looks for the first bad sample
     with :func:`sample_problem` to name the reason. A property test keeps the two in step.
     """
     value_types, states, counters, classes = _VALUE_TYPES, _STATE_PAIRS, _COUNTER_SIGNALS, _CLASSES
-    lo, hi, match = MIN_TS_NS, MAX_TS_NS, PSEUDONYM_RE.fullmatch
+    lo, hi, match = MIN_TS_NS, latest_ns, PSEUDONYM_RE.fullmatch
     imin, imax = MIN_INT_VALUE, MAX_INT_VALUE
     assets: set[str] = set()
     for s in samples:

@@ -7,7 +7,8 @@ Each source owns one :class:`SourceProblems`. It keeps two kinds of problem:
   items whose values stopped arriving while the server's value moved on);
 - *input events*, counted occurrences (``malformed``: a message that cannot be decoded; ``overflow``:
   the server reported that an item's queue overflowed and values were lost; ``stalled``: a stall found
-  and repaired; ``refused``: reads refused at run time).
+  and repaired; ``refused``: reads refused at run time; ``future``: a reading stamped further ahead of the
+  gateway's clock than the policy allows, dropped).
 
 Every problem is a metric (:mod:`gateway.metrics` reads :attr:`nodes` and :attr:`events`), makes the
 source's health ``degraded`` with the reason (node states while they last, events for
@@ -25,7 +26,7 @@ from core.ratelog import RateLimitedLog
 
 #: Node states (gauges) and input events (counters), the label values of their metrics.
 NODE_STATES = ("missing", "refused", "stalled")
-INPUT_EVENTS = ("malformed", "overflow", "stalled", "refused")
+INPUT_EVENTS = ("malformed", "overflow", "stalled", "refused", "future")
 
 
 class SourceProblems:
@@ -73,6 +74,14 @@ class SourceProblems:
             self._last_detail[f"event:{kind}"] = detail
         self._log.warning(
             f"event:{kind}", "source %s: %d %s input(s)%s", self.source, count, kind, f" ({detail})" if detail else ""
+        )
+
+    def future(self, ahead_ns: int) -> None:
+        """A reading stamped ``ahead_ns`` ahead of the gateway's clock was dropped (the normaliser's ``on_future``)."""
+        self.event(
+            "future",
+            detail=f"the last was stamped {ahead_ns / 1e9:.0f} s ahead of the gateway's clock, beyond "
+            "policy.max_ahead_s: check the clock of the machine (or its server)",
         )
 
     def active(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from gateway.normalise import Normaliser, Reading, quality_of
 from gateway.policy import PolicySettings, compile_policy
@@ -90,6 +91,35 @@ def test_timestamps_source_first_then_receive_time_and_coarsening() -> None:
     s = n.normalise(Reading("m1", "N", 3, recv_ns=NOW + 59 * 10**9 + 7))
     assert isinstance(s, Sample) and s.ts % (60 * 10**9) == 0
     assert n.normalise(Reading("m1", "P", 1.0, recv_ns=5)) == "invalid"
+
+
+def test_a_reading_stamped_beyond_the_allowance_is_dropped_and_leaves_its_series_open() -> None:
+    """A machine clock set a day ahead: its reading is dropped as ``future`` and reported, and it does not become its
+    series' newest mark. As the mark it had every later reading stamped right dropped as replayed until that day came
+    (the marks are kept across restarts), and the hub would have refused the whole batch holding it."""
+    n = _n()
+    ahead: list[int] = []
+    n.on_future = ahead.append
+    limit = 600 * 10**9  # the default allowance, policy.max_ahead_s
+    assert n.normalise(Reading("m1", "P", 1000, recv_ns=NOW, source_ns=NOW + 86_400 * 10**9)) == "future"
+    assert n.normalise(Reading("m1", "P", 1000, recv_ns=NOW, source_ns=NOW + limit + 1)) == "future"
+    assert ahead == [86_400 * 10**9, limit + 1] and n.dropped == {"future": 2} and n.accepted == 0
+    assert n.watermarks.take_dirty() == {}
+    right = n.normalise(Reading("m1", "P", 2000, recv_ns=NOW + 10**9, source_ns=NOW))
+    at_limit = n.normalise(Reading("m1", "P", 3000, recv_ns=NOW + 10**9, source_ns=NOW + 10**9 + limit))
+    assert isinstance(right, Sample) and isinstance(at_limit, Sample) and ahead == [86_400 * 10**9, limit + 1]
+    batch = Batch(SCHEMA_VERSION, "b" * 16, "m-0a1b2c", "g-0123456789abcdef", "k1", NOW, [right, at_limit])
+    assert decode_batch(encode_batch(batch), latest_ns=NOW + 10**9 + limit).samples == [right, at_limit]
+    # the allowance is the policy's
+    strict = Normaliser(compile_policy(POLICY.model_copy(update={"max_ahead_s": 5.0})), Pseudonymiser(KEY))
+    assert strict.normalise(Reading("m1", "P", 1000, recv_ns=NOW, source_ns=NOW + 6 * 10**9)) == "future"
+    assert isinstance(strict.normalise(Reading("m1", "P", 1000, recv_ns=NOW, source_ns=NOW + 5 * 10**9)), Sample)
+
+
+@pytest.mark.parametrize("value", [0, -1, 8 * 86_400, "soon"])
+def test_an_allowance_that_is_no_positive_number_of_seconds_up_to_a_week_is_refused(value: object) -> None:
+    with pytest.raises(ValidationError, match="max_ahead_s"):
+        PolicySettings.model_validate({"max_ahead_s": value})
 
 
 def test_quality_of_status_codes() -> None:

@@ -185,6 +185,8 @@ def test_plain_good_numbers_take_the_inline_path() -> None:
         ("P", float("-inf"), 0, NOW),
         ("P", 1.5, 0, 5),  # a timestamp outside 2000..2100
         ("P", 1.5, 0, None),  # no source timestamp: the receive time
+        ("P", 1.5, 0, NOW + 600 * 10**9),  # at the allowance ahead of the gateway's clock (the default)
+        ("P", 1.5, 0, NOW + 600 * 10**9 + 2),  # beyond it: dropped as future (the replay is one ns later, too)
         ("P", 1.5, OVERFLOW_BITS, NOW),  # good after the overflow bits are cleared
         ("P", True, 0, NOW),
     ],

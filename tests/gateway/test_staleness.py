@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,51 @@ async def test_truncated_json_is_counted_logged_and_degrades_health(
         assert len(lines) == 1 and "not JSON" in lines[0].getMessage()  # rate-limited: one line for three
         gw.stop()
         await asyncio.wait_for(task, 15)
+
+
+async def test_a_machine_clock_set_ahead_is_dropped_reported_and_does_not_block_its_series(
+    tmp_path: Path, mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Readings stamped a day ahead of the gateway's clock (a machine whose clock is set wrong) never reach the broker:
+    each is counted, the source's health is degraded with the reason, one log line says so; the readings stamped
+    right before and after them, of the same series, go out (a reading a day ahead had become the series' newest
+    mark, and everything after it was dropped as replayed)."""
+    topic = {
+        "filter": "json/+/+",
+        "format": "json",
+        "asset_level": 1,
+        "signal_level": 2,
+        "value_path": "v",
+        "ts_path": "t",
+        "ts_unit": "ms",
+    }
+    source = {"name": "leitstand", "port": mosquitto.port, "client_id": "gw-future", "topics": [topic]}
+    port = free_port()
+    settings = gateway_settings(tmp_path, uplink_port=mosquitto.port, mqtt=[source], extra={"health": {"port": port}})
+    sub = RawSubscriber("127.0.0.1", mosquitto.port, topic="mdh/#").start()
+    try:
+        async with Gateway(settings) as gw, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            task = asyncio.create_task(gw.run())
+            src: Any = gw.sources[0]
+            await wait_until(lambda: src.subscribed and gw.uplink.connected, 15, "the MQTT source to subscribe")
+            now_ms = time.time_ns() // 10**6
+            stamps = [now_ms - 2000, now_ms + 86_400_000, now_ms + 86_400_000 + 1000, now_ms - 1000]
+            for i, t in enumerate(stamps):
+                doc = f'{{"v": {1000 * (i + 1)}, "t": {t}}}'
+                await asyncio.to_thread(_pub, mosquitto.port, "json/Presse/Power", doc)
+            await wait_until(lambda: len(sub.samples()) == 2, 15, "the two readings stamped right")
+            assert src.normaliser.dropped == {"future": 2} and src.problems.events["future"] == 2
+            r = await http.get("/health")
+            assert r.status_code == 503
+            assert any("future" in x and "ahead of the gateway's clock" in x for x in r.json()["reasons"])
+            metrics = (await http.get("/metrics")).text
+            assert 'mdh_gateway_source_input_problems_total{reason="future",source="leitstand"} 2.0' in metrics
+            assert 'mdh_gateway_samples_dropped_total{reason="future",source="leitstand"} 2.0' in metrics
+            lines = [r for r in caplog.records if "future" in r.getMessage()]
+            assert len(lines) == 1  # rate-limited: one line for two
+            gw.stop()
+            await asyncio.wait_for(task, 15)
+    finally:
+        sub.stop()
+    # what reached the broker: the two readings stamped right, at their times, and nothing stamped ahead
+    assert [(v, ts) for _, _, ts, v in sub.samples()] == [(1.0, stamps[0] * 10**6), (4.0, stamps[3] * 10**6)]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import zstandard
 
@@ -15,7 +17,7 @@ from storage import DuckDBStore, Ingestor, SeriesQuery
 from storage.deadletter import read_dead_letters
 from testkit.mqtt import Publisher, ingest_settings, make_batch, register, wait_until
 from testkit.servers import MosquittoServer
-from wire import Status, encode_batch, encode_status, samples_topic, status_topic
+from wire import Batch, Sample, Status, encode_batch, encode_status, samples_topic, status_topic
 from wire.codec import MAGIC
 
 pytestmark = pytest.mark.integration
@@ -116,6 +118,50 @@ async def test_hostile_payloads_are_dead_lettered_and_the_ingestor_lives_on(
             )
             == 2
         )
+    finally:
+        pub.close()
+        store.close()
+
+
+async def test_a_batch_stamped_ahead_of_the_hubs_clock_is_dead_lettered_and_poisons_nothing(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """A member (or a gateway whose clock is set wrong) sends samples stamped a day ahead: the batch is dead-lettered
+    with the code ``future`` and nothing of it is stored, so its asset's rollups never hold a day to come and the
+    member's next batches of that asset, stamped right, are stored and folded as usual. A sample at the edge of the
+    allowance (``max_ahead_s``) is taken."""
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    settings = ingest_settings(mosquitto.port, tmp_path, max_ahead_s=60.0)
+    ing = Ingestor(settings, store, lambda: register(MA, MB))
+    pub = Publisher(mosquitto.port)
+    asset = "a-0000beef"
+
+    def stamped(member: str, gateway: str, *times: int) -> Batch:
+        b = make_batch(member, gateway, len(times), asset=asset)
+        samples = [Sample(t, asset, "press", "power_kw", float(i)) for i, t in enumerate(times)]
+        return msgspec.structs.replace(b, samples=samples)
+
+    try:
+        async with running(ing):
+            now = time.time_ns()
+            ahead = stamped(MA, GA, now - 10**9, now + 86_400 * 10**9)
+            pub.batch(ahead)
+            right = stamped(MA, GA, now, now + 10**9)
+            edge = stamped(MB, GB, now + 50 * 10**9)  # inside the 60 s allowance
+            pub.batch(right)
+            pub.batch(edge)
+            await wait_until(
+                lambda: ing.stored_samples == 3 and ing.dead_lettered == 1,
+                what="the batches stamped right stored and the one stamped ahead dead-lettered",
+            )
+            assert ing.refusals == {"future": 1}
+        letters = read_dead_letters(settings.dead_letter_path)
+        assert [d["code"] for d in letters] == ["future"] and "ahead" in letters[0]["reason"]
+        assert letters[0]["payload"] == encode_batch(ahead)  # kept whole: it can be replayed once the clock is right
+        got = store.query_series(SeriesQuery(members=(MA,)))
+        assert got["ts"].dt.epoch("us").to_list() == [now // 1000, (now + 10**9) // 1000]
+        edge_got = store.query_series(SeriesQuery(members=(MB,)))
+        assert edge_got["ts"].dt.epoch("us").to_list() == [(now + 50 * 10**9) // 1000]
     finally:
         pub.close()
         store.close()

@@ -110,6 +110,22 @@ def test_an_integer_messagepack_cannot_carry_is_rejected_with_reason(value: int)
         validate_batch(batch([Sample(NOW, ASSET, "cnc_milling", "power_kw", edge)]))  # the edges are carried
 
 
+def test_a_sample_stamped_after_the_receivers_newest_time_is_refused_as_future() -> None:
+    """A receiver passes its clock plus its allowance: a sample later than that is refused with its own code, and
+    one at that time is accepted (without a limit, only 2000..2100 counts)."""
+    latest = NOW + 600 * 10**9
+    at, after = Sample(latest, ASSET, "press", "power_kw", 1.0), Sample(latest + 10**9, ASSET, "press", "power_kw", 1.0)
+    assert decode_batch(encode_batch(batch([*good_samples(), at])), latest_ns=latest).samples[-1] == at
+    with pytest.raises(InvalidBatch, match=r"sample 5: timestamp \d+ ns is 1 s later than the newest") as refused:
+        decode_batch(encode_batch(batch([*good_samples(), at, after, at])), latest_ns=latest)
+    assert refused.value.code == "future" and "clock" in refused.value.reason
+    assert decode_batch(encode_batch(batch([after])), latest_ns=None).samples == [after]
+    # a sample that breaks the contract itself is named for that, also when it is late too
+    with pytest.raises(InvalidBatch, match="needs a number") as broken:
+        decode_batch(encode_batch(batch([Sample(latest + 1, ASSET, "press", "power_kw", "x")])), latest_ns=latest)
+    assert broken.value.code == "invalid"
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
@@ -276,3 +292,16 @@ _any_sample = st.builds(
 @given(_any_sample)
 def test_fast_path_agrees_with_the_detailed_check(sample: Sample) -> None:
     assert _all_samples_valid([sample]) == (sample_problem(sample) is None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_any_sample, st.integers(0, 2**63))
+def test_fast_path_refuses_exactly_the_samples_after_the_newest_time(sample: Sample, latest: int) -> None:
+    valid = sample_problem(sample) is None and sample.ts <= latest
+    assert _all_samples_valid([sample], latest) == valid
+    try:
+        validate_batch(batch([sample]), latest_ns=latest)
+    except InvalidBatch:
+        assert not valid
+    else:
+        assert valid

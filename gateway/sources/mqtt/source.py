@@ -79,6 +79,7 @@ class MqttSourceRunner:
         self.messages_in = 0
         self.malformed = 0
         self.problems = SourceProblems(f"mqtt {cfg.name}", log)
+        normaliser.on_future = self.problems.future
         self.aliases = AliasTable()
         self.session: MqttClient | None = None
         self._classified: set[str] = set()

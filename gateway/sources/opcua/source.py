@@ -85,6 +85,7 @@ class OpcuaSourceRunner:
         self.recreated = 0
         self.last_error: str | None = None
         self.problems = SourceProblems(f"opcua {cfg.name}", log)
+        normaliser.on_future = self.problems.future
         self._session_log = RateLimitedLog(log, interval_s=60.0)
         self._refused: dict[str, int] = {}  # per group: items or polled nodes the server refuses
         self._stalled: dict[str, int] = {}  # per subscription group: items found stalled at the last audit
