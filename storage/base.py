@@ -153,6 +153,12 @@ class Store(Protocol):
         (folded in incrementally or recomputed from raw)."""
         ...
 
+    @property
+    def retention_ns(self) -> int | None:
+        """How long raw samples are kept (``None``: for ever). The ingestor refuses older ones: a store would drop
+        them (InfluxDB refuses the whole request as a partial write) or delete them within the hour."""
+        ...
+
     def enforce_retention(self, now_ns: int | None = None) -> int:
         """Delete what is older than the retention; return how many raw samples went (0 if the server does it)."""
         ...

@@ -66,6 +66,9 @@ class MemberRegister(Protocol):
     def is_active(self, pseudonym: str) -> bool: ...
 
 
+#: Samples that would leave the store's retention within this time are refused with the older ones.
+_EXPIRY_MARGIN_NS = 3600 * 10**9
+
 #: Returns the current register (e.g. :class:`core.register.RegisterFile`, which re-reads on change).
 RegisterProvider = Callable[[], MemberRegister]
 
@@ -257,9 +260,13 @@ class Ingestor:
             if self._pending.count >= self.settings.batch_max_samples:
                 await self._flush()
 
-    def _latest_ns(self) -> int:
-        """The newest sample timestamp accepted now: the hub's clock plus ``max_ahead_s``."""
-        return time.time_ns() + int(self.settings.max_ahead_s * 1e9)
+    def _window(self) -> tuple[int | None, int]:
+        """The oldest and the newest sample timestamp accepted now: the store's retention of raw data (less an hour:
+        what would expire within it goes at the next housekeeping) and the hub's clock plus ``max_ahead_s``."""
+        now = time.time_ns()
+        keep = self.store.retention_ns
+        earliest = None if keep is None else now - keep + _EXPIRY_MARGIN_NS
+        return earliest, now + int(self.settings.max_ahead_s * 1e9)
 
     def _current_register(self) -> MemberRegister:
         try:
@@ -278,7 +285,7 @@ class Ingestor:
     async def _take(self, messages: list[Message]) -> None:
         register = self._current_register()
         max_bytes = self.settings.max_payload_bytes
-        latest = self._latest_ns()
+        earliest, latest = self._window()
         verdicts = await asyncio.to_thread(
             lambda: [
                 check_message(
@@ -287,6 +294,7 @@ class Ingestor:
                     register.is_active,
                     max_payload_bytes=max_bytes,
                     retained=m.retain,
+                    earliest_ns=earliest,
                     latest_ns=latest,
                 )
                 for m in messages
@@ -387,13 +395,15 @@ class Ingestor:
 
     async def _isolate_rejected(self, messages: list[Message]) -> None:
         register = self._current_register()
+        earliest, latest = self._window()
         for m in messages:
             verdict = check_message(
                 m.topic,
                 m.payload,
                 register.is_active,
                 max_payload_bytes=self.settings.max_payload_bytes,
-                latest_ns=self._latest_ns(),
+                earliest_ns=earliest,
+                latest_ns=latest,
             )
             if not isinstance(verdict, Accepted) or verdict.batch is None:
                 continue

@@ -39,13 +39,15 @@ def check_message(
     *,
     max_payload_bytes: int,
     retained: bool = False,
+    earliest_ns: int | None = None,
     latest_ns: int | None = None,
 ) -> Accepted | Refused:
     """Decide about one MQTT message; never raises on any input.
 
     ``retained`` is the MQTT retain flag of the message as delivered (see
     :attr:`core.mqtt.Message.retain`); a retained message is refused. ``latest_ns``: the newest sample timestamp
-    accepted (the hub's clock plus ``max_ahead_s``); a batch with a later one is refused (``future``).
+    accepted (the hub's clock plus ``max_ahead_s``); a batch with a later one is refused (``future``). ``earliest_ns``:
+    the oldest the store keeps (its raw retention); a batch with an earlier one is refused (``expired``).
     """
     if retained:
         return Refused("retained", RETAINED_REASON)
@@ -60,7 +62,9 @@ def check_message(
             status = decode_status(payload)
             found: tuple[str, str] = (status.member, status.gateway)
         else:
-            batch = decode_batch(payload, max_payload_bytes=max_payload_bytes, latest_ns=latest_ns)
+            batch = decode_batch(
+                payload, max_payload_bytes=max_payload_bytes, earliest_ns=earliest_ns, latest_ns=latest_ns
+            )
             found = (batch.member, batch.gateway)
     except WireError as exc:
         return Refused(exc.code, exc.reason)

@@ -82,12 +82,14 @@ def decode_batch(
     *,
     max_payload_bytes: int = MAX_PAYLOAD_BYTES,
     max_decoded_bytes: int = MAX_DECODED_BYTES,
+    earliest_ns: int | None = None,
     latest_ns: int | None = None,
 ) -> Batch:
     """Decode and fully validate a wire payload; raise :class:`WireError` with a reason.
 
     ``latest_ns``: the newest sample timestamp accepted (the receiver's clock plus its allowance, see
-    :data:`DEFAULT_MAX_AHEAD_S`); a batch with a later one is refused with the code ``future``.
+    :data:`DEFAULT_MAX_AHEAD_S`); a batch with a later one is refused with the code ``future``. ``earliest_ns``: the
+    oldest accepted (a store's retention); a batch with an earlier one is refused with the code ``expired``.
     """
     if len(payload) > max_payload_bytes:
         raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds the limit of {max_payload_bytes}")
@@ -115,13 +117,13 @@ def decode_batch(
         raise InvalidBatch(f"batch does not match the schema: {exc}", code="decode") from exc
     except msgspec.DecodeError as exc:
         raise InvalidBatch(f"batch is not valid MessagePack: {exc}", code="decode") from exc
-    validate_batch(batch, latest_ns=latest_ns)
+    validate_batch(batch, earliest_ns=earliest_ns, latest_ns=latest_ns)
     return batch
 
 
-def validate_batch(batch: Batch, *, latest_ns: int | None = None) -> None:
-    """Check every field of ``batch``; raise :class:`InvalidBatch` naming the first bad one (``latest_ns``: see
-    :func:`decode_batch`)."""
+def validate_batch(batch: Batch, *, earliest_ns: int | None = None, latest_ns: int | None = None) -> None:
+    """Check every field of ``batch``; raise :class:`InvalidBatch` naming the first bad one (``earliest_ns`` and
+    ``latest_ns``: see :func:`decode_batch`)."""
     if batch.schema not in SUPPORTED_SCHEMAS:
         raise UnsupportedSchema(
             f"schema version {batch.schema} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})"
@@ -139,12 +141,20 @@ def validate_batch(batch: Batch, *, latest_ns: int | None = None) -> None:
         raise InvalidBatch("batch holds no samples")
     if n > MAX_SAMPLES:
         raise PayloadTooLarge(f"batch holds {n} samples, over the limit of {MAX_SAMPLES}")
-    if _all_samples_valid(batch.samples, MAX_TS_NS if latest_ns is None else min(MAX_TS_NS, latest_ns)):
+    hi = MAX_TS_NS if latest_ns is None else min(MAX_TS_NS, latest_ns)
+    lo = MIN_TS_NS if earliest_ns is None else max(MIN_TS_NS, earliest_ns)
+    if _all_samples_valid(batch.samples, hi, lo):
         return
     for i, s in enumerate(batch.samples):
         reason = sample_problem(s)
         if reason is not None:
             raise InvalidBatch(f"sample {i}: {reason}")
+        if earliest_ns is not None and s.ts < earliest_ns:
+            raise InvalidBatch(
+                f"sample {i}: timestamp {s.ts} ns is {(earliest_ns - s.ts) / 1e9:.0f} s earlier than the oldest this "
+                "receiver keeps (its retention of raw data): it would be deleted at once",
+                code="expired",
+            )
         if latest_ns is not None and s.ts > latest_ns:
             raise InvalidBatch(
                 f"sample {i}: timestamp {s.ts} ns is {(s.ts - latest_ns) / 1e9:.0f} s later than the newest this "
@@ -162,15 +172,15 @@ _VALUE_TYPES = frozenset(
 )
 
 
-def _all_samples_valid(samples: list[Sample], latest_ns: int = MAX_TS_NS) -> bool:
+def _all_samples_valid(samples: list[Sample], latest_ns: int = MAX_TS_NS, earliest_ns: int = MIN_TS_NS) -> bool:
     """The hub's hot path: the same rules as :func:`sample_problem`, about three times faster, and no timestamp
-    after ``latest_ns`` (at most :data:`MAX_TS_NS`).
+    after ``latest_ns`` (at most :data:`MAX_TS_NS`) or before ``earliest_ns`` (at least :data:`MIN_TS_NS`).
 
     It only answers yes or no; on a no, :func:`validate_batch` looks for the first bad sample
     with :func:`sample_problem` to name the reason. A property test keeps the two in step.
     """
     value_types, states, counters, classes = _VALUE_TYPES, _STATE_PAIRS, _COUNTER_SIGNALS, _CLASSES
-    lo, hi, match = MIN_TS_NS, latest_ns, PSEUDONYM_RE.fullmatch
+    lo, hi, match = earliest_ns, latest_ns, PSEUDONYM_RE.fullmatch
     imin, imax = MIN_INT_VALUE, MAX_INT_VALUE
     assets: set[str] = set()
     for s in samples:

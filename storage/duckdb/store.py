@@ -168,6 +168,10 @@ class DuckDBStore:
         """Fold in (or recompute) the rollups of everything written since the last refresh."""
         return self._rollups.refresh()
 
+    @property
+    def retention_ns(self) -> int | None:
+        return None if self.retention_days is None else self.retention_days * _DAY_NS
+
     def enforce_retention(self, now_ns: int | None = None) -> int:
         """Delete raw samples older than ``retention_days`` and rollups older than ``rollup_retention_days``.
 

@@ -154,6 +154,11 @@ class InfluxStore:
             RollupCache(max_rows=rollup_cache_rows, max_age_ns=rollup_cache_days * 86_400 * 10**9),
         )
 
+    @property
+    def retention_ns(self) -> int | None:
+        """The configured ``retention_days`` (of the ``raw`` policy on 1.x; on 2.x/3.x the bucket's, as configured)."""
+        return None if self._retention_days is None else self._retention_days * 86_400 * 10**9
+
     # -- sources -------------------------------------------------------------------------------------
     def source(self, measurement: str, rp: str | None) -> str:
         return source(measurement, rp)

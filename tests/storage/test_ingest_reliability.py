@@ -146,6 +146,10 @@ class SwitchableStore:
     def refresh_rollups(self) -> int:
         return self.inner.refresh_rollups()
 
+    @property
+    def retention_ns(self) -> int | None:
+        return self.inner.retention_ns
+
     def enforce_retention(self, now_ns: int | None = None) -> int:
         return self.inner.enforce_retention(now_ns)
 

@@ -13,10 +13,11 @@ import pytest
 import zstandard
 
 from core.register import with_member_changed
-from storage import DuckDBStore, Ingestor, SeriesQuery
+from storage import DuckDBStore, Ingestor, SeriesQuery, StoreSettings, open_store
 from storage.deadletter import read_dead_letters
 from testkit.mqtt import Publisher, ingest_settings, make_batch, register, wait_until
 from testkit.servers import MosquittoServer
+from tests.storage.conftest import influx_settings
 from wire import Batch, Sample, Status, encode_batch, encode_status, samples_topic, status_topic
 from wire.codec import MAGIC
 
@@ -123,6 +124,14 @@ async def test_hostile_payloads_are_dead_lettered_and_the_ingestor_lives_on(
         store.close()
 
 
+def stamped(member: str, gateway: str, *times: int, asset: str = "a-0000beef") -> Batch:
+    """A batch of ``member`` with one power sample of ``asset`` at each of ``times``."""
+    b = make_batch(member, gateway, len(times), asset=asset)
+    return msgspec.structs.replace(
+        b, samples=[Sample(t, asset, "press", "power_kw", float(i)) for i, t in enumerate(times)]
+    )
+
+
 async def test_a_batch_stamped_ahead_of_the_hubs_clock_is_dead_lettered_and_poisons_nothing(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
@@ -134,13 +143,6 @@ async def test_a_batch_stamped_ahead_of_the_hubs_clock_is_dead_lettered_and_pois
     settings = ingest_settings(mosquitto.port, tmp_path, max_ahead_s=60.0)
     ing = Ingestor(settings, store, lambda: register(MA, MB))
     pub = Publisher(mosquitto.port)
-    asset = "a-0000beef"
-
-    def stamped(member: str, gateway: str, *times: int) -> Batch:
-        b = make_batch(member, gateway, len(times), asset=asset)
-        samples = [Sample(t, asset, "press", "power_kw", float(i)) for i, t in enumerate(times)]
-        return msgspec.structs.replace(b, samples=samples)
-
     try:
         async with running(ing):
             now = time.time_ns()
@@ -162,6 +164,47 @@ async def test_a_batch_stamped_ahead_of_the_hubs_clock_is_dead_lettered_and_pois
         assert got["ts"].dt.epoch("us").to_list() == [now // 1000, (now + 10**9) // 1000]
         edge_got = store.query_series(SeriesQuery(members=(MB,)))
         assert edge_got["ts"].dt.epoch("us").to_list() == [(now + 50 * 10**9) // 1000]
+    finally:
+        pub.close()
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "influxdb1"])
+async def test_a_sample_older_than_the_stores_retention_is_dead_lettered_before_any_write(
+    kind: str, mosquitto: MosquittoServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A member (or a gateway back from an outage longer than the retention) sends a batch with one sample older than
+    the store keeps raw data. InfluxDB refuses such a request as a partial write: the flush failed, every message in
+    it (an honest member's too) was written again one by one, and the old batch was dead-lettered as
+    ``store_rejected`` while its other samples were stored all the same; DuckDB stored it until the next
+    housekeeping. A member could slow everyone's ingest that way with one old sample per batch. Now such a batch is
+    refused before any write (``expired``), whole, and the other batches are stored as they come."""
+    day = 86_400 * 10**9
+    if kind == "duckdb":
+        store = open_store(StoreSettings(kind="duckdb", path=tmp_path / "hub.duckdb", retention_days=1))
+    else:
+        store = open_store(influx_settings(request.getfixturevalue("influx_server"), retention_days=1))
+    settings = ingest_settings(mosquitto.port, tmp_path)
+    ing = Ingestor(settings, store, lambda: register(MA, MB))
+    pub = Publisher(mosquitto.port)
+    try:
+        async with running(ing):
+            now = time.time_ns()
+            old = stamped(MA, GA, now - 10**9, now - 2 * day, now)
+            honest = stamped(MB, GB, now - 10**9, now)
+            edge = stamped(MB, GB, now - day + 2 * 3600 * 10**9)  # inside the retention, by more than the hour
+            for b in (old, honest, edge):
+                pub.batch(b)
+            await wait_until(
+                lambda: ing.stored_samples == 3 and ing.dead_lettered == 1,
+                what="the honest batches stored and the one with an expired sample dead-lettered",
+            )
+            assert ing.refusals == {"expired": 1}
+        letters = read_dead_letters(settings.dead_letter_path)
+        assert [d["code"] for d in letters] == ["expired"] and "retention" in letters[0]["reason"]
+        assert store.query_series(SeriesQuery(members=(MA,))).height == 0  # refused whole: nothing of it stored
+        got = store.query_series(SeriesQuery(members=(MB,)))["ts"].dt.epoch("us").to_list()
+        assert sorted(got) == sorted(t // 1000 for b in (honest, edge) for t in (s.ts for s in b.samples))
     finally:
         pub.close()
         store.close()

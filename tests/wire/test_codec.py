@@ -31,7 +31,7 @@ from wire import (
     parse_topic,
     samples_topic,
 )
-from wire.codec import MAGIC, _all_samples_valid, sample_problem, validate_batch
+from wire.codec import MAGIC, MAX_TS_NS, MIN_TS_NS, _all_samples_valid, sample_problem, validate_batch
 
 NOW = time.time_ns()
 ASSET = "a-0123456789abcdef"
@@ -124,6 +124,18 @@ def test_a_sample_stamped_after_the_receivers_newest_time_is_refused_as_future()
     with pytest.raises(InvalidBatch, match="needs a number") as broken:
         decode_batch(encode_batch(batch([Sample(latest + 1, ASSET, "press", "power_kw", "x")])), latest_ns=latest)
     assert broken.value.code == "invalid"
+
+
+def test_a_sample_older_than_the_receiver_keeps_is_refused_as_expired() -> None:
+    earliest = NOW - 86_400 * 10**9
+    at, before = (
+        Sample(earliest, ASSET, "press", "power_kw", 1.0),
+        Sample(earliest - 10**9, ASSET, "press", "power_kw", 1.0),
+    )
+    assert decode_batch(encode_batch(batch([at])), earliest_ns=earliest).samples == [at]
+    with pytest.raises(InvalidBatch, match=r"sample 1: timestamp \d+ ns is 1 s earlier than the oldest") as refused:
+        decode_batch(encode_batch(batch([at, before])), earliest_ns=earliest, latest_ns=NOW)
+    assert refused.value.code == "expired" and "retention" in refused.value.reason
 
 
 @pytest.mark.parametrize(
@@ -294,14 +306,25 @@ def test_fast_path_agrees_with_the_detailed_check(sample: Sample) -> None:
     assert _all_samples_valid([sample]) == (sample_problem(sample) is None)
 
 
-@settings(max_examples=500, deadline=None)
-@given(_any_sample, st.integers(0, 2**63))
-def test_fast_path_refuses_exactly_the_samples_after_the_newest_time(sample: Sample, latest: int) -> None:
-    valid = sample_problem(sample) is None and sample.ts <= latest
-    assert _all_samples_valid([sample], latest) == valid
+_bound = st.one_of(st.none(), st.integers(0, 2**63), st.sampled_from([NOW - 1, NOW, NOW + 1]))
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.one_of(_samples, _any_sample), _bound, _bound, st.sampled_from([None, (0, -1), (0, 0), (1, 0), (1, 1)]))
+def test_fast_path_refuses_exactly_the_samples_outside_the_window(
+    sample: Sample, earliest: int | None, latest: int | None, near: tuple[int, int] | None
+) -> None:
+    if near is not None and (bound := (earliest, latest)[near[0]]) is not None:
+        sample = msgspec.structs.replace(sample, ts=bound + near[1])  # at a bound, or just outside it
+    inside = (earliest is None or sample.ts >= earliest) and (latest is None or sample.ts <= latest)
+    valid = sample_problem(sample) is None and inside
+    lo, hi = max(MIN_TS_NS, earliest or 0), min(MAX_TS_NS, 2**63 if latest is None else latest)
+    assert _all_samples_valid([sample], hi, lo) == valid
     try:
-        validate_batch(batch([sample]), latest_ns=latest)
-    except InvalidBatch:
+        validate_batch(batch([sample]), earliest_ns=earliest, latest_ns=latest)
+    except InvalidBatch as exc:
         assert not valid
+        expected = "invalid" if sample_problem(sample) else "expired" if earliest and sample.ts < earliest else "future"
+        assert exc.code == expected
     else:
         assert valid
