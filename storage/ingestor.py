@@ -39,6 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from types import TracebackType
 from typing import Protocol
 
@@ -54,6 +55,7 @@ from .errors import StoreRejected, StoreUnavailable
 from .gateways import GatewayState, GatewayTracker
 from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics
+from .quota import MemberQuota
 from .ratelog import RateLimitedLog
 from .settings import IngestSettings
 from .store_writer import StoreWriter
@@ -66,6 +68,7 @@ class MemberRegister(Protocol):
     def is_active(self, pseudonym: str) -> bool: ...
 
 
+_ASSET = attrgetter("asset")
 #: Samples that would leave the store's retention within this time are refused with the older ones.
 _EXPIRY_MARGIN_NS = 3600 * 10**9
 
@@ -79,6 +82,13 @@ class _Pending:
     samples: dict[str, list[Sample]] = field(default_factory=lambda: defaultdict(list))
     count: int = 0
     since: float = 0.0
+
+
+def _with_assets(verdict: Accepted | Refused) -> tuple[Accepted | Refused, frozenset[str]]:
+    """The verdict and the assets of its batch (for the member quota; none for a status message or a refusal)."""
+    if isinstance(verdict, Accepted) and verdict.batch is not None:
+        return verdict, frozenset(map(_ASSET, verdict.batch.samples))
+    return verdict, frozenset()
 
 
 class Ingestor:
@@ -105,6 +115,9 @@ class Ingestor:
         self._refusal_log = RateLimitedLog(log, interval_s=10.0)
         self.dead_letters = DeadLetterFile(settings.dead_letter_path, max_bytes=settings.dead_letter_max_bytes)
         self.gateways_tracker = GatewayTracker()
+        self.quota = MemberQuota(
+            max_assets=settings.max_assets_per_member, max_gateways=settings.max_gateways_per_member
+        )
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._pending = _Pending()
         self.writer = StoreWriter(store, settings, self.metrics)
@@ -274,6 +287,7 @@ class Ingestor:
             if register is not self._last_register:
                 # a member suspended, removed or deleted: its gateways' status is not kept any more
                 self.gateways_tracker.forget(register.is_active)
+                self.quota.forget(register.is_active)
             self._last_register = register
         except Exception as exc:
             if self._last_register is None:
@@ -288,14 +302,16 @@ class Ingestor:
         earliest, latest = self._window()
         verdicts = await asyncio.to_thread(
             lambda: [
-                check_message(
-                    m.topic,
-                    m.payload,
-                    register.is_active,
-                    max_payload_bytes=max_bytes,
-                    retained=m.retain,
-                    earliest_ns=earliest,
-                    latest_ns=latest,
+                _with_assets(
+                    check_message(
+                        m.topic,
+                        m.payload,
+                        register.is_active,
+                        max_payload_bytes=max_bytes,
+                        retained=m.retain,
+                        earliest_ns=earliest,
+                        latest_ns=latest,
+                    )
                 )
                 for m in messages
             ]
@@ -303,12 +319,15 @@ class Ingestor:
         refused: list[tuple[Message, Refused]] = []
         done: list[Message] = []
         now_ns = time.time_ns()
-        for message, verdict in zip(messages, verdicts, strict=True):
+        for message, (verdict, assets) in zip(messages, verdicts, strict=True):
+            if isinstance(verdict, Accepted):
+                over = self.quota.admit(verdict.member, verdict.gateway, assets)
+                if over is not None:
+                    verdict = Refused("quota", over)
             if isinstance(verdict, Refused):
                 self._count_refusal(verdict.code)
                 refused.append((message, verdict))
                 continue
-            assert isinstance(verdict, Accepted)
             if verdict.status is not None:
                 state = self.gateways_tracker.status(
                     verdict.member, verdict.gateway, verdict.status.state == "online", now_ns

@@ -156,6 +156,9 @@ class IngestSettings(BaseModel):
     #: A batch holding a sample stamped more than this many seconds ahead of the hub's clock is refused
     #: (dead-lettered with the code ``future``): see wire.codec.DEFAULT_MAX_AHEAD_S.
     max_ahead_s: float = Field(default=DEFAULT_MAX_AHEAD_S, gt=0, le=7 * 86_400)
+    #: Distinct assets and gateways a member may send from, per ingest worker and start (see storage.quota).
+    max_assets_per_member: int = Field(default=10_000, ge=1)
+    max_gateways_per_member: int = Field(default=100, ge=1)
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0, le=600)
     dead_letter_path: Path = Path("data/dead-letters.jsonl")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
+import polars as pl
 import pytest
 import zstandard
 
@@ -205,6 +206,49 @@ async def test_a_sample_older_than_the_stores_retention_is_dead_lettered_before_
         assert store.query_series(SeriesQuery(members=(MA,))).height == 0  # refused whole: nothing of it stored
         got = store.query_series(SeriesQuery(members=(MB,)))["ts"].dt.epoch("us").to_list()
         assert sorted(got) == sorted(t // 1000 for b in (honest, edge) for t in (s.ts for s in b.samples))
+    finally:
+        pub.close()
+        store.close()
+
+
+async def test_a_member_inventing_assets_and_gateways_is_held_to_its_quota(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """A member floods the hub with batches of new asset pseudonyms, and publishes under ever new gateway pseudonyms:
+    each new asset is new series in the store and a rollup carry in memory, each gateway a tracker state and a metrics
+    label. Past its quota every such batch is dead-lettered (``quota``), whole; the member's batches of known assets
+    and gateways are still taken, and an honest member loses nothing."""
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    settings = ingest_settings(mosquitto.port, tmp_path, max_assets_per_member=40, max_gateways_per_member=3)
+    ing = Ingestor(settings, store, lambda: register(MA, MB))
+    pub = Publisher(mosquitto.port)
+    now = time.time_ns()
+    flood = [stamped(MA, GA, now, asset=f"a-{k:08x}") for k in range(100)]  # one new asset a batch
+    gateways = [stamped(MA, f"g-{k:08x}", now, asset="a-00000000") for k in range(1, 10)]  # known asset, new gateway
+    honest = [stamped(MB, GB, now + i, asset=f"a-{k:08x}") for i, k in enumerate(range(30))]
+    try:
+        async with running(ing):
+            for b in [*flood, *gateways, *honest]:
+                pub.batch(b)
+            pub.batch(stamped(MA, GA, now + 5, asset="a-00000001"))  # a known asset of a known gateway
+            refused = len(flood) - 40 + len(gateways) - 2  # GA and two more gateways fit
+            await wait_until(
+                lambda: ing.stored_samples == 40 + 2 + 30 + 1 and ing.dead_lettered == refused,
+                what="every batch within the quota stored and every other one dead-lettered",
+            )
+            assert ing.refusals == {"quota": refused}
+            assert ing.quota.counts(MA) == (40, 3) and ing.quota.counts(MB) == (30, 1)
+            assert {(g.member, g.gateway) for g in ing.gateways()} == {
+                (MA, GA),
+                (MA, "g-00000001"),
+                (MA, "g-00000002"),
+                (MB, GB),
+            }
+        frame = store.query_series(SeriesQuery())
+        per_member = {m: n for m, n in frame.group_by("member").agg(pl.col("asset").n_unique()).iter_rows()}
+        assert per_member == {MA: 40, MB: 30}
+        letters = read_dead_letters(settings.dead_letter_path)
+        assert {d["code"] for d in letters} == {"quota"} and "max_assets_per_member" in letters[0]["reason"]
     finally:
         pub.close()
         store.close()
