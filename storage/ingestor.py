@@ -39,7 +39,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from types import TracebackType
 from typing import Protocol
 
@@ -68,7 +67,6 @@ class MemberRegister(Protocol):
     def is_active(self, pseudonym: str) -> bool: ...
 
 
-_ASSET = attrgetter("asset")
 #: Samples that would leave the store's retention within this time are refused with the older ones.
 _EXPIRY_MARGIN_NS = 3600 * 10**9
 
@@ -82,13 +80,6 @@ class _Pending:
     samples: dict[str, list[Sample]] = field(default_factory=lambda: defaultdict(list))
     count: int = 0
     since: float = 0.0
-
-
-def _with_assets(verdict: Accepted | Refused) -> tuple[Accepted | Refused, frozenset[str]]:
-    """The verdict and the assets of its batch (for the member quota; none for a status message or a refusal)."""
-    if isinstance(verdict, Accepted) and verdict.batch is not None:
-        return verdict, frozenset(map(_ASSET, verdict.batch.samples))
-    return verdict, frozenset()
 
 
 class Ingestor:
@@ -273,13 +264,27 @@ class Ingestor:
             if self._pending.count >= self.settings.batch_max_samples:
                 await self._flush()
 
-    def _window(self) -> tuple[int | None, int]:
-        """The oldest and the newest sample timestamp accepted now: the store's retention of raw data (less an hour:
-        what would expire within it goes at the next housekeeping) and the hub's clock plus ``max_ahead_s``."""
-        now = time.time_ns()
-        keep = self.store.retention_ns
+    def _checker(self) -> Callable[[Message], Accepted | Refused]:
+        """:func:`check_message` with the current register, the payload limit and the sample times accepted now:
+        the store's retention of raw data (less an hour: what would expire within it goes at the next housekeeping)
+        up to the hub's clock plus ``max_ahead_s``."""
+        register = self._current_register()
+        now, keep, max_bytes = time.time_ns(), self.store.retention_ns, self.settings.max_payload_bytes
         earliest = None if keep is None else now - keep + _EXPIRY_MARGIN_NS
-        return earliest, now + int(self.settings.max_ahead_s * 1e9)
+        latest = now + int(self.settings.max_ahead_s * 1e9)
+
+        def check(m: Message) -> Accepted | Refused:
+            return check_message(
+                m.topic,
+                m.payload,
+                register.is_active,
+                max_payload_bytes=max_bytes,
+                retained=m.retain,
+                earliest_ns=earliest,
+                latest_ns=latest,
+            )
+
+        return check
 
     def _current_register(self) -> MemberRegister:
         try:
@@ -297,31 +302,14 @@ class Ingestor:
         return self._last_register
 
     async def _take(self, messages: list[Message]) -> None:
-        register = self._current_register()
-        max_bytes = self.settings.max_payload_bytes
-        earliest, latest = self._window()
-        verdicts = await asyncio.to_thread(
-            lambda: [
-                _with_assets(
-                    check_message(
-                        m.topic,
-                        m.payload,
-                        register.is_active,
-                        max_payload_bytes=max_bytes,
-                        retained=m.retain,
-                        earliest_ns=earliest,
-                        latest_ns=latest,
-                    )
-                )
-                for m in messages
-            ]
-        )
+        check = self._checker()
+        verdicts = await asyncio.to_thread(lambda: [check(m) for m in messages])
         refused: list[tuple[Message, Refused]] = []
         done: list[Message] = []
         now_ns = time.time_ns()
-        for message, (verdict, assets) in zip(messages, verdicts, strict=True):
+        for message, verdict in zip(messages, verdicts, strict=True):
             if isinstance(verdict, Accepted):
-                over = self.quota.admit(verdict.member, verdict.gateway, assets)
+                over = self.quota.admit(verdict.member, verdict.gateway, verdict.assets)
                 if over is not None:
                     verdict = Refused("quota", over)
             if isinstance(verdict, Refused):
@@ -413,17 +401,9 @@ class Ingestor:
             await self._resync()
 
     async def _isolate_rejected(self, messages: list[Message]) -> None:
-        register = self._current_register()
-        earliest, latest = self._window()
+        check = self._checker()
         for m in messages:
-            verdict = check_message(
-                m.topic,
-                m.payload,
-                register.is_active,
-                max_payload_bytes=self.settings.max_payload_bytes,
-                earliest_ns=earliest,
-                latest_ns=latest,
-            )
+            verdict = check(m)
             if not isinstance(verdict, Accepted) or verdict.batch is None:
                 continue
             try:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 
 from wire import Batch, Status, WireError, decode_batch, decode_status, parse_topic
+
+_ASSET = attrgetter("asset")
 
 #: Answers whether a member pseudonym may send now (the register's ``is_active``).
 MemberCheck = Callable[[str], bool]
@@ -23,6 +26,8 @@ class Accepted:
     gateway: str
     batch: Batch | None = None
     status: Status | None = None
+    #: The distinct assets of the batch (for the member quota, storage.quota).
+    assets: frozenset[str] = frozenset()
 
 
 #: Why a retained message is refused.
@@ -76,4 +81,4 @@ def check_message(
         return Refused("gateway_mismatch", f"payload gateway {found[1][:40]!r} does not match the topic's")
     if kind == "status":
         return Accepted(member, gateway, status=status)
-    return Accepted(member, gateway, batch=batch)
+    return Accepted(member, gateway, batch=batch, assets=frozenset(map(_ASSET, batch.samples)))
