@@ -161,11 +161,14 @@ class Hub:
         return int(server.servers[0].sockets[0].getsockname()[1])
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        """The roles' state for the operators' ``/healthz``."""
+        """The roles' state for the operators' ``/healthz``, and the reasons the hub is degraded though it works
+        (messages refused in the last minutes)."""
         roles: dict[str, object] = {}
         ok = True
+        reasons: list[str] = []
         if self.ingestor is not None:
             state = self.ingestor.health()
+            reasons += [f"ingest: {r}" for r in self.ingestor.recent_refusals.active()]
             ok = ok and bool(state["ok"])
             if self.workers is not None:
                 workers = self.workers.health()
@@ -176,7 +179,7 @@ class Hub:
             started = bool(self.api_server.started)
             ok = ok and started
             roles["api"] = {"ok": started, "listening": started}
-        return ok, {"roles": roles}
+        return ok, {"reasons": reasons, "roles": roles}
 
 
 @contextlib.asynccontextmanager

@@ -62,7 +62,10 @@ def operators_app(registry: CollectorRegistry, health: HealthProvider) -> Starle
 
     async def healthz(_request: Request) -> Response:
         ok, doc = health()
-        return JSONResponse({"status": "ok" if ok else "degraded", **doc}, status_code=200 if ok else 503)
+        # 503 only for what the hub itself cannot do; members' refused input degrades it with the reasons (in
+        # ``doc``) but answers 200, so that a member sending garbage cannot take the hub out of service
+        status = "ok" if ok and not doc.get("reasons") else "degraded"
+        return JSONResponse({"status": status, **doc}, status_code=200 if ok else 503)
 
     async def not_found(_request: Request, _exc: Exception) -> Response:
         return PlainTextResponse("not found: this listener serves /metrics and /healthz\n", status_code=404)

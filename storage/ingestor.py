@@ -56,6 +56,7 @@ from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics
 from .quota import MemberQuota
 from .ratelog import RateLimitedLog
+from .refusals import RecentRefusals
 from .settings import IngestSettings
 from .store_writer import StoreWriter
 from .validate import Accepted, Refused, check_message
@@ -104,6 +105,7 @@ class Ingestor:
         self.metrics = IngestMetrics(self.registry, instance=f"{socket.gethostname()}/{settings.client_id}")
         #: One line per refusal reason per ten seconds: a member flooding bad input cannot flood the log.
         self._refusal_log = RateLimitedLog(log, interval_s=10.0)
+        self.recent_refusals = RecentRefusals()
         self.dead_letters = DeadLetterFile(settings.dead_letter_path, max_bytes=settings.dead_letter_max_bytes)
         self.gateways_tracker = GatewayTracker()
         self.quota = MemberQuota(
@@ -201,10 +203,14 @@ class Ingestor:
         return self.gateways_tracker.snapshot()
 
     def health(self) -> dict[str, object]:
-        """The ingestor's state for an operators' health check: ``ok`` while connected and the store accepts writes."""
+        """The ingestor's state for an operators' health check: ``ok`` while connected and the store accepts writes;
+        ``degraded`` with the reasons while messages were refused in the last minutes (see storage.refusals)."""
         connected = self.connected.is_set()
+        reasons = self.recent_refusals.active()
         return {
             "ok": connected and self.store_ok,
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "broker_connected": connected,
             "store_ok": self.store_ok,
             "pending_messages": self.pending_messages,
@@ -313,7 +319,7 @@ class Ingestor:
                 if over is not None:
                     verdict = Refused("quota", over)
             if isinstance(verdict, Refused):
-                self._count_refusal(verdict.code)
+                self._count_refusal(verdict.code, verdict.reason)
                 refused.append((message, verdict))
                 continue
             if verdict.status is not None:
@@ -409,7 +415,7 @@ class Ingestor:
             try:
                 await asyncio.to_thread(self.store.write, verdict.member, verdict.batch.samples)
             except StoreRejected as exc:
-                self._count_refusal("store_rejected")
+                self._count_refusal("store_rejected", str(exc))
                 if not await self._dead_letter([(m, Refused("store_rejected", str(exc)[:500]))]):
                     continue
             except StoreUnavailable:
@@ -420,5 +426,6 @@ class Ingestor:
                 self.metrics.inc_messages("stored")
             self._ack([m])
 
-    def _count_refusal(self, reason: str) -> None:
-        self.metrics.inc_refused(reason)
+    def _count_refusal(self, code: str, reason: str) -> None:
+        self.metrics.inc_refused(code)
+        self.recent_refusals.note(code, reason)

@@ -147,6 +147,15 @@ def test_metrics_of_both_roles_are_served_to_operators_only(tmp_path: Path, mosq
             time.sleep(0.1)
         assert _metric(text, "mdh_ingest_broker_connected") == 1
         assert _metric(text, "mdh_ingest_dead_letters_total", code="schema") == 1
+        # a member's refused message degrades the hub, with the reason, without failing the probe (a member must not
+        # be able to take the hub out of service by sending garbage)
+        r = httpx.get(f"{ops}/healthz", timeout=5)
+        doc = r.json()
+        assert r.status_code == 200 and doc["status"] == "degraded" and doc["roles"]["ingest"]["status"] == "degraded"
+        [reason] = doc["reasons"]
+        assert reason.startswith("ingest: 1 message(s) refused as schema since start, the last ")
+        assert "schema version 99 is not supported" in reason
+        assert doc["roles"]["ingest"]["reasons"] == [reason.removeprefix("ingest: ")]
         # The API's own metrics are in the same registry (the refused /metrics request counted as unmatched).
         assert _metric(text, "mdh_api_requests_total", route="unmatched", status="404") == 1
         assert httpx.get(f"{ops}/v1/series", timeout=5).status_code == 404  # the listener serves nothing else

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -108,6 +109,11 @@ async def test_hostile_payloads_are_dead_lettered_and_the_ingestor_lives_on(
                 lambda: ing.stored_samples == 10 and ing.dead_lettered == len(hostile),
                 what="the good batch stored and every hostile one dead-lettered",
             )
+            health = ing.health()
+            assert health["ok"] is True and health["status"] == "degraded"  # working, and saying what it refuses
+            assert [r.split(" since start")[0] for r in health["reasons"]] == [  # type: ignore[union-attr]
+                f"{n} message(s) refused as {code}" for code, n in sorted(Counter(code for *_, code in hostile).items())
+            ]
         letters = read_dead_letters(settings.dead_letter_path)
         assert [d["code"] for d in letters] == [code for *_, code in hostile]
         assert [d["topic"] for d in letters] == [topic for topic, *_ in hostile]
