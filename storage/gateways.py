@@ -1,4 +1,4 @@
-"""Which gateways are online and when each was last heard of (pure bookkeeping)."""
+"""Which gateways are online, when each was last heard of, and whether its clock runs ahead (pure bookkeeping)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ class GatewayState:
     last_seen_ns: int | None = None
     births: int = 0
     deaths: int = 0
+    #: s: the gateway's clock at sealing its last batch (``sent_ns``) less the hub's at receiving it. Transit and
+    #: buffering only make it smaller, so a positive figure is a lower bound of how far the gateway's clock leads.
+    clock_ahead_s: float | None = None
+
+
+#: From how far ahead a gateway's clock is reported (health reason), well before its samples reach the hub's
+#: allowance (``ingest.max_ahead_s``, 600 s by default) and are refused.
+CLOCK_AHEAD_WARN_S = 60.0
 
 
 class GatewayTracker:
@@ -41,12 +49,25 @@ class GatewayTracker:
             state.deaths += 1
         return state
 
-    def seen(self, member: str, gateway: str, now_ns: int) -> GatewayState:
-        """Data arrived: the gateway is alive even if its birth message was missed."""
+    def seen(self, member: str, gateway: str, now_ns: int, sent_ns: int | None = None) -> GatewayState:
+        """Data arrived (a batch sealed at ``sent_ns`` by the gateway's clock): the gateway is alive even if its
+        birth message was missed."""
         state = self._get(member, gateway)
         state.last_seen_ns = now_ns
         state.online = True
+        if sent_ns is not None:
+            state.clock_ahead_s = (sent_ns - now_ns) / 1e9
         return state
+
+    def clock_warnings(self, threshold_s: float = CLOCK_AHEAD_WARN_S) -> list[str]:
+        """One line per gateway whose last batch was sealed more than ``threshold_s`` ahead of the hub's clock."""
+        return [
+            f"gateway {s.gateway} of {s.member}: its clock runs at least {s.clock_ahead_s:.0f} s ahead of the hub's "
+            "(the sealing time of its last batch); samples stamped beyond ingest.max_ahead_s are refused: check "
+            "its time synchronisation (NTP)"
+            for s in self._states.values()
+            if s.clock_ahead_s is not None and s.clock_ahead_s > threshold_s
+        ]
 
     def forget(self, keep: Callable[[str], bool]) -> int:
         """Drop the states of members ``keep`` says no to (suspended, removed, deleted); return how many."""

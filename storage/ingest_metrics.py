@@ -65,6 +65,13 @@ class IngestMetrics:
             ["instance", "member", "gateway"],
             registry=registry,
         )
+        self.gateway_clock_ahead = Gauge(
+            "mdh_ingest_gateway_clock_ahead_seconds",
+            "How far a gateway's clock ran ahead of the hub's when it sealed its last batch (a lower bound; negative: "
+            "transit and buffering)",
+            ["instance", "member", "gateway"],
+            registry=registry,
+        )
         self._instance = instance
         self.store_up.labels(**labels).set(1)
         self.connected.labels(**labels).set(0)
@@ -121,3 +128,7 @@ class IngestMetrics:
 
     def gateway_seen(self, member: str, gateway: str, ts_s: float) -> None:
         self.gateway_last_seen.labels(self._instance, member, gateway).set(ts_s)
+
+    def gateway_clock(self, member: str, gateway: str, ahead_s: float | None) -> None:
+        if ahead_s is not None:
+            self.gateway_clock_ahead.labels(self._instance, member, gateway).set(ahead_s)

@@ -204,9 +204,10 @@ class Ingestor:
 
     def health(self) -> dict[str, object]:
         """The ingestor's state for an operators' health check: ``ok`` while connected and the store accepts writes;
-        ``degraded`` with the reasons while messages were refused in the last minutes (see storage.refusals)."""
+        ``degraded`` with the reasons while messages were refused in the last minutes (see storage.refusals) or a
+        gateway's clock runs ahead (see storage.gateways)."""
         connected = self.connected.is_set()
-        reasons = self.recent_refusals.active()
+        reasons = self.recent_refusals.active() + self.gateways_tracker.clock_warnings()
         return {
             "ok": connected and self.store_ok,
             "status": "degraded" if reasons else "ok",
@@ -330,7 +331,8 @@ class Ingestor:
                 done.append(message)
             else:
                 assert verdict.batch is not None
-                state = self.gateways_tracker.seen(verdict.member, verdict.gateway, now_ns)
+                state = self.gateways_tracker.seen(verdict.member, verdict.gateway, now_ns, verdict.batch.sent_ns)
+                self.metrics.gateway_clock(state.member, state.gateway, state.clock_ahead_s)
                 p = self._pending
                 if not p.messages:
                     p.since = time.monotonic()

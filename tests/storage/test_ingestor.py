@@ -260,6 +260,37 @@ async def test_a_member_inventing_assets_and_gateways_is_held_to_its_quota(
         store.close()
 
 
+async def test_a_gateway_whose_clock_runs_ahead_is_reported_before_its_samples_are_refused(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """A gateway sealing its batches two minutes ahead of the hub's clock: its samples are still taken (within the
+    allowance), and the hub's health names the gateway and the lead, and its gauge shows it, until it seals right."""
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    ing = Ingestor(ingest_settings(mosquitto.port, tmp_path), store, lambda: register(MA, MB))
+    pub = Publisher(mosquitto.port)
+    gauge = "mdh_ingest_gateway_clock_ahead_seconds"
+    try:
+        async with running(ing):
+            ahead = msgspec.structs.replace(make_batch(MA, GA, 3), sent_ns=time.time_ns() + 120 * 10**9)
+            pub.batch(ahead)
+            pub.batch(make_batch(MB, GB, 2))  # sealed now
+            await wait_until(lambda: ing.stored_samples == 5, what="both batches stored")
+            health = ing.health()
+            assert health["ok"] is True and health["status"] == "degraded"
+            [reason] = health["reasons"]  # type: ignore[misc]
+            assert reason.startswith(f"gateway {GA} of {MA}: its clock runs at least 1") and "NTP" in reason
+            labels = {"instance": ing.metrics._instance, "member": MA, "gateway": GA}
+            assert 100 < (ing.registry.get_sample_value(gauge, labels) or 0) <= 120
+            other = ing.registry.get_sample_value(gauge, {**labels, "member": MB, "gateway": GB})
+            assert other is not None and -5 < other <= 0
+            pub.batch(make_batch(MA, GA, 1))  # its clock set right
+            await wait_until(lambda: ing.stored_samples == 6, what="the next batch stored")
+            assert ing.health()["status"] == "ok" and ing.health()["reasons"] == []
+    finally:
+        pub.close()
+        store.close()
+
+
 def _status(member: str, gateway: str, *, schema: int = 1, ts_ns: int = 1_767_571_200 * 10**9) -> bytes:
     return encode_status(Status(schema=schema, member=member, gateway=gateway, state="online", ts_ns=ts_ns))
 
