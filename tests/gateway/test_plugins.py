@@ -53,6 +53,10 @@ def test_factory_builds_one_runner_per_section_in_order(tmp_path: Path) -> None:
     assert [(r.kind, r.name) for r in runners] == [("opcua", "halle3"), ("mqtt", "leitstand")]
     assert [r.normaliser for r in runners] == made  # one normaliser per source
     assert all(not r.connected for r in runners)
+    # every source counts its normaliser's readings stamped ahead of the clock as its own problem
+    for r in runners:
+        r.normaliser.on_future(700 * 10**9)  # type: ignore[misc]
+        assert r.problems.events["future"] == 1 and "input_future" in r.problems.active()
 
 
 def test_an_audit_slower_than_the_heartbeat_is_refused(tmp_path: Path) -> None:
