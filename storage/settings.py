@@ -34,7 +34,8 @@ class StoreSettings(BaseModel):
 
     ``retention_days`` keeps raw samples that long (``None``: for ever), ``rollup_retention_days``
     the hourly rollups. They apply to the DuckDB store and to InfluxDB 1.x (retention policies
-    ``raw`` and ``rollups``); on 2.x/3.x retention is a property of the bucket.
+    ``raw`` and ``rollups``); on 2.x/3.x retention is a property of the bucket (give ``retention_days`` the
+    bucket's all the same: the ingestor refuses samples older than it, see storage.ingestor).
     """
 
     model_config = ConfigDict(extra="forbid")
