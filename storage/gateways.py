@@ -69,12 +69,13 @@ class GatewayTracker:
             if s.clock_ahead_s is not None and s.clock_ahead_s > threshold_s
         ]
 
-    def forget(self, keep: Callable[[str], bool]) -> int:
-        """Drop the states of members ``keep`` says no to (suspended, removed, deleted); return how many."""
+    def forget(self, keep: Callable[[str], bool]) -> list[tuple[str, str]]:
+        """Drop the states of members ``keep`` says no to (suspended, removed, deleted); return their (member,
+        gateway) pairs."""
         gone = [key for key in self._states if not keep(key[0])]
         for key in gone:
             del self._states[key]
-        return len(gone)
+        return gone
 
     def snapshot(self) -> list[GatewayState]:
         return [GatewayState(**{f: getattr(s, f) for f in GatewayState.__slots__}) for s in self._states.values()]

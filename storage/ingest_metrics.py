@@ -5,6 +5,8 @@ The counters are the ingestor's only count of what it did: its health answer and
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -128,6 +130,14 @@ class IngestMetrics:
 
     def gateway_seen(self, member: str, gateway: str, ts_s: float) -> None:
         self.gateway_last_seen.labels(self._instance, member, gateway).set(ts_s)
+
+    def forget_gateways(self, gone: list[tuple[str, str]]) -> None:
+        """Remove the per-gateway series of ``gone`` (a suspended or removed member's gateways): its pseudonyms do
+        not stay in the metrics."""
+        for member, gateway in gone:
+            for gauge in (self.gateway_last_seen, self.gateway_clock_ahead):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(self._instance, member, gateway)
 
     def gateway_clock(self, member: str, gateway: str, ahead_s: float | None) -> None:
         if ahead_s is not None:

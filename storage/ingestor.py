@@ -298,7 +298,7 @@ class Ingestor:
             register = self._register()
             if register is not self._last_register:
                 # a member suspended, removed or deleted: its gateways' status is not kept any more
-                self.gateways_tracker.forget(register.is_active)
+                self.metrics.forget_gateways(self.gateways_tracker.forget(register.is_active))
                 self.quota.forget(register.is_active)
             self._last_register = register
         except Exception as exc:

@@ -13,6 +13,7 @@ import msgspec
 import polars as pl
 import pytest
 import zstandard
+from prometheus_client import generate_latest
 
 from core.register import with_member_changed
 from storage import DuckDBStore, Ingestor, SeriesQuery, StoreSettings, open_store
@@ -392,11 +393,23 @@ async def test_a_suspended_members_gateway_status_is_forgotten(mosquitto: Mosqui
     try:
         async with running(ing):
             pub.status(MA, GA, "online")
+            pub.batch(make_batch(MA, GA, 2))
             pub.status(MB, GB, "online")
-            await wait_until(lambda: len(ing.gateways()) == 2, what="both gateways' birth")
+            await wait_until(lambda: len(ing.gateways()) == 2 and ing.stored_samples == 2, what="both gateways heard")
+
+            def series_of(member: str) -> list[str]:
+                text = generate_latest(ing.registry).decode()
+                return [line.split("{")[0] for line in text.splitlines() if f'member="{member}"' in line]
+
+            assert sorted(series_of(MA)) == [
+                "mdh_ingest_gateway_clock_ahead_seconds",
+                "mdh_ingest_gateway_last_seen_timestamp_seconds",
+            ]
             current["register"] = with_member_changed(current["register"], MA, suspended=True)
             pub.status(MB, GB, "online")  # the next message makes the ingestor read the register
             await wait_until(lambda: [g.member for g in ing.gateways()] == [MB], what="MA's status forgotten")
+            assert series_of(MA) == []  # nor do its pseudonyms stay in the metrics
+            assert series_of(MB) == ["mdh_ingest_gateway_last_seen_timestamp_seconds"]
     finally:
         pub.close()
         store.close()
