@@ -59,7 +59,7 @@ from .ratelog import RateLimitedLog
 from .refusals import RecentRefusals
 from .settings import IngestSettings
 from .store_writer import StoreWriter
-from .validate import Accepted, Refused, check_message
+from .validate import Accepted, Refused, accepted_window, check_message
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,6 @@ log = logging.getLogger(__name__)
 class MemberRegister(Protocol):
     def is_active(self, pseudonym: str) -> bool: ...
 
-
-#: Samples that would leave the store's retention within this time are refused with the older ones.
-_EXPIRY_MARGIN_NS = 3600 * 10**9
 
 #: Returns the current register (e.g. :class:`core.register.RegisterFile`, which re-reads on change).
 RegisterProvider = Callable[[], MemberRegister]
@@ -272,13 +269,13 @@ class Ingestor:
                 await self._flush()
 
     def _checker(self) -> Callable[[Message], Accepted | Refused]:
-        """:func:`check_message` with the current register, the payload limit and the sample times accepted now:
-        the store's retention of raw data (less an hour: what would expire within it goes at the next housekeeping)
-        up to the hub's clock plus ``max_ahead_s``."""
+        """:func:`check_message` with the current register, the payload limit and the sample times accepted now
+        (:func:`accepted_window`)."""
         register = self._current_register()
-        now, keep, max_bytes = time.time_ns(), self.store.retention_ns, self.settings.max_payload_bytes
-        earliest = None if keep is None else now - keep + _EXPIRY_MARGIN_NS
-        latest = now + int(self.settings.max_ahead_s * 1e9)
+        max_bytes = self.settings.max_payload_bytes
+        earliest, latest = accepted_window(
+            time.time_ns(), retention_ns=self.store.retention_ns, max_ahead_s=self.settings.max_ahead_s
+        )
 
         def check(m: Message) -> Accepted | Refused:
             return check_message(

@@ -37,6 +37,18 @@ RETAINED_REASON = (
 )
 
 
+#: Samples that would leave the store's retention within this time are refused with the older ones: the next
+#: hourly housekeeping would delete them.
+EXPIRY_MARGIN_NS = 3600 * 10**9
+
+
+def accepted_window(now_ns: int, *, retention_ns: int | None, max_ahead_s: float) -> tuple[int | None, int]:
+    """The oldest and the newest sample timestamp accepted at ``now_ns``: the store's retention of raw data less
+    :data:`EXPIRY_MARGIN_NS` (``None``: no bound), and the hub's clock plus ``max_ahead_s``."""
+    earliest = None if retention_ns is None else now_ns - retention_ns + EXPIRY_MARGIN_NS
+    return earliest, now_ns + int(max_ahead_s * 1e9)
+
+
 def check_message(
     topic: str,
     payload: bytes,
