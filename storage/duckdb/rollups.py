@@ -26,6 +26,7 @@ pending assets it asks for whose pending data overlaps its period, and only when
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ from wire import Sample
 
 from ..base import COUNTER_COLUMNS, DOWNTIME_COLUMNS, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
 from ..incremental import Carry, Key, carry_from_raw, fold, rows_frame, widen_start
+from ..late import LateRange, late_ranges, read_end, window_end, window_rows
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from ..sample_fold import fold_samples
 from .connection import DuckDBConnection, in_clause
@@ -71,6 +73,8 @@ class RollupKeeper:
         self._carries: dict[Key, Carry] = {}
         self._as_of: int | None = None
         self.written = WrittenBatches()
+        #: assets with late samples recomputed over their windows only, and from their late hour on
+        self.recomputes: Counter[str] = Counter()
 
     def update(self, cur: duckdb.DuckDBPyConnection, batch: str) -> None:
         """Record what the batch registered as ``batch`` (just inserted) added; called inside the write
@@ -164,13 +168,18 @@ class RollupKeeper:
     def _fold_and_recompute(self, cur: duckdb.DuckDBPyConnection, pending: list[tuple[str, str, int, int]]) -> None:
         redo: dict[Key, int] = {}
         folding: list[tuple[str, str, int]] = []
+        late: list[tuple[str, str, int]] = []
         for m, a, lo, _ in pending:
             carry = self._carries.get((m, a))
             if carry is not None and lo >= carry.folded_ns:  # at folded_ns: fold() checks the signals
                 folding.append((m, a, carry.folded_ns))
+            elif carry is not None:
+                late.append((m, a, lo))
             else:
                 redo[(m, a)] = _hour(lo - GAP_NS)
         remembered = self.written.samples((m, a) for m, a, _ in folding)
+        for member, assets in self._late_windows(cur, late, redo).items():  # their samples from the folded time on
+            remembered.setdefault(member, {}).update(assets)
         from_memory: list[tuple[Any, ...]] = []
         for member, assets in remembered.items():
             changed, missing = fold_samples(self._carries, member, assets)
@@ -197,8 +206,47 @@ class RollupKeeper:
         for start in sorted(set(redo.values())):
             self._recompute(cur, [k for k, s in redo.items() if s == start], start)
 
-    def _recompute(self, cur: duckdb.DuckDBPyConnection, keys: list[Key], start: int) -> None:
-        """Recompute the rows of ``keys`` from ``start`` (an hour) on, from raw, and build their carries."""
+    def _late_windows(
+        self, cur: duckdb.DuckDBPyConnection, late: list[tuple[str, str, int]], redo: dict[Key, int]
+    ) -> dict[str, dict[str, list[Sample]]]:
+        """Recompute the windows of the late samples of ``late`` (assets with a carry whose pending samples start
+        before its folded time; see :mod:`storage.late`) whose batches are all kept in memory, leaving their
+        carries as they are. Returns, per member and asset, the samples of those assets from the folded time on,
+        to fold; every asset whose windows cannot be bounded (or whose batches are not kept) goes into ``redo``
+        from its late hour on."""
+        kept = self.written.samples((m, a) for m, a, _ in late)
+        out: dict[str, dict[str, list[Sample]]] = {}
+        for m, a, lo in late:
+            samples = kept.get(m, {}).get(a)
+            folded = self._carries[(m, a)].folded_ns
+            if samples is None or not all(self._window(cur, (m, a), r) for r in late_ranges(samples, folded)):
+                redo[(m, a)] = _hour(lo - GAP_NS)
+                self.recomputes["full"] += 1
+                continue
+            self.recomputes["window"] += 1
+            rest = [s for s in samples if s.ts >= folded]
+            if rest:
+                out.setdefault(m, {})[a] = rest
+        return out
+
+    def _window(self, cur: duckdb.DuckDBPyConnection, key: Key, r: LateRange) -> bool:
+        """Recompute the rows of one window of late samples of ``key`` (:mod:`storage.late`); ``False`` when it
+        cannot be bounded (nothing written then)."""
+        end_ns = read_end(r)
+        combined, start = self._read(cur, [key], r.start, end_ns)
+        end = window_end(combined, r, self._carries[key], end_ns)
+        if end is None:
+            return False
+        cur.execute("DELETE FROM rollups WHERE member = ? AND asset = ? AND hour >= ? AND hour < ?", [*key, start, end])
+        self._upsert(cur, window_rows(combined, start, end, end_ns))
+        return True
+
+    def _read(
+        self, cur: duckdb.DuckDBPyConnection, keys: list[Key], start: int, end_ns: int | None = None
+    ) -> tuple[pl.DataFrame, int]:
+        """The raw rows of ``keys`` from ``start`` (widened back to a state sample without a successor, see
+        :func:`~storage.incremental.widen_start`) up to ``end_ns`` (exclusive; ``None``: all), after every counter
+        and state series' last good sample before it as its predecessor; and the start it read from."""
         frame = pl.DataFrame(keys, schema=["member", "asset"], orient="row")
         cur.register("redo_keys", frame)
         join = "FROM samples s JOIN redo_keys k ON s.member = k.member AND s.asset = k.asset"
@@ -212,19 +260,31 @@ class RollupKeeper:
             ).pl()
             return frame
 
-        preds = predecessors(start)
-        widened = widen_start(start, preds)
-        if widened < start:
-            start = widened
+        try:
             preds = predecessors(start)
-        raw = cur.sql(f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts >= ?", params=[start]).pl()
+            widened = widen_start(start, preds)
+            if widened < start:
+                start = widened
+                preds = predecessors(start)
+            if end_ns is None:
+                raw = cur.sql(f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts >= ?", params=[start]).pl()
+            else:
+                raw = cur.sql(f"SELECT {_RAW_COLUMNS} {join} WHERE s.ts >= ? AND s.ts < ?", params=[start, end_ns]).pl()
+        finally:
+            cur.unregister("redo_keys")
+        return pl.concat([preds, raw]), start
+
+    def _recompute(self, cur: duckdb.DuckDBPyConnection, keys: list[Key], start: int) -> None:
+        """Recompute the rows of ``keys`` from ``start`` (an hour) on, from raw, and build their carries."""
+        combined, start = self._read(cur, keys, start)
+        frame = pl.DataFrame(keys, schema=["member", "asset"], orient="row")
+        cur.register("redo_keys", frame)
         cur.execute(
             "DELETE FROM rollups USING redo_keys k WHERE rollups.member = k.member AND "
             "rollups.asset = k.asset AND rollups.hour >= ?",
             [start],
         )
         cur.unregister("redo_keys")
-        combined = pl.concat([preds, raw])
         fresh = compute_rollups(combined).filter(pl.col("hour").cast(pl.Int64) >= start)
         self._upsert(cur, fresh)
         for key in keys:

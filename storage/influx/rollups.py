@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from wire.catalog import COUNTER_SIGNALS
 
 from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
 from ..incremental import Carry, Key, carry_from_raw, fold_rows, widen_start
+from ..late import LateRange, late_ranges, read_end, window_end, window_rows
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from ..sample_fold import fold_samples
 from .batchlog import BatchLog, Bounds, OwnMarker
@@ -82,6 +84,8 @@ class InfluxRollupKeeper:
         #: markers already handled, (member, asset, time), until the watermark passes them
         self._seen: set[tuple[str, str, int]] = set()
         self._as_of: int | None = None
+        #: assets with late samples recomputed over their windows only, and from their late hour on
+        self.recomputes: Counter[str] = Counter()
         #: the batches this process wrote, with their markers (see :meth:`wrote`)
         self.log = BatchLog()
         #: reads the rows, from the cache of settled hours where it can (``cache`` ``None``: no cache)
@@ -110,29 +114,23 @@ class InfluxRollupKeeper:
         dropped, is read back as before."""
         self.log.record(member, samples, written_ns, bounds)
 
-    def _fold_remembered(
-        self, folding: dict[Key, tuple[int, int]], own: dict[Key, list[int]], others: set[Key]
-    ) -> tuple[list[tuple[Any, ...]], dict[Key, int]]:
-        """Fold, from memory and sample by sample (:func:`~storage.sample_fold.fold_samples`), the folding assets
-        whose every pending marker is of a batch whose samples are remembered; those assets are taken out of
-        ``folding``. Returns the changed rows and the assets that need a recompute."""
+    def _remembered(
+        self, keys: Sequence[Key], own: dict[Key, list[int]], others: set[Key]
+    ) -> dict[str, dict[str, list[Sample]]]:
+        """Per member and asset, the samples of the pending batches of those ``keys`` whose every pending marker is
+        of a batch whose samples are remembered (in the order written; the others must be read back)."""
         batches: dict[tuple[str, int], list[Sample] | None] = {}
-        candidates = [k for k in folding if k in own and k not in others]
+        candidates = [k for k in keys if k in own and k not in others]
         for m, a in candidates:
             for t in own[(m, a)]:
                 if (m, t) not in batches:
                     batches[(m, t)] = self.log.samples(m, t)
-        known = {k for k in candidates if all(batches[(k[0], t)] is not None for t in own[k])}
-        rows: list[tuple[Any, ...]] = []
-        redo: dict[Key, int] = {}
-        if not known:
-            return rows, redo
+        known = [k for k in candidates if all(batches[(k[0], t)] is not None for t in own[k])]
         # per member: each asset's samples from its own pending batches, in the order written (a batch stays
         # pending for the assets a refresh limited to some assets left; the others' samples there were folded)
         wanted: dict[str, dict[str, list[Sample]]] = {}
         in_batch: dict[tuple[str, int], dict[str, list[Sample]]] = {}
         for m, a in known:
-            del folding[(m, a)]
             found = wanted.setdefault(m, {})[a] = []
             for t in own[(m, a)]:
                 in_batch.setdefault((m, t), {})[a] = found
@@ -142,7 +140,19 @@ class InfluxRollupKeeper:
                 into = get(s.asset)
                 if into is not None:
                     into.append(s)
+        return wanted
+
+    def _fold_remembered(
+        self, folding: dict[Key, tuple[int, int]], wanted: dict[str, dict[str, list[Sample]]]
+    ) -> tuple[list[tuple[Any, ...]], dict[Key, int]]:
+        """Fold, from memory and sample by sample (:func:`~storage.sample_fold.fold_samples`), the folding assets
+        of ``wanted`` (their remembered samples, see :meth:`_remembered`); those assets are taken out of
+        ``folding``. Returns the changed rows and the assets that need a recompute."""
+        rows: list[tuple[Any, ...]] = []
+        redo: dict[Key, int] = {}
         for member, assets in wanted.items():
+            for a in assets:
+                folding.pop((member, a), None)
             r, d = fold_samples(self._carries, member, assets)
             rows += r
             redo.update(d)
@@ -290,25 +300,31 @@ class InfluxRollupKeeper:
         redo: dict[Key, int] = {}
         bound: dict[Key, int] = {}
         folding: dict[Key, tuple[int, int]] = {}
+        late: dict[Key, int] = {}
         for key, (lo, hi) in pending.items():
             carry = self._carries.get(key)
             bound[key] = max(hi, carry.folded_ns) if carry is not None else hi
             if carry is not None and lo >= carry.folded_ns:  # at folded_ns: fold() checks the signals
                 folding[key] = (carry.folded_ns - 1, hi)  # (lo, hi]: from folded_ns on
+            elif carry is not None:
+                late[key] = lo
             else:
                 redo[key] = _hour(lo - GAP_NS)
         try:
-            if folding:
-                t0 = time.perf_counter()
-                folded_assets = len(folding)  # _fold_remembered takes the assets it folds out of folding
-                rows, missing = self._fold_remembered(folding, own, others)
-                t1 = time.perf_counter()
-                new = self._read_new(folding) if folding else pl.DataFrame(schema=RAW_SCHEMA)
-                read, read_missing = fold_rows(self._carries, new)
-                rows += read
-                missing.update(read_missing)
-                t2 = time.perf_counter()
-                self._write_tuples(rows)
+            wanted = self._remembered(list(folding), own, others)
+            for member, assets in self._late_windows(late, own, others, redo).items():
+                wanted.setdefault(member, {}).update(assets)
+            t0 = time.perf_counter()
+            folded_assets = len(folding) + sum(map(len, wanted.values()))
+            rows, missing = self._fold_remembered(folding, wanted)
+            t1 = time.perf_counter()
+            new = self._read_new(folding) if folding else pl.DataFrame(schema=RAW_SCHEMA)
+            read, read_missing = fold_rows(self._carries, new)
+            rows += read
+            missing.update(read_missing)
+            t2 = time.perf_counter()
+            self._write_tuples(rows)
+            if folded_assets:
                 log.debug(
                     "rollup fold: %d assets, from memory in %.2f s; %d samples read and folded in %.2f s; "
                     "%d rows written in %.2f s",
@@ -319,8 +335,8 @@ class InfluxRollupKeeper:
                     len(rows),
                     time.perf_counter() - t2,
                 )
-                for key, hour in missing.items():
-                    redo[key] = min(hour, redo.get(key, hour))
+            for key, hour in missing.items():
+                redo[key] = min(hour, redo.get(key, hour))
             for start in sorted(set(redo.values())):
                 keys = [k for k, s in redo.items() if s == start]
                 for i in range(0, len(keys), KEYS_PER_QUERY):
@@ -329,6 +345,30 @@ class InfluxRollupKeeper:
             for key in pending:  # their carries may be ahead of the rows: recompute next time
                 self._carries.pop(key, None)
             raise
+
+    def _late_windows(
+        self, late: dict[Key, int], own: dict[Key, list[int]], others: set[Key], redo: dict[Key, int]
+    ) -> dict[str, dict[str, list[Sample]]]:
+        """Recompute the windows of the late samples of ``late`` (assets with a carry whose pending samples start
+        before its folded time, with their first pending sample; see :mod:`storage.late`) whose pending batches are
+        all remembered, leaving their
+        carries as they are. Returns, per member and asset, the samples of those assets from the folded time on,
+        to fold; every asset whose windows cannot be bounded (or whose batches are not remembered, or that another
+        writer wrote too) goes into ``redo`` from its late hour on."""
+        kept = self._remembered(list(late), own, others)
+        out: dict[str, dict[str, list[Sample]]] = {}
+        for (m, a), lo in late.items():
+            samples = kept.get(m, {}).get(a)
+            folded = self._carries[(m, a)].folded_ns
+            if samples is None or not all(self._window((m, a), r) for r in late_ranges(samples, folded)):
+                redo[(m, a)] = _hour(lo - GAP_NS)
+                self.recomputes["full"] += 1
+                continue
+            self.recomputes["window"] += 1
+            rest = [s for s in samples if s.ts >= folded]
+            if rest:
+                out.setdefault(m, {})[a] = rest
+        return out
 
     def _read_new(self, folding: dict[Key, tuple[int, int]]) -> pl.DataFrame:
         """Raw samples of every folding asset after its folded time, up to its last marker's sample."""
@@ -356,8 +396,10 @@ class InfluxRollupKeeper:
             frames.append(within(raw, group))
         return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_SCHEMA)
 
-    def _recompute(self, bound: dict[Key, int], start: int) -> None:
-        """Recompute the rows of the assets of ``bound`` from ``start`` (an hour) up to their bound; carries."""
+    def _read(self, bound: dict[Key, int], start: int) -> tuple[pl.DataFrame, int]:
+        """The raw rows of the assets of ``bound`` from ``start`` (widened back to a state sample without a
+        successor, see :func:`~storage.incremental.widen_start`) up to their bound (inclusive), after every counter
+        and state series' last good sample before it as its predecessor; and the start it read from."""
         raw_src = self._src("samples", self._db.raw_rp)
         cond = keys_condition(list(bound))
 
@@ -384,13 +426,28 @@ class InfluxRollupKeeper:
         ).frame(RAW_SCHEMA)
         raw = within(raw, {k: (start - 1, b) for k, b in bound.items()})
         prev = pl.concat([prev_counters, prev_states]).with_columns(pl.lit(0, dtype=pl.UInt8).alias("quality"))
-        combined = pl.concat([prev, raw])
+        return pl.concat([prev, raw]), start
+
+    def _recompute(self, bound: dict[Key, int], start: int) -> None:
+        """Recompute the rows of the assets of ``bound`` from ``start`` (an hour) up to their bound; carries."""
+        combined, start = self._read(bound, start)
         fresh = compute_rollups(combined).filter(pl.col("hour").cast(pl.Int64) >= start)
         self._write_rows(fresh)
         for key in bound:
             self._carries.pop(key, None)
         self._carries.update(carry_from_raw(combined, fresh, start))
         log.debug("recomputed %d rollup rows for %d assets from %d", fresh.height, len(bound), start)
+
+    def _window(self, key: Key, r: LateRange) -> bool:
+        """Recompute the rows of one window of late samples of ``key`` (:mod:`storage.late`); ``False`` when it
+        cannot be bounded (nothing written then)."""
+        end_ns = read_end(r)
+        combined, start = self._read({key: end_ns - 1}, r.start)
+        end = window_end(combined, r, self._carries[key], end_ns)
+        if end is None:
+            return False
+        self._write_rows(window_rows(combined, start, end, end_ns))
+        return True
 
     def _write_rows(self, rows: pl.DataFrame) -> None:
         """Upsert ``rows``; then announce the hours that a reader's cache may hold (see :mod:`.rollup_reader`)."""
