@@ -178,8 +178,10 @@ class RollupKeeper:
             else:
                 redo[(m, a)] = _hour(lo - GAP_NS)
         remembered = self.written.samples((m, a) for m, a, _ in folding)
-        for member, assets in self._late_windows(cur, late, redo).items():  # their samples from the folded time on
+        late_rest, read_back = self._late_windows(cur, late, redo)
+        for member, assets in late_rest.items():  # their samples from the folded time on
             remembered.setdefault(member, {}).update(assets)
+        folding += read_back
         from_memory: list[tuple[Any, ...]] = []
         for member, assets in remembered.items():
             changed, missing = fold_samples(self._carries, member, assets)
@@ -208,14 +210,16 @@ class RollupKeeper:
 
     def _late_windows(
         self, cur: duckdb.DuckDBPyConnection, late: list[tuple[str, str, int]], redo: dict[Key, int]
-    ) -> dict[str, dict[str, list[Sample]]]:
+    ) -> tuple[dict[str, dict[str, list[Sample]]], list[tuple[str, str, int]]]:
         """Recompute the windows of the late samples of ``late`` (assets with a carry whose pending samples start
         before its folded time; see :mod:`storage.late`) whose batches are all kept in memory, leaving their
-        carries as they are. Returns, per member and asset, the samples of those assets from the folded time on,
-        to fold; every asset whose windows cannot be bounded (or whose batches are not kept) goes into ``redo``
-        from its late hour on."""
-        kept = self.written.samples((m, a) for m, a, _ in late)
+        carries as they are. Returns what of those assets is to fold from the folded time on: per member and asset
+        the samples from memory, and the assets whose writes found some samples in the file already, to read
+        back. Every asset whose windows cannot be bounded (or whose batches are not kept) goes into ``redo`` from
+        its late hour on."""
+        kept = self.written.samples(((m, a) for m, a, _ in late), holes=True)
         out: dict[str, dict[str, list[Sample]]] = {}
+        read_back: list[tuple[str, str, int]] = []
         for m, a, lo in late:
             samples = kept.get(m, {}).get(a)
             folded = self._carries[(m, a)].folded_ns
@@ -225,9 +229,11 @@ class RollupKeeper:
                 continue
             self.recomputes["window"] += 1
             rest = [s for s in samples if s.ts >= folded]
-            if rest:
+            if rest and self.written.has_holes((m, a)):
+                read_back.append((m, a, folded))
+            elif rest:
                 out.setdefault(m, {})[a] = rest
-        return out
+        return out, read_back
 
     def _window(self, cur: duckdb.DuckDBPyConnection, key: Key, r: LateRange) -> bool:
         """Recompute the rows of one window of late samples of ``key`` (:mod:`storage.late`); ``False`` when it

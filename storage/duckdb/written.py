@@ -8,7 +8,8 @@ read back as before when
 
 * it was not refreshed since the store was opened (its pending rows may be older than this process);
 * a write that held a batch of it inserted fewer rows than it had (a redelivery, or a sample twice in one flush:
-  the file keeps the first, so the samples of that write are not what the file holds);
+  the file keeps the first, so the samples of that write are not what the file holds; such a batch is kept all
+  the same, for the windows of late samples, which need only a superset of what changed);
 * the memory was full: beyond ``max_samples`` every kept batch is dropped, and the assets that may have had
   samples in them are read back at their next refresh.
 
@@ -55,10 +56,9 @@ class WrittenBatches:
         if not samples:
             return
         self._seq += 1
-        if not complete:
+        if not complete:  # kept for the late windows, which need only a superset of what changed
             for asset in {s.asset for s in samples}:
                 self._holes[(member, asset)] = self._seq
-            return
         if self._count + len(samples) > self._max_samples:
             self._batches.clear()
             self._count = 0
@@ -67,19 +67,27 @@ class WrittenBatches:
         self._batches.setdefault(member, []).append((self._seq, samples))
         self._count += len(samples)
 
-    def _complete(self, key: Key) -> int | None:
-        """The number of the key's last refreshed batch when every batch of it since is kept, else ``None``."""
+    def _complete(self, key: Key, *, holes: bool) -> int | None:
+        """The number of the key's last refreshed batch when every batch of it since is kept (and, unless ``holes``,
+        each of their samples was a new row), else ``None``."""
         refreshed = self._refreshed.get(key)
-        if refreshed is None or refreshed < self._dropped_upto or self._holes.get(key, 0) > refreshed:
+        if refreshed is None or refreshed < self._dropped_upto or (not holes and self._holes.get(key, 0) > refreshed):
             return None
         return refreshed
 
-    def samples(self, keys: Iterable[Key]) -> dict[str, dict[str, list[Sample]]]:
+    def has_holes(self, key: Key) -> bool:
+        """Whether a write of ``key`` since its last refresh found some of its samples in the file already."""
+        return self._holes.get(key, 0) > self._refreshed.get(key, 0)
+
+    def samples(self, keys: Iterable[Key], *, holes: bool = False) -> dict[str, dict[str, list[Sample]]]:
         """Per member and asset, the samples written since the asset's last refresh, in the order written: for
-        those of ``keys`` whose every such batch is kept and that have any (the others must be read back)."""
+        those of ``keys`` whose every such batch is kept and that have any (the others must be read back). With
+        ``holes`` also for an asset whose writes found some samples in the file already (the file kept those):
+        then the samples are a superset of what changed, enough for a late window (:mod:`storage.late`), not for
+        a fold."""
         since: dict[str, dict[str, int]] = {}
         for key in keys:
-            refreshed = self._complete(key)
+            refreshed = self._complete(key, holes=holes)
             if refreshed is not None:
                 since.setdefault(key[0], {})[key[1]] = refreshed
         out: dict[str, dict[str, list[Sample]]] = {}

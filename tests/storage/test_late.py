@@ -297,3 +297,20 @@ def test_a_late_counter_sample_recomputes_the_hour_of_its_series_next_sample() -
     keeper.refresh()
     assert (keeper.recomputes, keeper.windows) == (1, 1)
     assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
+
+
+def test_a_late_state_before_a_long_silence_holds_for_the_state_gap_only() -> None:
+    """A state sample at 09:59:50 before four hours without a state: its successor lies beyond what the window
+    reads, and it still holds for the 300 s of the state gap, into hour 10, as in the whole series."""
+    frame, _ = _day(T0)
+    silence = (pl.col("ts") >= T0 + 10 * HOUR_NS) & (pl.col("ts") < T0 + 14 * HOUR_NS)
+    quiet = frame.filter(~((pl.col("signal") == "state") & silence))
+    late = quiet.filter((pl.col("signal") == "state") & (pl.col("ts") == T0 + 10 * HOUR_NS - 20 * S))
+    late = late.with_columns(pl.col("ts") + 10 * S, pl.lit("down").alias("text"))
+    keeper = LateKeeper()
+    keeper.write(quiet)
+    keeper.refresh()
+    keeper.write(late)
+    keeper.refresh()
+    assert (keeper.recomputes, keeper.windows) == (1, 1)
+    assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)

@@ -71,3 +71,20 @@ def test_a_late_sample_that_is_its_series_newest_falls_back_to_a_recompute_up_to
     store.refresh_rollups()
     assert store.rollups.recomputes == {"full": 1}
     _equal_to_full_recompute(store)
+
+
+def test_a_replayed_old_batch_is_recomputed_over_its_window(store: Store) -> None:
+    """An old batch sent again (the embedded file keeps the samples it has, InfluxDB overwrites them with the same
+    values), together with the newest samples again and a live one: a window, the rows of a full recompute."""
+    day = _day(A1)
+    for lo in range(0, len(day), 6000):
+        store.write(M1, day[lo : lo + 6000])
+    store.refresh_rollups()
+    replay = [*day[9000:9060], *day[-3:], smp(T0 + 24 * H + 5 * S, A1, "power_kw", 4.0)]
+    store.write(M1, replay)
+    store.refresh_rollups()
+    assert store.rollups.recomputes == {"window": 1}
+    _equal_to_full_recompute(store)
+    store.write(M1, [smp(T0 + 24 * H + 25 * S, A1, "energy_kwh", 1e5)])
+    store.refresh_rollups()
+    _equal_to_full_recompute(store)
