@@ -12,9 +12,14 @@ changes only
 
 So the late samples of an asset are taken in clusters (:func:`late_ranges`; two clusters more than
 :data:`CLUSTER_GAP_NS` apart are two windows), and each cluster's window is recomputed from raw with
-:func:`~storage.rollups.compute_rollups`: from the hour of its first sample less ``GAP_NS`` (widened as any
-recompute is, :func:`~storage.incremental.widen_start`) up to :func:`window_end`, over the raw rows read up to
-:func:`read_end`, whose last ``GAP_NS`` only closes the intervals of the last states (:func:`window_rows`).
+:func:`~storage.rollups.compute_rollups`: from the hour of its first sample less ``GAP_NS`` up to
+:func:`window_end`, over the raw rows read up to :func:`read_end`, whose last ``GAP_NS`` only closes the intervals
+of the last states (:func:`window_rows`), after each counter and state series' last good sample before the window
+as its predecessor. The start is not widened back to a state sample without a successor, as a recompute up to
+now is (:func:`~storage.incremental.widen_start`): a window is only taken when the carry's newest state of every
+late state signal comes after the late samples, so each state sample before the window had its successor
+already, and its interval, which ends at most ``GAP_NS`` after it and so before the late samples, stays as it was
+(its spill into the window's first hour is computed from it as the predecessor).
 
 The carry of the asset stays as it is, so the window must end before every hour the carry keeps a row for
 and the late samples must not be the newest of their series (the carry holds the newest counter value and
@@ -66,7 +71,7 @@ class LateRange:
 
     @property
     def start(self) -> int:
-        """The first hour the cluster can change (before :func:`~storage.incremental.widen_start`)."""
+        """The first hour the cluster can change."""
         return _hour(self.lo - GAP_NS)
 
 

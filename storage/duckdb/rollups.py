@@ -239,7 +239,7 @@ class RollupKeeper:
         """Recompute the rows of one window of late samples of ``key`` (:mod:`storage.late`); ``False`` when it
         cannot be bounded (nothing written then)."""
         end_ns = read_end(r)
-        combined, start = self._read(cur, [key], r.start, end_ns)
+        combined, start = self._read(cur, [key], r.start, end_ns, widen=False)
         end = window_end(combined, r, self._carries[key], end_ns)
         if end is None:
             return False
@@ -248,10 +248,16 @@ class RollupKeeper:
         return True
 
     def _read(
-        self, cur: duckdb.DuckDBPyConnection, keys: list[Key], start: int, end_ns: int | None = None
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        keys: list[Key],
+        start: int,
+        end_ns: int | None = None,
+        *,
+        widen: bool = True,
     ) -> tuple[pl.DataFrame, int]:
-        """The raw rows of ``keys`` from ``start`` (widened back to a state sample without a successor, see
-        :func:`~storage.incremental.widen_start`) up to ``end_ns`` (exclusive; ``None``: all), after every counter
+        """The raw rows of ``keys`` from ``start`` (``widen``: widened back to a state sample without a successor,
+        see :func:`~storage.incremental.widen_start`) up to ``end_ns`` (exclusive; ``None``: all), after every counter
         and state series' last good sample before it as its predecessor; and the start it read from."""
         frame = pl.DataFrame(keys, schema=["member", "asset"], orient="row")
         cur.register("redo_keys", frame)
@@ -268,7 +274,7 @@ class RollupKeeper:
 
         try:
             preds = predecessors(start)
-            widened = widen_start(start, preds)
+            widened = widen_start(start, preds) if widen else start
             if widened < start:
                 start = widened
                 preds = predecessors(start)

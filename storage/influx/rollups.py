@@ -396,9 +396,9 @@ class InfluxRollupKeeper:
             frames.append(within(raw, group))
         return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_SCHEMA)
 
-    def _read(self, bound: dict[Key, int], start: int) -> tuple[pl.DataFrame, int]:
-        """The raw rows of the assets of ``bound`` from ``start`` (widened back to a state sample without a
-        successor, see :func:`~storage.incremental.widen_start`) up to their bound (inclusive), after every counter
+    def _read(self, bound: dict[Key, int], start: int, *, widen: bool = True) -> tuple[pl.DataFrame, int]:
+        """The raw rows of the assets of ``bound`` from ``start`` (``widen``: widened back to a state sample without
+        a successor, see :func:`~storage.incremental.widen_start`) up to their bound (inclusive), after every counter
         and state series' last good sample before it as its predecessor; and the start it read from."""
         raw_src = self._src("samples", self._db.raw_rp)
         cond = keys_condition(list(bound))
@@ -416,7 +416,7 @@ class InfluxRollupKeeper:
             return counters, states
 
         prev_counters, prev_states = predecessors(start)
-        widened = widen_start(start, prev_states)
+        widened = widen_start(start, prev_states) if widen else start
         if widened < start:
             start = widened
             prev_counters, prev_states = predecessors(start)
@@ -442,7 +442,7 @@ class InfluxRollupKeeper:
         """Recompute the rows of one window of late samples of ``key`` (:mod:`storage.late`); ``False`` when it
         cannot be bounded (nothing written then)."""
         end_ns = read_end(r)
-        combined, start = self._read({key: end_ns - 1}, r.start)
+        combined, start = self._read({key: end_ns - 1}, r.start, widen=False)
         end = window_end(combined, r, self._carries[key], end_ns)
         if end is None:
             return False

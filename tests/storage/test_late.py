@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 
 from storage import compute_rollups
 from storage.base import RAW_SCHEMA
-from storage.incremental import Key, widen_start
+from storage.incremental import Key
 from storage.late import CLUSTER_GAP_NS, LateRange, late_ranges, read_end, window_end, window_rows
 from storage.rollups import GAP_NS, HOUR_NS, LOOKBACK_NS
 from wire import Sample
@@ -59,12 +59,8 @@ class LateKeeper(MiniKeeper):
                 .select(list(RAW_SCHEMA))
             )
 
-        start = r.start
+        start = r.start  # not widened: see storage.late
         p = preds(start)
-        widened = widen_start(start, p)
-        if widened < start:
-            start = widened
-            p = preds(start)
         end_ns = read_end(r)
         span = raw.filter((pl.col("ts") >= start) & (pl.col("ts") < end_ns))
         end = window_end(span, r, self.carries[key], end_ns)
