@@ -159,6 +159,13 @@ class Store(Protocol):
         them (InfluxDB refuses the whole request as a partial write) or delete them within the hour."""
         ...
 
+    @property
+    def late_recomputes(self) -> Mapping[str, int]:
+        """Assets refreshed with late samples since the store was opened, by how their rollups were recomputed:
+        ``window`` (only the hours the samples change, :mod:`storage.late`) or ``full`` (from the late hour up to
+        the present)."""
+        ...
+
     def enforce_retention(self, now_ns: int | None = None) -> int:
         """Delete what is older than the retention; return how many raw samples went (0 if the server does it)."""
         ...

@@ -6,12 +6,37 @@ The counters are the ingestor's only count of what it did: its health answer and
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class LateRecomputes(Collector):
+    """``mdh_rollup_late_recomputes_total{how}``: the store's count of assets refreshed with late samples, by how
+    (``window``: the hours they change; ``full``: up to the present), read from the store at every scrape."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]], *, instance: str) -> None:
+        self._counts = counts
+        self._instance = instance
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "mdh_rollup_late_recomputes",
+            "Assets whose rollups were recomputed for late samples, by how: window (only the hours they change) or "
+            "full (from the late hour up to now: the batch was not in memory, or the window could not be bounded)",
+            labels=["instance", "how"],
+        )
+        counts = self._counts()
+        for how in ("window", "full"):
+            family.add_metric([self._instance, how], counts.get(how, 0))
+        yield family
 
 
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry, *, instance: str) -> None:
+        self.instance = instance
         labels = {"instance": instance}
         self.messages = Counter(
             "mdh_ingest_messages",

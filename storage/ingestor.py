@@ -53,7 +53,7 @@ from .deadletter import DeadLetter, DeadLetterFile
 from .errors import StoreRejected, StoreUnavailable
 from .gateways import GatewayState, GatewayTracker
 from .housekeeping import housekeep
-from .ingest_metrics import IngestMetrics
+from .ingest_metrics import IngestMetrics, LateRecomputes
 from .quota import MemberQuota
 from .ratelog import RateLimitedLog
 from .refusals import RecentRefusals
@@ -99,7 +99,9 @@ class Ingestor:
         self._register = register_provider
         self._last_register: MemberRegister | None = None
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = IngestMetrics(self.registry, instance=f"{socket.gethostname()}/{settings.client_id}")
+        instance = f"{socket.gethostname()}/{settings.client_id}"
+        self.metrics = IngestMetrics(self.registry, instance=instance)
+        self.registry.register(LateRecomputes(lambda: store.late_recomputes, instance=instance))
         #: One line per refusal reason per ten seconds: a member flooding bad input cannot flood the log.
         self._refusal_log = RateLimitedLog(log, interval_s=10.0)
         self.recent_refusals = RecentRefusals()

@@ -172,6 +172,10 @@ class DuckDBStore:
     def retention_ns(self) -> int | None:
         return None if self.retention_days is None else self.retention_days * _DAY_NS
 
+    @property
+    def late_recomputes(self) -> dict[str, int]:
+        return dict(self._rollups.recomputes)
+
     def enforce_retention(self, now_ns: int | None = None) -> int:
         """Delete raw samples older than ``retention_days`` and rollups older than ``rollup_retention_days``.
 

@@ -159,6 +159,10 @@ class InfluxStore:
         """The configured ``retention_days`` (of the ``raw`` policy on 1.x; on 2.x/3.x the bucket's, as configured)."""
         return None if self._retention_days is None else self._retention_days * 86_400 * 10**9
 
+    @property
+    def late_recomputes(self) -> dict[str, int]:
+        return dict(self.rollups.recomputes)
+
     # -- sources -------------------------------------------------------------------------------------
     def source(self, measurement: str, rp: str | None) -> str:
         return source(measurement, rp)

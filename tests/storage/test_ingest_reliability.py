@@ -150,6 +150,10 @@ class SwitchableStore:
     def retention_ns(self) -> int | None:
         return self.inner.retention_ns
 
+    @property
+    def late_recomputes(self) -> dict[str, int]:
+        return self.inner.late_recomputes
+
     def enforce_retention(self, now_ns: int | None = None) -> int:
         return self.inner.enforce_retention(now_ns)
 

@@ -4,10 +4,13 @@ hours of one asset's raw rows per batch, not the day up to now."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from storage import RollupQuery, SeriesQuery, Store, compute_rollups
+from storage import DuckDBStore, Ingestor, RollupQuery, SeriesQuery, Store, compute_rollups
+from testkit.mqtt import ingest_settings, register
 from wire import MACHINE_STATES, Sample
 
 from .test_contract import A1, A2, M1, M2, T0, H, S, smp
@@ -42,7 +45,7 @@ def test_one_day_old_sample_in_every_live_batch_is_recomputed_over_its_window(st
             store.write(M1, day[lo : lo + 6000])
     store.write(M2, _day(A1, hours=2))  # another member's asset of the same name: untouched
     store.refresh_rollups()
-    assert store.rollups.recomputes == {}
+    assert store.late_recomputes == {}
     end = T0 + 24 * H
     for k in range(6):
         live = [smp(end + (k * 10 + j) * S, A1, "power_kw", 5.0) for j in range(10)]
@@ -54,12 +57,12 @@ def test_one_day_old_sample_in_every_live_batch_is_recomputed_over_its_window(st
         ]
         store.write(M1, live + late)
         store.refresh_rollups()
-    assert store.rollups.recomputes == {"window": 12}
+    assert store.late_recomputes == {"window": 12}
     _equal_to_full_recompute(store)
     live = [smp(end + 100 * S + j * S, a, "energy_kwh", 1e6 + j) for a in (A1, A2) for j in range(3)]
     store.write(M1, live)  # the carries the windows left alone still fold
     store.refresh_rollups()
-    assert store.rollups.recomputes == {"window": 12}
+    assert store.late_recomputes == {"window": 12}
     _equal_to_full_recompute(store)
 
 
@@ -69,7 +72,7 @@ def test_a_late_sample_that_is_its_series_newest_falls_back_to_a_recompute_up_to
     store.refresh_rollups()
     store.write(M1, [smp(T0 + 4 * H, A1, "energy_kwh", 10_000.0)])  # after the counter's last sample
     store.refresh_rollups()
-    assert store.rollups.recomputes == {"full": 1}
+    assert store.late_recomputes == {"full": 1}
     _equal_to_full_recompute(store)
 
 
@@ -83,8 +86,27 @@ def test_a_replayed_old_batch_is_recomputed_over_its_window(store: Store) -> Non
     replay = [*day[9000:9060], *day[-3:], smp(T0 + 24 * H + 5 * S, A1, "power_kw", 4.0)]
     store.write(M1, replay)
     store.refresh_rollups()
-    assert store.rollups.recomputes == {"window": 1}
+    assert store.late_recomputes == {"window": 1}
     _equal_to_full_recompute(store)
     store.write(M1, [smp(T0 + 24 * H + 25 * S, A1, "energy_kwh", 1e5)])
     store.refresh_rollups()
     _equal_to_full_recompute(store)
+
+
+def test_the_ingestor_shows_how_late_samples_were_recomputed(tmp_path: Path) -> None:
+    store = DuckDBStore(str(tmp_path / "hub.duckdb"))
+    ing = Ingestor(ingest_settings(1, tmp_path), store, lambda: register(M1))
+
+    def count(how: str) -> float | None:
+        labels = {"instance": ing.metrics.instance, "how": how}
+        return ing.registry.get_sample_value("mdh_rollup_late_recomputes_total", labels)
+
+    assert (count("window"), count("full")) == (0, 0)
+    store.write(M1, _day(A1, hours=6))
+    store.refresh_rollups()
+    store.write(M1, [smp(T0 + H + 15 * S, A1, "power_kw", 3.0)])
+    store.refresh_rollups()
+    store.write(M1, [smp(T0 + 5 * H + 55 * 60 * S, A1, "power_kw", 3.0)])  # in the open hour: up to now
+    store.refresh_rollups()
+    assert (count("window"), count("full")) == (1, 1)
+    store.close()
