@@ -63,11 +63,12 @@ def _hour(ts: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class LateRange:
-    """One cluster of an asset's late samples: the first and last time, and their signals."""
+    """One cluster of an asset's late samples: the first and last time, and their signals (``None``: not known, for
+    a batch read back; then every signal of the raw rows from ``lo`` to ``hi``, a superset, stands for them)."""
 
     lo: int
     hi: int
-    signals: frozenset[str]
+    signals: frozenset[str] | None
 
     @property
     def start(self) -> int:
@@ -99,9 +100,13 @@ def window_end(raw: pl.DataFrame, r: LateRange, carry: Carry, end_ns: int) -> in
     from the window's start up to ``end_ns`` (exclusive, :func:`read_end`), the late ones among them. ``None``
     when the window cannot be bounded with the carry left as it is: a late sample may be the newest good one of
     its counter or state series, a counter's next good sample lies at or beyond ``end_ns``, or the window would
-    reach an hour the carry keeps a row for (the caller then recomputes the asset up to the present)."""
+    reach an hour the carry keeps a row for (the caller then recomputes the asset up to the present). For a range
+    whose signals are not known, those of ``raw`` from its first to its last time stand for them."""
     end = _hour(r.hi + GAP_NS) + HOUR_NS
-    for sig in r.signals & (_COUNTERS | _STATES):
+    signals = r.signals
+    if signals is None:
+        signals = frozenset(raw.filter((pl.col("ts") >= r.lo) & (pl.col("ts") <= r.hi))["signal"].unique())
+    for sig in signals & (_COUNTERS | _STATES):
         kept = carry.counters.get(sig) if sig in _COUNTERS else carry.states.get(sig)
         if kept is None or kept[0] <= r.hi:
             return None

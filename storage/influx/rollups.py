@@ -300,14 +300,14 @@ class InfluxRollupKeeper:
         redo: dict[Key, int] = {}
         bound: dict[Key, int] = {}
         folding: dict[Key, tuple[int, int]] = {}
-        late: dict[Key, int] = {}
+        late: dict[Key, tuple[int, int]] = {}
         for key, (lo, hi) in pending.items():
             carry = self._carries.get(key)
             bound[key] = max(hi, carry.folded_ns) if carry is not None else hi
             if carry is not None and lo >= carry.folded_ns:  # at folded_ns: fold() checks the signals
                 folding[key] = (carry.folded_ns - 1, hi)  # (lo, hi]: from folded_ns on
             elif carry is not None:
-                late[key] = lo
+                late[key] = (lo, hi)
             else:
                 redo[key] = _hour(lo - GAP_NS)
         try:
@@ -347,25 +347,30 @@ class InfluxRollupKeeper:
             raise
 
     def _late_windows(
-        self, late: dict[Key, int], own: dict[Key, list[int]], others: set[Key], redo: dict[Key, int]
+        self, late: dict[Key, tuple[int, int]], own: dict[Key, list[int]], others: set[Key], redo: dict[Key, int]
     ) -> dict[str, dict[str, list[Sample]]]:
         """Recompute the windows of the late samples of ``late`` (assets with a carry whose pending samples start
-        before its folded time, with their first pending sample; see :mod:`storage.late`) whose pending batches are
-        all remembered, leaving their
-        carries as they are. Returns, per member and asset, the samples of those assets from the folded time on,
-        to fold; every asset whose windows cannot be bounded (or whose batches are not remembered, or that another
-        writer wrote too) goes into ``redo`` from its late hour on."""
+        before its folded time, with their first and last pending sample; see :mod:`storage.late`), leaving their
+        carries as they are: the clusters of the samples when every pending batch of the asset is remembered, else,
+        when all its pending samples come before the folded time (a backfill another ingest worker wrote), one
+        window over them. Returns, per member and asset, the remembered samples of those assets from the folded
+        time on, to fold; every asset whose windows cannot be bounded (or that has samples read back from both
+        before and after its folded time) goes into ``redo`` from its late hour on."""
         kept = self._remembered(list(late), own, others)
         out: dict[str, dict[str, list[Sample]]] = {}
-        for (m, a), lo in late.items():
+        for (m, a), (lo, hi) in late.items():
             samples = kept.get(m, {}).get(a)
             folded = self._carries[(m, a)].folded_ns
-            if samples is None or not all(self._window((m, a), r) for r in late_ranges(samples, folded)):
+            if samples is not None:
+                ranges: list[LateRange] | None = late_ranges(samples, folded)
+            else:
+                ranges = [LateRange(lo, hi, None)] if hi < folded else None
+            if ranges is None or not all(self._window((m, a), r) for r in ranges):
                 redo[(m, a)] = _hour(lo - GAP_NS)
                 self.recomputes["full"] += 1
                 continue
             self.recomputes["window"] += 1
-            rest = [s for s in samples if s.ts >= folded]
+            rest = [s for s in samples or () if s.ts >= folded]
             if rest:
                 out.setdefault(m, {})[a] = rest
         return out

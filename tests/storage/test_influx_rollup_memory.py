@@ -18,7 +18,7 @@ from testkit.servers import InfluxServer
 from wire import Sample
 
 from .conftest import influx_settings
-from .test_contract import A1, A2, M1, T0, H, S, _live_stream, _stored_raw
+from .test_contract import A1, A2, M1, T0, H, S, _live_stream, _stored_raw, smp
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +176,30 @@ def test_a_process_that_never_refreshed_reports_the_as_of_of_the_one_that_did(
     assert kept.as_of_ns is not None, "the rows are kept, but the answer does not say as of when"
     assert before <= kept.as_of_ns <= after, "the as_of is not that of the refresh that kept the rows"
     assert kept.frame.height > 0
+
+
+def test_a_backfill_another_worker_wrote_is_recomputed_over_its_window(stores: Any) -> None:
+    """The batches of another writer are read back: one that lies wholly before the folded time gets one window
+    over its range (its signals taken from what was read), one that reaches past it a recompute up to now."""
+    first, second, _ = stores
+
+    def _equal(store: InfluxStore) -> None:
+        got = store.query_rollups(RollupQuery())
+        assert_frame_equal(got, compute_rollups(_stored_raw(store)), check_exact=False, abs_tol=1e-6)
+
+    day = [
+        smp(T0 + i * 20 * S, A1, sig, v)
+        for i in range(6 * 180)
+        for sig, v in (("energy_kwh", i * 0.5), ("power_kw", 1.0 * (i % 7)))
+    ]
+    first.write(M1, day)
+    first.refresh_rollups()
+    backfill = [smp(T0 + 2 * H + 15 * S, A1, "energy_kwh", 999.0), smp(T0 + 2 * H + 35 * S, A1, "power_kw", 9.0)]
+    second.write(M1, backfill)
+    first.refresh_rollups()
+    assert first.late_recomputes == {"window": 1}
+    _equal(first)
+    second.write(M1, [smp(T0 + 3 * H + 15 * S, A1, "power_kw", 9.0), smp(T0 + 6 * H, A1, "power_kw", 2.0)])
+    first.refresh_rollups()
+    assert first.late_recomputes == {"window": 1, "full": 1}
+    _equal(first)
