@@ -36,7 +36,6 @@ class LateRecomputes(Collector):
 
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry, *, instance: str) -> None:
-        self.instance = instance
         labels = {"instance": instance}
         self.messages = Counter(
             "mdh_ingest_messages",
@@ -102,6 +101,11 @@ class IngestMetrics:
         self._instance = instance
         self.store_up.labels(**labels).set(1)
         self.connected.labels(**labels).set(0)
+
+    @property
+    def instance(self) -> str:
+        """The ``instance`` label of this ingestor's series."""
+        return self._instance
 
     def _values(self, counter: Counter, label: str | None = None) -> dict[str, int]:
         """This instance's totals of ``counter``, by ``label`` (or under ``""`` without one)."""

@@ -38,7 +38,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol
 
@@ -49,13 +48,13 @@ from wire import Sample
 from wire.topics import SAMPLES_FILTER, STATUS_FILTER, shared_filter
 
 from .base import Store
-from .deadletter import DeadLetter, DeadLetterFile
+from .deadletter import DeadLetterFile
 from .errors import StoreRejected, StoreUnavailable
 from .gateways import GatewayState, GatewayTracker
 from .housekeeping import housekeep
 from .ingest_metrics import IngestMetrics, LateRecomputes
 from .quota import MemberQuota
-from .ratelog import RateLimitedLog
+from .refusal_desk import RefusalDesk
 from .refusals import RecentRefusals
 from .settings import IngestSettings
 from .store_writer import StoreWriter
@@ -102,10 +101,9 @@ class Ingestor:
         instance = f"{socket.gethostname()}/{settings.client_id}"
         self.metrics = IngestMetrics(self.registry, instance=instance)
         self.registry.register(LateRecomputes(lambda: store.late_recomputes, instance=instance))
-        #: One line per refusal reason per ten seconds: a member flooding bad input cannot flood the log.
-        self._refusal_log = RateLimitedLog(log, interval_s=10.0)
         self.recent_refusals = RecentRefusals()
         self.dead_letters = DeadLetterFile(settings.dead_letter_path, max_bytes=settings.dead_letter_max_bytes)
+        self.refusal_desk = RefusalDesk(self.metrics, self.dead_letters, self.recent_refusals)
         self.gateways_tracker = GatewayTracker()
         self.quota = MemberQuota(
             max_assets=settings.max_assets_per_member, max_gateways=settings.max_gateways_per_member
@@ -319,7 +317,7 @@ class Ingestor:
                 if over is not None:
                     verdict = Refused("quota", over)
             if isinstance(verdict, Refused):
-                self._count_refusal(verdict.code, verdict.reason)
+                self.refusal_desk.count(verdict.code, verdict.reason)
                 refused.append((message, verdict))
                 continue
             if verdict.status is not None:
@@ -340,29 +338,10 @@ class Ingestor:
                 p.count += len(verdict.batch.samples)
             self.metrics.gateway_seen(state.member, state.gateway, now_ns / 1e9)
         self.metrics.set_gateways(self.gateways_tracker.online_count())
-        if refused and await self._dead_letter(refused):
+        if refused and await self.refusal_desk.record(refused):
             done.extend(m for m, _ in refused)
         self._ack(done)
         self.metrics.set_pending(self.pending_messages)
-
-    async def _dead_letter(self, refused: list[tuple[Message, Refused]]) -> bool:
-        """Record refused messages; ``False`` if the dead letters could not be written (then do not acknowledge)."""
-        now = datetime.now(UTC)
-        letters = [DeadLetter(m.topic, r.code, r.reason, m.payload, now) for m, r in refused]
-        try:
-            await asyncio.to_thread(self.dead_letters.append, letters)
-        except OSError as exc:
-            log.error(
-                "cannot write %d dead letters to %s (%s); leaving them unacknowledged",
-                len(letters),
-                self.dead_letters.path,
-                exc,
-            )
-            return False
-        for m, r in refused:
-            self._refusal_log.warning(r.code, "dead letter from %r: %s (%s)", m.topic[:120], r.reason, r.code)
-            self.metrics.inc_dead(r.code)
-        return True
 
     def _ack(self, messages: list[Message]) -> None:
         if self._link is None:
@@ -416,8 +395,8 @@ class Ingestor:
             try:
                 await asyncio.to_thread(self.store.write, verdict.member, verdict.batch.samples)
             except StoreRejected as exc:
-                self._count_refusal("store_rejected", str(exc))
-                if not await self._dead_letter([(m, Refused("store_rejected", str(exc)[:500]))]):
+                self.refusal_desk.count("store_rejected", str(exc))
+                if not await self.refusal_desk.record([(m, Refused("store_rejected", str(exc)[:500]))]):
                     continue
             except StoreUnavailable:
                 # Leave it unacknowledged: the broker redelivers it after a reconnect.
@@ -426,7 +405,3 @@ class Ingestor:
                 self.metrics.inc_samples(len(verdict.batch.samples))
                 self.metrics.inc_messages("stored")
             self._ack([m])
-
-    def _count_refusal(self, code: str, reason: str) -> None:
-        self.metrics.inc_refused(code)
-        self.recent_refusals.note(code, reason)
