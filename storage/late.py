@@ -11,7 +11,9 @@ changes only
   interval of the state sample before it (now cut at the late one, which starts at most ``GAP_NS`` before).
 
 So the late samples of an asset are taken in clusters (:func:`late_ranges`; two clusters more than
-:data:`CLUSTER_GAP_NS` apart are two windows), and each cluster's window is recomputed from raw with
+:data:`CLUSTER_GAP_NS` apart are two windows), when their windows read less than the recompute up to now would
+(:func:`worth_windows`: not for many clusters spread over the day, nor for a sample from the last few hours), and
+each cluster's window is recomputed from raw with
 :func:`~storage.rollups.compute_rollups`: from the hour of its first sample less ``GAP_NS`` up to
 :func:`window_end`, over the raw rows read up to :func:`read_end`, whose last ``GAP_NS`` only closes the intervals
 of the last states (:func:`window_rows`), after each counter and state series' last good sample before the window
@@ -88,6 +90,17 @@ def late_ranges(samples: Iterable[Sample], folded_ns: int) -> list[LateRange]:
             out.append(LateRange(part[0][0], part[-1][0], frozenset(sig for _, sig in part)))
             first = i
     return out
+
+
+def worth_windows(ranges: list[LateRange], folded_ns: int) -> bool:
+    """Whether the windows of ``ranges`` read less than a recompute from the first one's hour up to ``folded_ns``
+    would, counting each window's own queries as an hour of rows more. Late samples spread over many hours (one
+    every few hours of a day, say) cost less recomputed at once; a sample a day old costs a window of about four
+    hours against a day."""
+    if not ranges:
+        return True
+    windows = sum(read_end(r) - r.start + HOUR_NS for r in ranges)
+    return windows < folded_ns - ranges[0].start
 
 
 def read_end(r: LateRange) -> int:

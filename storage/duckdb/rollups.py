@@ -37,7 +37,7 @@ from wire import Sample
 
 from ..base import COUNTER_COLUMNS, DOWNTIME_COLUMNS, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
 from ..incremental import Carry, Key, carry_from_raw, fold, rows_frame, widen_start
-from ..late import LateRange, late_ranges, read_end, window_end, window_rows
+from ..late import LateRange, late_ranges, read_end, window_end, window_rows, worth_windows
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from ..sample_fold import fold_samples
 from .connection import DuckDBConnection, in_clause
@@ -223,12 +223,17 @@ class RollupKeeper:
         for m, a, lo in late:
             samples = kept.get(m, {}).get(a)
             folded = self._carries[(m, a)].folded_ns
-            if samples is None or not all(self._window(cur, (m, a), r) for r in late_ranges(samples, folded)):
+            ranges = late_ranges(samples, folded) if samples is not None else None
+            if (
+                ranges is None
+                or not worth_windows(ranges, folded)
+                or not all(self._window(cur, (m, a), r) for r in ranges)
+            ):
                 redo[(m, a)] = _hour(lo - GAP_NS)
                 self.recomputes["full"] += 1
                 continue
             self.recomputes["window"] += 1
-            rest = [s for s in samples if s.ts >= folded]
+            rest = [s for s in samples or () if s.ts >= folded]
             if rest and self.written.has_holes((m, a)):
                 read_back.append((m, a, folded))
             elif rest:

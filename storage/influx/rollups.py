@@ -45,7 +45,7 @@ from wire.catalog import COUNTER_SIGNALS
 
 from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
 from ..incremental import Carry, Key, carry_from_raw, fold_rows, widen_start
-from ..late import LateRange, late_ranges, read_end, window_end, window_rows
+from ..late import LateRange, late_ranges, read_end, window_end, window_rows, worth_windows
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from ..sample_fold import fold_samples
 from .batchlog import BatchLog, Bounds, OwnMarker
@@ -365,7 +365,8 @@ class InfluxRollupKeeper:
                 ranges: list[LateRange] | None = late_ranges(samples, folded)
             else:
                 ranges = [LateRange(lo, hi, None)] if hi < folded else None
-            if ranges is None or not all(self._window((m, a), r) for r in ranges):
+            bounded = ranges is not None and worth_windows(ranges, folded)
+            if not bounded or not all(self._window((m, a), r) for r in ranges or ()):
                 redo[(m, a)] = _hour(lo - GAP_NS)
                 self.recomputes["full"] += 1
                 continue

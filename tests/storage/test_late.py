@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 from storage import compute_rollups
 from storage.base import RAW_SCHEMA
 from storage.incremental import Key
-from storage.late import CLUSTER_GAP_NS, LateRange, late_ranges, read_end, window_end, window_rows
+from storage.late import CLUSTER_GAP_NS, LateRange, late_ranges, read_end, window_end, window_rows, worth_windows
 from storage.rollups import GAP_NS, HOUR_NS, LOOKBACK_NS
 from wire import Sample
 
@@ -93,7 +93,7 @@ class LateKeeper(MiniKeeper):
                     continue
             else:
                 ranges = late_ranges(_samples(mine), carry.folded_ns)
-            if all(self._window((m, a), r) for r in ranges):
+            if worth_windows(ranges, carry.folded_ns) and all(self._window((m, a), r) for r in ranges):
                 late_keys.append((m, a, carry.folded_ns))
         if late_keys:  # the rest of those assets' samples is folded; their late ones are done
             keep = pl.lit(True)
@@ -332,4 +332,27 @@ def test_a_late_state_before_a_long_silence_holds_for_the_state_gap_only() -> No
     keeper.write(late)
     keeper.refresh()
     assert (keeper.recomputes, keeper.windows) == (1, 1)
+    assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
+
+
+def test_windows_are_taken_only_where_they_read_less_than_the_recompute_up_to_now() -> None:
+    folded = T0 + 24 * HOUR_NS
+    one = [LateRange(T0 + 3 * HOUR_NS, T0 + 3 * HOUR_NS, frozenset({"power_kw"}))]
+    assert worth_windows(one, folded)  # about four hours against 21
+    recent = [LateRange(folded - 3 * HOUR_NS, folded - 3 * HOUR_NS, frozenset({"power_kw"}))]
+    assert not worth_windows(recent, folded)  # about four hours against three
+    spread = [LateRange(T0 + h * HOUR_NS, T0 + h * HOUR_NS, frozenset({"power_kw"})) for h in range(0, 24, 3)]
+    assert not worth_windows(spread, folded)  # eight windows of about four hours against a day
+    assert worth_windows(spread[:4], folded)
+
+
+def test_late_samples_spread_over_the_day_are_recomputed_at_once() -> None:
+    frame, _ = _day(T0)
+    late = pl.concat([_day(T0 + h * HOUR_NS + 600 * S)[1] for h in range(0, 24, 3)])
+    keeper = LateKeeper()
+    keeper.write(frame)
+    keeper.refresh()
+    keeper.write(late)
+    keeper.refresh()
+    assert (keeper.recomputes, keeper.windows) == (2, 0)
     assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
