@@ -35,7 +35,7 @@ Pure: samples, frames and carries in, hours and rows out; both stores' keepers d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -101,6 +101,13 @@ def worth_windows(ranges: list[LateRange], folded_ns: int) -> bool:
         return True
     windows = sum(read_end(r) - r.start + HOUR_NS for r in ranges)
     return windows < folded_ns - ranges[0].start
+
+
+def recompute_windows(ranges: list[LateRange] | None, folded_ns: int, window: Callable[[LateRange], bool]) -> bool:
+    """Recompute the windows of ``ranges`` (``None``: not known) with the keeper's ``window``, when they are worth
+    it (:func:`worth_windows`); whether every one was bounded. ``False``: the keeper recomputes the asset from its
+    late hour up to the present (a window already written is then rewritten by that, with the same rows)."""
+    return ranges is not None and worth_windows(ranges, folded_ns) and all(map(window, ranges))
 
 
 def read_end(r: LateRange) -> int:

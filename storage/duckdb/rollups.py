@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import duckdb
@@ -37,7 +38,7 @@ from wire import Sample
 
 from ..base import COUNTER_COLUMNS, DOWNTIME_COLUMNS, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
 from ..incremental import Carry, Key, carry_from_raw, fold, rows_frame, widen_start
-from ..late import LateRange, late_ranges, read_end, window_end, window_rows, worth_windows
+from ..late import LateRange, late_ranges, read_end, recompute_windows, window_end, window_rows
 from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
 from ..sample_fold import fold_samples
 from .connection import DuckDBConnection, in_clause
@@ -224,11 +225,7 @@ class RollupKeeper:
             samples = kept.get(m, {}).get(a)
             folded = self._carries[(m, a)].folded_ns
             ranges = late_ranges(samples, folded) if samples is not None else None
-            if (
-                ranges is None
-                or not worth_windows(ranges, folded)
-                or not all(self._window(cur, (m, a), r) for r in ranges)
-            ):
+            if not recompute_windows(ranges, folded, partial(self._window, cur, (m, a))):
                 redo[(m, a)] = _hour(lo - GAP_NS)
                 self.recomputes["full"] += 1
                 continue

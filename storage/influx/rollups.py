@@ -36,35 +36,29 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import polars as pl
 
 from wire import Sample
-from wire.catalog import COUNTER_SIGNALS
 
 from ..base import RAW_SCHEMA, ROLLUP_SCHEMA, RollupQuery, Rollups, empty_rollups
-from ..incremental import Carry, Key, carry_from_raw, fold_rows, widen_start
-from ..late import LateRange, late_ranges, read_end, window_end, window_rows, worth_windows
-from ..rollups import GAP_NS, HOUR_NS, LOOKBACK_NS, compute_rollups
+from ..incremental import Carry, Key, carry_from_raw, fold_rows
+from ..late import LateRange, late_ranges, read_end, recompute_windows, window_end, window_rows
+from ..rollups import GAP_NS, HOUR_NS, compute_rollups
 from ..sample_fold import fold_samples
 from .batchlog import BatchLog, Bounds, OwnMarker
 from .connection import InfluxConnection, source
 from .influxql import literal, tag_in, time_range, where
+from .raw_reads import KEYS_PER_QUERY, read_new, read_span
 from .rollup_cache import RollupCache
-from .rollup_points import keys_condition, rollup_lines, within
+from .rollup_points import rollup_lines
 from .rollup_reader import RollupReader
 
 log = logging.getLogger(__name__)
 
 WATERMARK_MARGIN_NS = 30 * 10**9
-#: (member, asset) pairs per query that names its assets.
-KEYS_PER_QUERY = 50
-#: A fold reads all assets in one query when their folded times lie within this of the newest one.
-BULK_SPAN_NS = 120 * 10**9
-
-_GROUP = 'GROUP BY "member", "asset", "asset_class", "signal"'
-_FLAT_COLUMNS = '"member", "asset", "asset_class", "signal", "value", "text", "quality"'
 #: (member, asset) -> (first sample, last sample) pending.
 Pending = dict[Key, tuple[int, int]]
 
@@ -365,8 +359,7 @@ class InfluxRollupKeeper:
                 ranges: list[LateRange] | None = late_ranges(samples, folded)
             else:
                 ranges = [LateRange(lo, hi, None)] if hi < folded else None
-            bounded = ranges is not None and worth_windows(ranges, folded)
-            if not bounded or not all(self._window((m, a), r) for r in ranges or ()):
+            if not recompute_windows(ranges, folded, partial(self._window, (m, a))):
                 redo[(m, a)] = _hour(lo - GAP_NS)
                 self.recomputes["full"] += 1
                 continue
@@ -377,66 +370,11 @@ class InfluxRollupKeeper:
         return out
 
     def _read_new(self, folding: dict[Key, tuple[int, int]]) -> pl.DataFrame:
-        """Raw samples of every folding asset after its folded time, up to its last marker's sample."""
-        raw_src = self._src("samples", self._db.raw_rp)
-        newest = max(f for f, _ in folding.values())
-        bulk = {k: v for k, v in folding.items() if v[0] >= newest - BULK_SPAN_NS}
-        frames: list[pl.DataFrame] = []
-        groups: list[tuple[dict[Key, tuple[int, int]], bool]] = []
-        if len(bulk) > KEYS_PER_QUERY:
-            groups.append((bulk, False))
-            rest = [k for k in folding if k not in bulk]
-        else:
-            rest = list(folding)
-        groups += [
-            ({k: folding[k] for k in rest[i : i + KEYS_PER_QUERY]}, True) for i in range(0, len(rest), KEYS_PER_QUERY)
-        ]
-        for group, by_key in groups:
-            lo = min(f for f, _ in group.values())
-            hi = max(h for _, h in group.values())
-            cond = where(time_range(lo + 1, hi + 1), keys_condition(list(group)) if by_key else None)
-            # tags as columns, not GROUP BY: one series instead of one per (asset, signal), ~3x faster to answer
-            raw = self._db.execute(f"SELECT {_FLAT_COLUMNS} FROM {raw_src} WHERE {cond}", chunked=True).frame(
-                RAW_SCHEMA
-            )
-            frames.append(within(raw, group))
-        return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_SCHEMA)
-
-    def _read(self, bound: dict[Key, int], start: int, *, widen: bool = True) -> tuple[pl.DataFrame, int]:
-        """The raw rows of the assets of ``bound`` from ``start`` (``widen``: widened back to a state sample without
-        a successor, see :func:`~storage.incremental.widen_start`) up to their bound (inclusive), after every counter
-        and state series' last good sample before it as its predecessor; and the start it read from."""
-        raw_src = self._src("samples", self._db.raw_rp)
-        cond = keys_condition(list(bound))
-
-        def predecessors(before_ns: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-            before = where(time_range(before_ns - LOOKBACK_NS, before_ns), '"quality" < 2', cond)
-            counters = self._db.execute(
-                f'SELECT last("value") AS "value" FROM {raw_src} WHERE {before} '
-                f"AND {tag_in('signal', COUNTER_SIGNALS)} {_GROUP}"
-            ).frame(RAW_SCHEMA)
-            states = self._db.execute(
-                f'SELECT last("text") AS "text" FROM {raw_src} WHERE {before} '
-                f"AND {tag_in('signal', ('state', 'downtime_reason'))} {_GROUP}"
-            ).frame(RAW_SCHEMA)
-            return counters, states
-
-        prev_counters, prev_states = predecessors(start)
-        widened = widen_start(start, prev_states) if widen else start
-        if widened < start:
-            start = widened
-            prev_counters, prev_states = predecessors(start)
-        span = where(time_range(start, max(bound.values()) + 1), cond)
-        raw = self._db.execute(
-            f'SELECT "value", "text", "quality" FROM {raw_src} WHERE {span} {_GROUP}', chunked=True
-        ).frame(RAW_SCHEMA)
-        raw = within(raw, {k: (start - 1, b) for k, b in bound.items()})
-        prev = pl.concat([prev_counters, prev_states]).with_columns(pl.lit(0, dtype=pl.UInt8).alias("quality"))
-        return pl.concat([prev, raw]), start
+        return read_new(self._db, folding)
 
     def _recompute(self, bound: dict[Key, int], start: int) -> None:
         """Recompute the rows of the assets of ``bound`` from ``start`` (an hour) up to their bound; carries."""
-        combined, start = self._read(bound, start)
+        combined, start = read_span(self._db, bound, start)
         fresh = compute_rollups(combined).filter(pl.col("hour").cast(pl.Int64) >= start)
         self._write_rows(fresh)
         for key in bound:
@@ -448,7 +386,7 @@ class InfluxRollupKeeper:
         """Recompute the rows of one window of late samples of ``key`` (:mod:`storage.late`); ``False`` when it
         cannot be bounded (nothing written then)."""
         end_ns = read_end(r)
-        combined, start = self._read({key: end_ns - 1}, r.start, widen=False)
+        combined, start = read_span(self._db, {key: end_ns - 1}, r.start, widen=False)
         end = window_end(combined, r, self._carries[key], end_ns)
         if end is None:
             return False

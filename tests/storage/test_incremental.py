@@ -104,6 +104,18 @@ class MiniKeeper:
         )
 
 
+def draw_value(draw: st.DrawFn, signal: str, energy: float) -> tuple[float | None, str | None, float]:
+    """A value of ``signal`` (value, text), and the counter's new reading: ``energy`` grown, or reset to 0."""
+    if signal in ("energy_kwh", "parts_total"):
+        energy = 0.0 if draw(st.integers(0, 9)) == 0 else energy + draw(st.integers(0, 50)) / 4
+        return energy, None, energy
+    if signal == "state":
+        return None, draw(st.sampled_from(STATES)), energy
+    if signal == "downtime_reason":
+        return None, draw(st.sampled_from(REASONS)), energy
+    return draw(st.integers(-400, 400)) / 8, None, energy
+
+
 @st.composite
 def streams(draw: st.DrawFn) -> pl.DataFrame:
     """Samples of two assets over about three hours: counters with resets, state and downtime reason with gaps
@@ -120,17 +132,7 @@ def streams(draw: st.DrawFn) -> pl.DataFrame:
                 ts += draw(st.sampled_from([1, 7, 60, 299, 301, 900, 1700])) * S + draw(st.integers(0, 999))
                 at_ts = set()
             at_ts.add(signal)
-            value: float | None = None
-            text: str | None = None
-            if signal in ("energy_kwh", "parts_total"):
-                energy = 0.0 if draw(st.integers(0, 9)) == 0 else energy + draw(st.integers(0, 50)) / 4
-                value = energy
-            elif signal == "state":
-                text = draw(st.sampled_from(STATES))
-            elif signal == "downtime_reason":
-                text = draw(st.sampled_from(REASONS))
-            else:
-                value = draw(st.integers(-400, 400)) / 8
+            value, text, energy = draw_value(draw, signal, energy)
             rows.append(
                 {
                     "member": "m-aaaaaa",

@@ -7,6 +7,8 @@ window_end bounds it; it folds the rest; otherwise it recomputes from the late h
 
 from __future__ import annotations
 
+import functools
+
 import polars as pl
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -15,11 +17,20 @@ from polars.testing import assert_frame_equal
 from storage import compute_rollups
 from storage.base import RAW_SCHEMA
 from storage.incremental import Key
-from storage.late import CLUSTER_GAP_NS, LateRange, late_ranges, read_end, window_end, window_rows, worth_windows
+from storage.late import (
+    CLUSTER_GAP_NS,
+    LateRange,
+    late_ranges,
+    read_end,
+    recompute_windows,
+    window_end,
+    window_rows,
+    worth_windows,
+)
 from storage.rollups import GAP_NS, HOUR_NS, LOOKBACK_NS
 from wire import Sample
 
-from .test_incremental import REASONS, STATES, MiniKeeper
+from .test_incremental import REASONS, STATES, MiniKeeper, draw_value
 
 S = 10**9
 T0 = 1_767_571_200 * S  # an hour start
@@ -93,7 +104,7 @@ class LateKeeper(MiniKeeper):
                     continue
             else:
                 ranges = late_ranges(_samples(mine), carry.folded_ns)
-            if worth_windows(ranges, carry.folded_ns) and all(self._window((m, a), r) for r in ranges):
+            if recompute_windows(ranges, carry.folded_ns, functools.partial(self._window, (m, a))):
                 late_keys.append((m, a, carry.folded_ns))
         if late_keys:  # the rest of those assets' samples is folded; their late ones are done
             keep = pl.lit(True)
@@ -115,17 +126,7 @@ def long_streams(draw: st.DrawFn) -> pl.DataFrame:
     for _ in range(draw(st.integers(20, 120))):
         signal = draw(st.sampled_from(["energy_kwh", "parts_total", "state", "downtime_reason", "power_kw"]))
         ts += draw(st.sampled_from([0, 1, 60, 299, 301, 900, 1700])) * S + draw(st.integers(0, 999))
-        value: float | None = None
-        text: str | None = None
-        if signal in ("energy_kwh", "parts_total"):
-            energy = 0.0 if draw(st.integers(0, 9)) == 0 else energy + draw(st.integers(0, 50)) / 4
-            value = energy
-        elif signal == "state":
-            text = draw(st.sampled_from(STATES))
-        elif signal == "downtime_reason":
-            text = draw(st.sampled_from(REASONS))
-        else:
-            value = draw(st.integers(-400, 400)) / 8
+        value, text, energy = draw_value(draw, signal, energy)
         rows.append(
             {"member": KEY[0], "asset": KEY[1], "asset_class": "press", "signal": signal, "ts": ts}
             | {"value": value, "text": text, "quality": draw(st.sampled_from([0, 0, 0, 1, 2]))}
@@ -212,17 +213,22 @@ def _day(late_at: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     return frame, late
 
 
-def test_a_sample_a_day_late_recomputes_a_window_of_hours_not_the_day() -> None:
-    frame, late = _day(T0 + 3 * HOUR_NS + 600 * S)  # 03:10 on a day up to 23:59:40
+def _written_then_late(base: pl.DataFrame, late: pl.DataFrame) -> LateKeeper:
+    """A keeper that was given ``base`` and refreshed, then ``late`` and refreshed; its rows equal a full recompute."""
     keeper = LateKeeper()
-    keeper.write(frame)
+    keeper.write(base)
     keeper.refresh()
-    assert keeper.recomputes == 1
     keeper.write(late)
     keeper.refresh()
-    assert (keeper.recomputes, keeper.windows) == (1, 1)
-    assert keeper.window_rows_read <= 3 * 3 * 180 + 3 * 15  # three hours of three signals, and a few predecessors
     assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
+    return keeper
+
+
+def test_a_sample_a_day_late_recomputes_a_window_of_hours_not_the_day() -> None:
+    frame, late = _day(T0 + 3 * HOUR_NS + 600 * S)  # 03:10 on a day up to 23:59:40
+    keeper = _written_then_late(frame, late)
+    assert (keeper.recomputes, keeper.windows) == (1, 1)  # the one recompute: the day's first refresh
+    assert keeper.window_rows_read <= 3 * 3 * 180 + 3 * 15  # three hours of three signals, and a few predecessors
 
 
 def test_late_samples_hours_apart_are_two_windows() -> None:
@@ -232,13 +238,8 @@ def test_late_samples_hours_apart_are_two_windows() -> None:
         LateRange(T0 + 3 * HOUR_NS, T0 + 3 * HOUR_NS, frozenset({"energy_kwh"})),
         LateRange(T0 + 15 * HOUR_NS, T0 + 15 * HOUR_NS, frozenset({"energy_kwh"})),
     ]
-    keeper = LateKeeper()
-    keeper.write(frame)
-    keeper.refresh()
-    keeper.write(pl.concat([late, other]))
-    keeper.refresh()
+    keeper = _written_then_late(frame, pl.concat([late, other]))
     assert (keeper.recomputes, keeper.windows) == (1, 2)
-    assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
 
 
 def test_clusters_split_only_beyond_the_cluster_gap() -> None:
@@ -293,13 +294,8 @@ def test_a_late_state_near_the_end_of_an_hour_recomputes_the_next_hour_too() -> 
     quiet = frame.filter(~((pl.col("signal") == "state") & gap))
     late = quiet.filter((pl.col("signal") == "state") & (pl.col("ts") == T0 + 10 * HOUR_NS + 3460 * S))
     late = late.with_columns(pl.col("ts") + 50 * S, pl.lit("down").alias("text"))
-    keeper = LateKeeper()
-    keeper.write(quiet)
-    keeper.refresh()
-    keeper.write(late)
-    keeper.refresh()
+    keeper = _written_then_late(quiet, late)
     assert (keeper.recomputes, keeper.windows) == (1, 1)
-    assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
 
 
 def test_a_late_counter_sample_recomputes_the_hour_of_its_series_next_sample() -> None:
@@ -309,13 +305,8 @@ def test_a_late_counter_sample_recomputes_the_hour_of_its_series_next_sample() -
     quiet = frame.filter(~((pl.col("signal") == "energy_kwh") & gap))
     late = quiet.filter((pl.col("signal") == "power_kw") & (pl.col("ts") == T0 + 10 * HOUR_NS + 3000 * S))
     late = late.with_columns(pl.lit("energy_kwh").alias("signal"), pl.lit(1e6).alias("value"))
-    keeper = LateKeeper()
-    keeper.write(quiet)
-    keeper.refresh()
-    keeper.write(late)
-    keeper.refresh()
+    keeper = _written_then_late(quiet, late)
     assert (keeper.recomputes, keeper.windows) == (1, 1)
-    assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
 
 
 def test_a_late_state_before_a_long_silence_holds_for_the_state_gap_only() -> None:
@@ -326,13 +317,8 @@ def test_a_late_state_before_a_long_silence_holds_for_the_state_gap_only() -> No
     quiet = frame.filter(~((pl.col("signal") == "state") & silence))
     late = quiet.filter((pl.col("signal") == "state") & (pl.col("ts") == T0 + 10 * HOUR_NS - 20 * S))
     late = late.with_columns(pl.col("ts") + 10 * S, pl.lit("down").alias("text"))
-    keeper = LateKeeper()
-    keeper.write(quiet)
-    keeper.refresh()
-    keeper.write(late)
-    keeper.refresh()
+    keeper = _written_then_late(quiet, late)
     assert (keeper.recomputes, keeper.windows) == (1, 1)
-    assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)
 
 
 def test_windows_are_taken_only_where_they_read_less_than_the_recompute_up_to_now() -> None:
@@ -349,10 +335,5 @@ def test_windows_are_taken_only_where_they_read_less_than_the_recompute_up_to_no
 def test_late_samples_spread_over_the_day_are_recomputed_at_once() -> None:
     frame, _ = _day(T0)
     late = pl.concat([_day(T0 + h * HOUR_NS + 600 * S)[1] for h in range(0, 24, 3)])
-    keeper = LateKeeper()
-    keeper.write(frame)
-    keeper.refresh()
-    keeper.write(late)
-    keeper.refresh()
+    keeper = _written_then_late(frame, late)
     assert (keeper.recomputes, keeper.windows) == (2, 0)
-    assert_frame_equal(keeper.frame(), compute_rollups(keeper.raw), **_CLOSE)

@@ -5,19 +5,19 @@ metric shows it), never a recompute of the day up to now, and the rollups are th
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
+import msgspec
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 from storage import DuckDBStore, Ingestor, RollupQuery, SeriesQuery, Store, compute_rollups, open_store
-from testkit.mqtt import Publisher, ingest_settings, register, wait_until
+from testkit.mqtt import Publisher, ingest_settings, make_batch, register, wait_until
 from testkit.servers import MosquittoServer
 from tests.storage.conftest import influx_settings
 from tests.storage.test_ingestor import GA, MA, running
-from wire import MACHINE_STATES, SCHEMA_VERSION, Batch, Sample
+from wire import MACHINE_STATES, Batch, Sample
 
 pytestmark = pytest.mark.integration
 
@@ -27,15 +27,7 @@ ASSET = "a-0000beef"
 
 
 def _batch(samples: list[Sample]) -> Batch:
-    return Batch(
-        schema=SCHEMA_VERSION,
-        batch_id=uuid.uuid4().hex,
-        member=MA,
-        gateway=GA,
-        key_id="k1",
-        sent_ns=time.time_ns(),
-        samples=samples,
-    )
+    return msgspec.structs.replace(make_batch(MA, GA, 0), samples=samples)
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "influxdb1"])
